@@ -1,0 +1,31 @@
+# memeguard: the two commands a newcomer needs are `make run` and `make test`.
+# Every target installs what it needs first; nothing is installed by hand.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+ORT_DIR := .cache/onnxruntime/cpu
+
+.PHONY: run test onnxruntime onnxruntime-gpu setup-test clean-cache
+
+## run: build and start the server on its embedded defaults (http://127.0.0.1:8080)
+run: onnxruntime
+	$(CARGO) run --release -p memeguard -- serve
+
+## test: everything CI runs
+test: onnxruntime setup-test
+	$(CARGO) test --workspace --no-fail-fast
+
+## onnxruntime: ONNX Runtime 1.31.1 (CPU) from PyPI into .cache/onnxruntime/cpu
+onnxruntime:
+	@scripts/onnxruntime.sh cpu
+
+## onnxruntime-gpu: the CUDA 13 build and its libraries into .cache/onnxruntime/gpu
+onnxruntime-gpu:
+	@scripts/onnxruntime.sh gpu
+
+## setup-test: the test-only tools (Python onnx/numpy for reference checks)
+setup-test:
+	@scripts/setup-test.sh
+
+clean-cache:
+	rm -rf .cache

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the Rust toolchain, idempotently:
+# a Python virtualenv in .cache/venv with onnx (checker, reference evaluator) and numpy.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=$root/.cache/venv
+stamp=$venv/.memeguard-test-deps-1
+if [ ! -f "$stamp" ]; then
+  python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; python3 -m virtualenv "$venv"; }
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'onnx==1.23.2' 'numpy<3'
+  touch "$stamp"
+fi
