@@ -1,1 +1,14 @@
+//! memeguard's training backend: models built as ONNX graphs, differentiated by our
+//! own reverse-mode autodiff into training-step graphs of standard ONNX ops, trained
+//! with ONNX Runtime on CPU or CUDA, evaluated and exported as model packages.
+//!
+//! Dependencies point one way: `data` and `models` use the graph layer
+//! (`memeguard_onnx`); `autodiff` knows nothing of models; `optim` appends update
+//! nodes to a differentiated graph; `runtime` runs step graphs; `objectives` and
+//! `cli` put them together.
 
+pub mod autodiff;
+pub mod data;
+pub mod models;
+pub mod optim;
+pub mod runtime;

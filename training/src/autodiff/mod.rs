@@ -1,0 +1,1 @@
+//! Reverse-mode automatic differentiation of ONNX graphs into standard ONNX ops.

@@ -1,0 +1,1 @@
+//! Models as ONNX graphs: ResNet, ViT, the text transformer, heads and fusion classifiers.

@@ -1,0 +1,1 @@
+//! Optimizers as graph nodes (SGD, AdamW, clipping, accumulation) and schedules as pure functions.

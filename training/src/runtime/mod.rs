@@ -1,0 +1,1 @@
+//! Running training-step graphs in ONNX Runtime: parameter store, devices, checkpoints, export.
