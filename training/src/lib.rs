@@ -9,6 +9,8 @@
 
 pub mod autodiff;
 pub mod data;
+pub mod losses;
+pub mod graph_spec;
 pub mod models;
 pub mod optim;
 pub mod runtime;
