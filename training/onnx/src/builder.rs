@@ -231,6 +231,26 @@ impl GraphBuilder {
         outputs
     }
 
+    /// Like [`GraphBuilder::node`], but the node and its outputs are named from `base`
+    /// (for example `<forward node>_grad_mul`), so generated graphs stay readable.
+    pub fn node_named(
+        &mut self,
+        base: &str,
+        op_type: &str,
+        inputs: &[&str],
+        n_outputs: usize,
+        attrs: &[(&str, Attr)],
+    ) -> Vec<String> {
+        let node_name = self.unique(base);
+        let outputs: Vec<String> = if n_outputs == 1 {
+            vec![self.unique(&format!("{node_name}_out"))]
+        } else {
+            (0..n_outputs).map(|i| self.unique(&format!("{node_name}_out{i}"))).collect()
+        };
+        self.push_node(&node_name, op_type, inputs, &outputs, attrs);
+        outputs
+    }
+
     /// Appends a node with one output and returns that output's name.
     pub fn op(&mut self, op_type: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         self.node(op_type, inputs, 1, attrs).pop().expect("one output")
