@@ -265,6 +265,16 @@ impl GraphBuilder {
         self.push_node(&node_name, op_type, inputs, &outputs, attrs);
     }
 
+    /// Appends a node writing to names already reserved with [`GraphBuilder::unique`].
+    pub fn node_into(&mut self, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
+        for o in outputs {
+            assert!(o.is_empty() || self.used.contains(*o), "output `{o}` was not reserved with unique()");
+        }
+        let node_name = self.unique(&op_type.to_lowercase());
+        let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
+        self.push_node(&node_name, op_type, inputs, &outputs, attrs);
+    }
+
     fn push_node(&mut self, node_name: &str, op_type: &str, inputs: &[&str], outputs: &[String], attrs: &[(&str, Attr)]) {
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -280,6 +290,16 @@ impl GraphBuilder {
     /// Declares `value` (already produced by a node or an input) a graph output.
     pub fn output(&mut self, value: &str, dtype: DataType, dims: &[Dim]) {
         self.graph.output.push(value_info(value, dtype, dims));
+    }
+
+    /// Declares `value` a graph output with an element type but no shape (ONNX Runtime
+    /// accepts this; use [`GraphBuilder::output`] for graphs that `onnx.checker` must accept).
+    pub fn output_unshaped(&mut self, value: &str, dtype: DataType) {
+        let mut info = value_info(value, dtype, &[]);
+        if let Some(type_proto::Value::TensorType(t)) = info.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape = None;
+        }
+        self.graph.output.push(info);
     }
 
     /// Renames the value `from` to `to` through an `Identity` node and declares `to` an
