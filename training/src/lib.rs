@@ -9,6 +9,7 @@
 
 pub mod autodiff;
 pub mod data;
+pub mod eval;
 pub mod losses;
 pub mod graph_spec;
 pub mod models;
