@@ -1,0 +1,1 @@
+//! The model catalog behind `memeguard-train models`.
