@@ -13,5 +13,6 @@ pub mod eval;
 pub mod losses;
 pub mod graph_spec;
 pub mod models;
+pub mod objectives;
 pub mod optim;
 pub mod runtime;
