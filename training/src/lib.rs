@@ -15,4 +15,5 @@ pub mod graph_spec;
 pub mod models;
 pub mod objectives;
 pub mod optim;
+pub mod run;
 pub mod runtime;
