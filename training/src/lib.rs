@@ -15,5 +15,6 @@ pub mod graph_spec;
 pub mod models;
 pub mod objectives;
 pub mod optim;
+pub mod recipe;
 pub mod run;
 pub mod runtime;
