@@ -1,12 +1,12 @@
 //! What the training crate and the server share: ONNX Runtime setup, the model
 //! package format, and the one preprocessing implementation.
 //!
-//! - [`manifest`]: `manifest.json` (what a package is and how to feed it)
-//! - [`contract`]: the inputs and outputs every `model.onnx` declares
-//! - [`package`]: opening (validating) and writing package directories
-//! - [`tokenizer`], [`image`], [`resize`], [`preprocess`]: text and pixels -> model inputs
-//! - [`session`]: scoring a batch with a package in ONNX Runtime
-//! - [`placeholder`]: the untrained placeholder model used until a trained one exists
+//! - [`manifest`] — `manifest.json`: what a package is and how to feed it
+//! - [`contract`] — the inputs and outputs every `model.onnx` declares
+//! - [`package`] — opening (validating) and writing package directories
+//! - [`tokenizer`], [`image`], [`resize`], [`preprocess`] — text and pixels to model inputs
+//! - [`session`] — scoring a batch with a package in ONNX Runtime
+//! - [`placeholder`] — the untrained placeholder model used until a trained one exists
 
 pub mod contract;
 pub mod image;

@@ -77,11 +77,11 @@ static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 /// The places searched for the library, in order, when `ORT_DYLIB_PATH` is unset.
 pub fn candidate_paths() -> Vec<PathBuf> {
     let mut paths = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            paths.push(dir.join(ORT_LIB_NAME));
-            paths.push(dir.join("../lib").join(ORT_LIB_NAME));
-        }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        paths.push(dir.join(ORT_LIB_NAME));
+        paths.push(dir.join("../lib").join(ORT_LIB_NAME));
     }
     // The repository's cache folder, filled by scripts/onnxruntime.sh (GPU build first:
     // it also runs on CPU).

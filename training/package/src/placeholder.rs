@@ -90,7 +90,7 @@ pub fn placeholder_model(size: u32, max_length: usize, vocab_size: usize) -> Mod
     let ids = g.op("Clip", &[&ids, &lo, &hi], &[]);
     let table = g.initializer(
         "token_embedding",
-        &Tensor::f32(vec![vocab as i64, TEXT_DIM as i64], w.take(vocab * TEXT_DIM, 1.0)),
+        &Tensor::f32(vec![vocab as i64, TEXT_DIM as i64], w.take(vocab * TEXT_DIM, 2.0)),
     );
     let emb = g.op("Gather", &[&table, &ids], &[("axis", Attr::Int(0))]);
     let m = g.op("Cast", &[&mask], &[("to", Attr::Int(DataType::Float as i64))]);
