@@ -21,13 +21,16 @@ fn read_manifest(dir: &Path) -> Manifest {
     Manifest::parse(&std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap()).unwrap()
 }
 
-/// Replaces model.onnx and records its new sha256, as a careless hand edit would.
-fn replace_model(dir: &Path, model: &ModelProto) {
-    let bytes = encode_model(model);
+/// Replaces `file` and records its new sha256, as a careless hand edit would.
+fn replace_file(dir: &Path, file: &str, bytes: &[u8]) {
     let mut manifest = read_manifest(dir);
-    manifest.files.insert(MODEL_FILE.into(), sha256_hex(&bytes));
-    std::fs::write(dir.join(MODEL_FILE), bytes).unwrap();
+    manifest.files.insert(file.into(), sha256_hex(bytes));
+    std::fs::write(dir.join(file), bytes).unwrap();
     std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
+}
+
+fn replace_model(dir: &Path, model: &ModelProto) {
+    replace_file(dir, MODEL_FILE, &encode_model(model));
 }
 
 fn open_err(dir: &Path) -> (PackageError, String) {
@@ -165,10 +168,7 @@ fn a_missing_probability_output_and_a_broken_graph_are_refused() {
     assert!(matches!(err, PackageError::ModelInvalid { .. }), "{text}");
     assert!(text.contains("`nowhere`"), "{text}");
 
-    std::fs::write(dir.join(MODEL_FILE), b"not protobuf at all \xff\xff\xff").unwrap();
-    let mut manifest = read_manifest(&dir);
-    manifest.files.insert(MODEL_FILE.into(), sha256_hex(b"not protobuf at all \xff\xff\xff"));
-    std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
+    replace_file(&dir, MODEL_FILE, b"not protobuf at all \xff\xff\xff");
     let (err, text) = open_err(&dir);
     assert!(matches!(err, PackageError::ModelDecode { .. }), "{text}");
 }
@@ -222,11 +222,7 @@ fn a_malformed_manifest_is_refused() {
 fn a_bad_tokenizer_is_named() {
     let root = tempfile::tempdir().unwrap();
     let dir = valid(root.path());
-    let junk = b"{\"version\": \"1.0\"}";
-    std::fs::write(dir.join(TOKENIZER_FILE), junk).unwrap();
-    let mut manifest = read_manifest(&dir);
-    manifest.files.insert(TOKENIZER_FILE.into(), sha256_hex(junk));
-    std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
+    replace_file(&dir, TOKENIZER_FILE, b"{\"version\": \"1.0\"}");
     let (err, text) = open_err(&dir);
     assert!(matches!(err, PackageError::Tokenizer { .. }), "{text}");
     assert!(text.contains("tokenizer.json is not a valid Hugging Face tokenizers file"), "{text}");
