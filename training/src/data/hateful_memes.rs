@@ -12,6 +12,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use memeguard_package::{ImageLimits, decode_image};
 use serde_json::Value;
 
 use super::stats::TextStats;
@@ -321,7 +322,7 @@ fn check_image(path: &Path, check: ImageCheck) -> Result<(), Problem> {
             .map_err(|e| unreadable(e.to_string())),
         ImageCheck::Decode => {
             let bytes = fs::read(path).map_err(|e| unreadable(e.to_string()))?;
-            super::image_io::decode(&bytes).map(|_| ()).map_err(unreadable)
+            decode_image(&bytes, &ImageLimits::default()).map(|_| ()).map_err(|e| unreadable(e.to_string()))
         }
     }
 }

@@ -2,6 +2,7 @@
 //! square view of a fixed size. Steps are plain data (serde), so recipes can list them.
 
 use image::RgbImage;
+use memeguard_package::{ResizeRule, resize_for_model};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,9 @@ pub enum Op {
         size: u32,
         interpolation: Interpolation,
     },
+    /// The serving resize (`memeguard_package::resize_for_model` with the package's rule):
+    /// evaluation views use it so a model sees the same pixels in training and serving.
+    Model { size: u32, rule: ResizeRule },
     /// Resize so the shorter side is `size`, then take the centre `size`×`size` square.
     ResizeCenterCrop {
         size: u32,
@@ -74,9 +78,10 @@ impl Op {
     /// The side this step sets, if it sets one.
     fn output_size(&self) -> Option<u32> {
         match self {
-            Op::Resize { size, .. } | Op::ResizeCenterCrop { size, .. } | Op::RandomResizedCrop { size, .. } => {
-                Some(*size)
-            }
+            Op::Resize { size, .. }
+            | Op::Model { size, .. }
+            | Op::ResizeCenterCrop { size, .. }
+            | Op::RandomResizedCrop { size, .. } => Some(*size),
             _ => None,
         }
     }
@@ -86,6 +91,7 @@ impl Op {
     fn resample(&self, img: &RgbImage, rng: &mut DataRng) -> Option<RgbImage> {
         match self {
             Op::Resize { size, interpolation } => Some(resize(img, *size, *size, *interpolation)),
+            Op::Model { size, rule } => Some(resize_for_model(img, *size, *rule)),
             Op::ResizeCenterCrop { size, interpolation } => {
                 let (w, h) = img.dimensions();
                 let side = w.min(h) as f64;
@@ -109,7 +115,7 @@ impl Op {
     pub fn apply(&self, img: RgbImage, rng: &mut DataRng) -> RgbImage {
         let mut img = img;
         match self {
-            Op::Resize { .. } | Op::ResizeCenterCrop { .. } | Op::RandomResizedCrop { .. } => {
+            Op::Resize { .. } | Op::Model { .. } | Op::ResizeCenterCrop { .. } | Op::RandomResizedCrop { .. } => {
                 return self.resample(&img, rng).expect("sizing steps resample");
             }
             Op::HorizontalFlip { p } => {
@@ -167,7 +173,7 @@ fn chance(rng: &mut DataRng, p: f32) -> bool {
 /// Errors in a view definition.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ViewError {
-    #[error("view `{0}`: no step sets the size (add resize, resize_center_crop or random_resized_crop)")]
+    #[error("view `{0}`: no step sets the size (add resize, model, resize_center_crop or random_resized_crop)")]
     NoSize(String),
     #[error("view `{name}`: a step sets the size to {got} but the view is {want}")]
     SizeMismatch { name: String, want: u32, got: u32 },

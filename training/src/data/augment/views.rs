@@ -1,6 +1,7 @@
 //! Sets of views per sample, with the recipes of the methods we train: DINO multi-crop,
 //! CASS, CLIP, supervised finetuning and evaluation.
 
+use memeguard_package::ResizeRule;
 use serde::{Deserialize, Serialize};
 
 use super::color::ColorJitter;
@@ -146,9 +147,9 @@ impl Views {
         Views { views: vec![ViewPipeline { name: "finetune".into(), size, ops }] }
     }
 
-    /// No augmentation: the whole image resized to `size`×`size`.
-    pub fn eval(size: u32) -> Views {
-        let ops = vec![Op::Resize { size, interpolation: Interpolation::Bilinear }];
+    /// No augmentation: the package's resize, exactly what the server does.
+    pub fn eval(size: u32, rule: ResizeRule) -> Views {
+        let ops = vec![Op::Model { size, rule }];
         Views { views: vec![ViewPipeline { name: "eval".into(), size, ops }] }
     }
 }
@@ -161,7 +162,7 @@ mod tests {
     fn presets_are_valid_and_dino_has_two_global_and_n_local_views() {
         let dino = Views::dino(MultiCrop { local_crops: 6, ..MultiCrop::default() });
         assert_eq!(dino.sizes(), vec![224, 224, 96, 96, 96, 96, 96, 96]);
-        for views in [dino, Views::cass(384), Views::clip(224), Views::finetune(224), Views::eval(64)] {
+        for views in [dino, Views::cass(384), Views::clip(224), Views::finetune(224), Views::eval(64, ResizeRule::Letterbox)] {
             views.validate().unwrap();
         }
     }
