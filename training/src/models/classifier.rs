@@ -4,14 +4,14 @@
 //! are declared even when a modality is unused, so every classifier is a valid
 //! package model.
 
-use memeguard_onnx::{Dim, dims};
+use memeguard_onnx::{DataType, Dim, dims};
 use serde::{Deserialize, Serialize};
 
 use crate::graph_spec::{Mode, ModelGraph};
 use crate::models::ModelError;
 use crate::models::encoders::ImageEncoderConfig;
 use crate::models::fusion::{HeadConfig, concat_head, hate_clipper_head, single_modality_head};
-use crate::models::input::{BATCH, image_input, text_inputs};
+use crate::models::input::{BATCH, PIXEL_VALUES, image_input, text_inputs};
 use crate::models::net::{GraphOutput, Net, Weights};
 use crate::models::text::{TextConfig, text_encoder};
 
@@ -39,9 +39,18 @@ pub fn build_classifier(cfg: &ClassifierConfig, mode: Mode, weights: Weights) ->
         image.validate()?;
     }
     let mut net = Net::with_weights("classifier", mode, weights);
-    let pixels = image_input(&mut net, cfg.image.as_ref().map_or(224, |c| c.image_size()));
+    let image = match &cfg.image {
+        Some(c) => {
+            let pixels = image_input(&mut net, c.image_size());
+            Some((c.build(&mut net, IMAGE_PREFIX, &pixels), c.feature_dim()))
+        }
+        None => {
+            // Declared for the package contract only: any size, never read.
+            net.b.input(PIXEL_VALUES, DataType::Uint8, &dims![BATCH, "height", "width", 3]);
+            None
+        }
+    };
     let (ids, mask) = text_inputs(&mut net);
-    let image = cfg.image.as_ref().map(|c| (c.build(&mut net, IMAGE_PREFIX, &pixels), c.feature_dim()));
     let text = cfg.text.as_ref().map(|c| (text_encoder(&mut net, c, TEXT_PREFIX, &ids, &mask), c.feature_dim()));
 
     let logits = match (&image, &text, &cfg.head) {

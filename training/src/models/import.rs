@@ -60,66 +60,10 @@ const NON_DIFFERENTIABLE: &[&str] = &[
     "ConstantOfShape",
 ];
 
-/// Placeholder for the autodiff's registry: the op types issue 3 requires gradient
-/// rules for. Replace the body of [`has_gradient_rule`] with
-/// `crate::autodiff::has_rule` when the autodiff lands; nothing else uses this list.
-const PLACEHOLDER_RULES: &[&str] = &[
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Neg",
-    "Pow",
-    "Sqrt",
-    "Reciprocal",
-    "Exp",
-    "Log",
-    "Tanh",
-    "Sigmoid",
-    "Erf",
-    "Relu",
-    "LeakyRelu",
-    "Gelu",
-    "Softmax",
-    "LogSoftmax",
-    "MatMul",
-    "Gemm",
-    "Conv",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "BatchNormalization",
-    "LayerNormalization",
-    "Dropout",
-    "ReduceSum",
-    "ReduceMean",
-    "ReduceMax",
-    "ReduceL2",
-    "Reshape",
-    "Flatten",
-    "Transpose",
-    "Squeeze",
-    "Unsqueeze",
-    "Concat",
-    "Split",
-    "Slice",
-    "Gather",
-    "Expand",
-    "Tile",
-    "Where",
-    "Identity",
-    "Cast",
-    "Clip",
-    "Abs",
-    "Min",
-    "Max",
-    "Pad",
-];
-
-/// Whether the autodiff can differentiate through `op_type`. The one place import
-/// asks this; see [`PLACEHOLDER_RULES`].
+/// Whether the autodiff can differentiate through `op_type`: the one place import
+/// asks this.
 pub fn has_gradient_rule(op_type: &str) -> bool {
-    PLACEHOLDER_RULES.contains(&op_type)
+    crate::autodiff::has_rule(op_type)
 }
 
 /// Why an encoder cannot be imported or attached.
