@@ -2,6 +2,7 @@
 //! stream of batches with schedules, progress, checkpoints and Ctrl-C handling, and
 //! record everything in a run directory. Readable top to bottom: [`train`].
 
+pub mod feed;
 mod interrupt;
 pub mod run_dir;
 
