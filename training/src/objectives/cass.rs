@@ -5,7 +5,7 @@
 use memeguard_onnx::dims;
 use serde::{Deserialize, Serialize};
 
-use super::{Feeds, Objective, LOSS};
+use super::{loss_error, Feeds, Objective, LOSS};
 use crate::graph_spec::Mode;
 use crate::losses;
 use crate::models::encoders::ImageEncoderConfig;
@@ -41,7 +41,7 @@ pub fn build(cfg: &CassConfig, seed: u64) -> Result<Objective, ModelError> {
     let b = cfg.vit.build(&mut net, "vit", &pixels);
     let za = projection_head(&mut net, "cnn_projection", &a, cfg.cnn.feature_dim(), cfg.projection_dim, cfg.dropout);
     let zb = projection_head(&mut net, "vit_projection", &b, cfg.vit.feature_dim(), cfg.projection_dim, cfg.dropout);
-    let loss = losses::cosine_loss(&mut net.b, &za, &zb);
+    let loss = losses::cosine_loss(&mut net.b, &za, &zb, losses::DEFAULT_COSINE_EPS).map_err(loss_error)?;
     let graph = net.finish(&[GraphOutput::f32(&loss, LOSS, dims![])]);
     Ok(Objective { graph, feeds: Feeds::Image, ema: vec![], method: "cass" })
 }

@@ -8,7 +8,7 @@
 use memeguard_onnx::{dims, Attr};
 use serde::{Deserialize, Serialize};
 
-use super::{Feeds, Objective, LOSS};
+use super::{loss_error, Feeds, Objective, LOSS};
 use crate::graph_spec::Mode;
 use crate::losses;
 use crate::models::encoders::ImageEncoderConfig;
@@ -62,7 +62,7 @@ pub fn build(cfg: &CassMmConfig, seed: u64) -> Result<Objective, ModelError> {
             cfg.fusion_dim,
         ));
     }
-    let loss = losses::cosine_loss(&mut net.b, &fused[0], &fused[1]);
+    let loss = losses::cosine_loss(&mut net.b, &fused[0], &fused[1], losses::DEFAULT_COSINE_EPS).map_err(loss_error)?;
     let graph = net.finish(&[GraphOutput::f32(&loss, LOSS, dims![])]);
     Ok(Objective { graph, feeds: Feeds::ImageText, ema: vec![], method: "cass-mm" })
 }

@@ -4,7 +4,7 @@
 
 use memeguard_onnx::{dims, DataType};
 
-use super::{Feeds, Objective, LOSS};
+use super::{loss_error, Feeds, Objective, LOSS};
 use crate::graph_spec::Mode;
 use crate::losses;
 use crate::models::classifier::{build_classifier, ClassifierConfig};
@@ -19,7 +19,7 @@ pub fn build(cfg: &ClassifierConfig, seed: u64) -> Result<Objective, ModelError>
     let mut graph = build_classifier(cfg, Mode::Train, Weights::Random { seed })?;
     let mut b = memeguard_onnx::GraphBuilder::from_model(&graph.model);
     let labels = b.input(LABELS, DataType::Float, &dims!["batch"]);
-    let loss = losses::bce_with_logits(&mut b, "logits", &labels);
+    let loss = losses::bce_with_logits(&mut b, "logits", &labels, None).map_err(loss_error)?;
     b.named_output(&loss, LOSS, DataType::Float, &dims![]);
     graph.model = b.build();
     Ok(Objective { graph, feeds: Feeds::Labelled, ema: vec![], method: "finetune" })

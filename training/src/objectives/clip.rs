@@ -5,7 +5,7 @@
 use memeguard_onnx::{dims, Attr, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{Feeds, Objective, LOSS};
+use super::{loss_error, Feeds, Objective, LOSS};
 use crate::graph_spec::Mode;
 use crate::losses;
 use crate::models::encoders::ImageEncoderConfig;
@@ -64,8 +64,8 @@ pub fn build(cfg: &ClipConfig, seed: u64) -> Result<Objective, ModelError> {
     let step = net.b.constant("clip_step", Tensor::scalar_i64(1));
     let labels = net.b.op("Range", &[&start, &n, &step], &[]);
 
-    let li = losses::cross_entropy(&mut net.b, &logits_per_image, &labels);
-    let lt = losses::cross_entropy(&mut net.b, &logits_per_text, &labels);
+    let li = losses::cross_entropy(&mut net.b, &logits_per_image, &labels).map_err(loss_error)?;
+    let lt = losses::cross_entropy(&mut net.b, &logits_per_text, &labels).map_err(loss_error)?;
     let sum = net.b.op("Add", &[&li, &lt], &[]);
     let half = net.scalar_f32("clip_half", 0.5);
     let loss = net.b.op("Mul", &[&sum, &half], &[]);

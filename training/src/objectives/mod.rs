@@ -48,3 +48,8 @@ pub struct Objective {
     /// The method's name for reports (`clip`, `dino`, ...).
     pub method: &'static str,
 }
+
+/// Loss-building errors surface as model configuration errors.
+pub(crate) fn loss_error(e: crate::losses::LossError) -> crate::models::ModelError {
+    crate::models::ModelError::Config(format!("building the loss: {e}"))
+}
