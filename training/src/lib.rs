@@ -14,6 +14,7 @@ pub mod losses;
 pub mod graph_spec;
 pub mod models;
 pub mod objectives;
+pub mod pipeline;
 pub mod optim;
 pub mod recipe;
 pub mod run;

@@ -179,13 +179,18 @@ pub fn prepare(objective: &Objective, cfg: &TrainConfig, opts: &RunOptions) -> R
     Ok(trainer)
 }
 
-/// Trains `objective` on `data` for `cfg.epochs` epochs, logging into `run` (when given).
+/// Called after each epoch with the trainer; returns false to stop early.
+pub type EpochHook<'a> = &'a mut dyn FnMut(u64, &mut Trainer) -> Result<bool, RunError>;
+
+/// Trains `objective` on `data` for `cfg.epochs` epochs, logging into `run` (when given)
+/// and calling `on_epoch` after every epoch.
 pub fn train(
     objective: &Objective,
     data: &mut dyn BatchSource,
     cfg: &TrainConfig,
     opts: &RunOptions,
     mut run: Option<&mut RunDir>,
+    mut on_epoch: Option<EpochHook<'_>>,
 ) -> Result<Trained, RunError> {
     let mut trainer = prepare(objective, cfg, opts)?;
     let mut initialised = Vec::new();
@@ -266,6 +271,11 @@ pub fn train(
         if let Some(r) = run.as_deref_mut() {
             save(&trainer, &r.checkpoint_path(), &log)?;
             r.write_log(&log)?;
+        }
+        if let Some(hook) = on_epoch.as_mut() {
+            if !hook(epoch, &mut trainer)? {
+                break;
+            }
         }
     }
     bar.finish_with_message(format!("done in {:.1}s", started.elapsed().as_secs_f64()));
