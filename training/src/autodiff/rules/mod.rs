@@ -5,10 +5,14 @@ use std::collections::HashMap;
 use super::Rule;
 
 pub mod activation;
+pub mod conv;
 pub mod elementwise;
 pub mod matmul;
 pub mod nondiff;
+pub mod norm;
+pub mod pool;
 pub mod reduce;
+mod window;
 
 /// Registers every rule.
 pub(crate) fn register_all(map: &mut HashMap<&'static str, Rule>) {
@@ -17,4 +21,7 @@ pub(crate) fn register_all(map: &mut HashMap<&'static str, Rule>) {
     matmul::register(map);
     nondiff::register(map);
     reduce::register(map);
+    conv::register(map);
+    pool::register(map);
+    norm::register(map);
 }
