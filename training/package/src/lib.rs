@@ -4,3 +4,4 @@
 pub mod onnxruntime;
 
 pub use onnxruntime::{Device, RuntimeError, SessionOptions};
+pub mod tensor_value;
