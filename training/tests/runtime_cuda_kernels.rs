@@ -8,7 +8,10 @@ mod optim_fixtures;
 use std::collections::BTreeMap;
 
 use memeguard_onnx::proto::ModelProto;
-use memeguard_training::optim::{EmaPair, OptimizerConfig, OptimizerKind, build_ema_graph, build_step_graph, ops_used};
+use memeguard_training::autodiff::Options;
+use memeguard_training::optim::{
+    EmaPair, OptimizerConfig, OptimizerKind, build_ema_graph, build_step_graph, differentiate_step, ops_used,
+};
 use memeguard_training::runtime::CudaKernelTable;
 
 /// The training graphs whose ops must run on CUDA. Models and objectives add their step
@@ -29,6 +32,9 @@ fn training_graphs() -> Vec<(String, ModelProto)> {
             graphs.push((format!("{name} {config:?}"), step.graph.model));
         }
     }
+    let (classifier, loss) = optim_fixtures::mlp_classifier(4, 8, 3);
+    let step = differentiate_step(&classifier, &loss, &OptimizerConfig::default(), &Options::default()).unwrap();
+    graphs.push(("mlp classifier (autodiff)".into(), step.graph.model));
     let ema = build_ema_graph(&[EmaPair { teacher: "t".into(), student: "s".into(), dims: vec![2, 2] }]).unwrap();
     graphs.push(("ema".into(), ema.model));
     graphs
