@@ -165,7 +165,8 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
     let single = match op {
         "Identity" | "Neg" | "Abs" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Tanh" | "Sigmoid" | "Erf" | "Relu"
         | "LeakyRelu" | "Gelu" | "Softmax" | "LogSoftmax" | "Clip" | "Sign" | "Floor" | "Ceil" | "Round" | "Sin"
-        | "Cos" | "Elu" | "Softplus" | "HardSigmoid" | "IsNaN" | "LpNormalization" | "CumSum" | "Trilu" => {
+        | "Cos" | "Elu" | "Softplus" | "HardSigmoid" | "IsNaN" | "LpNormalization" | "CumSum" | "Trilu"
+        | "ScatterElements" | "ScatterND" => {
             let mut t = same(dims0.clone());
             if op == "IsNaN" {
                 t.as_mut().expect("set").dtype = DataType::Bool;
@@ -251,6 +252,11 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
         }
         "Reshape" => {
             let target = node.input.get(1).and_then(|n| map.const_i64s(n));
+            if target.is_none() {
+                // A shape computed at run time: its length is the output's rank.
+                let rank = input(1).and_then(|t| t.known_dims()).and_then(|d| d.first().copied());
+                return pad_outputs(vec![same(rank.map(|r| vec![unknown(); r as usize]))], n_out);
+            }
             let dims = target.map(|t| {
                 let allow_zero = attr_int(node, "allowzero", 0) != 0;
                 let mut d: Vec<Dim> = t
@@ -415,10 +421,13 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                     }
                     Some(out)
                 }
+                // Indices fed at run time: the rank is kept, the sizes are unknown.
+                (Some(d), _, _) => Some(vec![unknown(); d.len()]),
                 _ => None,
             };
             same(dims)
         }
+        "GatherElements" => same(input(1).and_then(|t| t.dims.clone())),
         "Gather" => {
             let idx = input(1).and_then(|t| t.dims.clone());
             let dims = match (dims0.as_ref(), idx) {
@@ -531,7 +540,7 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             return pad_outputs(v, n_out);
         }
         "Split" => {
-            let Some(d) = dims0.as_ref() else { return out };
+            let Some(d) = dims0.as_ref() else { return vec![same(None); n_out] };
             let axis = norm_axis(attr_int(node, "axis", 0), d.len());
             let sizes = node.input.get(1).filter(|s| !s.is_empty()).and_then(|n| map.const_i64s(n)).or_else(|| {
                 if let Dim::Known(n) = d[axis] {
@@ -551,6 +560,19 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
         }
         "Pad" => {
             let pads = node.input.get(1).and_then(|n| map.const_i64s(n));
+            // With an `axes` input (opset 18), spread the pads over all axes first.
+            let pads = match (pads, node.input.get(3).filter(|s| !s.is_empty()), rank0) {
+                (Some(p), Some(axes), Some(r)) => map.const_i64s(axes).filter(|a| p.len() == 2 * a.len()).map(|axes| {
+                    let mut full = vec![0; 2 * r];
+                    for (k, &a) in axes.iter().enumerate() {
+                        let a = norm_axis(a, r);
+                        full[a] = p[k];
+                        full[a + r] = p[k + axes.len()];
+                    }
+                    full
+                }),
+                (pads, _, _) => pads,
+            };
             let dims = match (dims0.as_ref(), pads) {
                 (Some(d), Some(p)) if p.len() == 2 * d.len() => Some(
                     d.iter()
@@ -562,6 +584,8 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                         })
                         .collect(),
                 ),
+                // Pads fed at run time: the rank is kept, the sizes are unknown.
+                (Some(d), _) => Some(vec![unknown(); d.len()]),
                 _ => None,
             };
             same(dims)

@@ -5,10 +5,14 @@ use std::collections::HashMap;
 use super::Rule;
 
 pub mod activation;
+pub mod dropout;
 pub mod elementwise;
+pub mod indexing;
 pub mod matmul;
 pub mod nondiff;
 pub mod reduce;
+pub mod shape_ops;
+pub mod slice_pad;
 
 /// Registers every rule.
 pub(crate) fn register_all(map: &mut HashMap<&'static str, Rule>) {
@@ -17,4 +21,8 @@ pub(crate) fn register_all(map: &mut HashMap<&'static str, Rule>) {
     matmul::register(map);
     nondiff::register(map);
     reduce::register(map);
+    shape_ops::register(map);
+    slice_pad::register(map);
+    indexing::register(map);
+    dropout::register(map);
 }
