@@ -16,7 +16,9 @@ pub use clip::GRAD_NORM;
 pub use config::{OptimizerConfig, OptimizerKind};
 pub use ema::{EmaPair, build_ema_graph};
 pub use state_graph::{ScalarInput, StateGraph, StateIo};
-pub use step_graph::{NEXT_SUFFIX, StateRole, StateSlot, StepGraph, TrainingGraph, build_step_graph, ops_used};
+pub use step_graph::{
+    NEXT_SUFFIX, StateRole, StateSlot, StepGraph, TrainingGraph, build_step_graph, differentiate_step, ops_used,
+};
 
 /// Errors building step or EMA graphs.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub enum OptimError {
     UnsupportedType { name: String, dtype: String },
     #[error("the step graph needs the name `{name}`, which the graph already uses")]
     NameClash { name: String },
+    #[error(transparent)]
+    Autodiff(#[from] crate::autodiff::AutodiffError),
     #[error("invalid optimizer setup: {0}")]
     InvalidConfig(String),
     #[error("the generated graph is invalid (a bug in the optimizer builder): {0}")]

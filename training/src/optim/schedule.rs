@@ -9,12 +9,15 @@
 use serde::{Deserialize, Serialize};
 
 /// Linear ramp from `start` to `end` over `warmup_steps` steps: `start` at step 0, `end` at
-/// step `warmup_steps - 1` (as `np.linspace`), `end` after that.
+/// step `warmup_steps - 1` (as `np.linspace`, so a one-step warm-up is just `start`), `end`
+/// after that.
 pub fn linear_warmup(step: u64, warmup_steps: u64, start: f64, end: f64) -> f64 {
-    if step + 1 >= warmup_steps {
+    if step >= warmup_steps {
         return end;
     }
-    // warmup_steps >= 2 here, so the denominator is positive.
+    if warmup_steps == 1 {
+        return start;
+    }
     start + (end - start) * step as f64 / (warmup_steps - 1) as f64
 }
 
@@ -106,8 +109,9 @@ mod tests {
         // np.linspace(0, 1, 5) = [0, .25, .5, .75, 1]
         let got: Vec<f64> = (0..6).map(|s| linear_warmup(s, 5, 0.0, 1.0)).collect();
         assert_eq!(got, vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.0]);
-        // np.linspace(a, b, 1) = [a] ... and the ramp is then over: the end value follows.
-        assert_eq!(linear_warmup(0, 1, 0.3, 1.0), 1.0);
+        // np.linspace(a, b, 1) = [a]; after the ramp (or without one) the end value holds.
+        assert_eq!(linear_warmup(0, 1, 0.3, 1.0), 0.3);
+        assert_eq!(linear_warmup(1, 1, 0.3, 1.0), 1.0);
         assert_eq!(linear_warmup(0, 0, 0.3, 1.0), 1.0);
     }
 

@@ -13,7 +13,8 @@ use super::config::OptimizerConfig;
 use super::state_graph::{ScalarInput, StateGraph, StateIo};
 use super::update::{adam_shared, emit_update, group_scalars};
 use super::{OptimError, OptimizerKind};
-use crate::graph_spec::{Buffer, Param};
+use crate::autodiff;
+use crate::graph_spec::{Buffer, ModelGraph, Param};
 
 /// Suffix of the graph output holding a state value's next value.
 pub const NEXT_SUFFIX: &str = ".next";
@@ -146,6 +147,26 @@ fn scalar_input(b: &mut GraphBuilder, scalars: &mut Vec<ScalarInput>, kind: Scal
         scalars.push(kind);
     }
     Ok(name)
+}
+
+/// Differentiates `loss` (a value of `model.model`, appended by the objective) with respect
+/// to the model's trainable parameters and builds the step graph: the usual entry point.
+/// `options` passes stop-gradient values to autodiff.
+pub fn differentiate_step(
+    model: &ModelGraph,
+    loss: &str,
+    config: &OptimizerConfig,
+    options: &autodiff::Options,
+) -> Result<StepGraph, OptimError> {
+    let differentiated = autodiff::differentiate_with(&model.model, loss, &model.trainable(), options)?;
+    let training = TrainingGraph {
+        model: &differentiated.model,
+        loss,
+        grads: &differentiated.grads,
+        params: &model.params,
+        buffers: &model.buffers,
+    };
+    build_step_graph(&training, config)
 }
 
 /// Builds the training-step graph for `training` with `config`.

@@ -2,24 +2,18 @@
 //! on the CPU or a CUDA device.
 
 use memeguard_onnx::{Tensor, TensorData};
+use memeguard_package::Device;
+use memeguard_package::tensor_value::{from_value, to_value};
 use ort::memory::{AllocationDevice, Allocator};
-use ort::value::{DynTensor, PrimitiveTensorElementType, TensorElementType, ValueType};
+use ort::value::{DynTensor, DynTensorValueType, DynValue, PrimitiveTensorElementType, TensorElementType, ValueType};
 
 use super::RuntimeError;
-use memeguard_package::Device;
 
-/// An owned host tensor as an ONNX Runtime value in CPU memory (the data moves, no copy).
-/// Good for inputs; not for outputs (ONNX Runtime cannot write into Rust-owned memory).
-pub fn into_ort(tensor: Tensor) -> Result<DynTensor, RuntimeError> {
-    let dims = tensor.dims;
-    Ok(match tensor.data {
-        TensorData::F32(v) => ort::value::Tensor::from_array((dims, v))?.upcast(),
-        TensorData::F64(v) => ort::value::Tensor::from_array((dims, v))?.upcast(),
-        TensorData::I64(v) => ort::value::Tensor::from_array((dims, v))?.upcast(),
-        TensorData::I32(v) => ort::value::Tensor::from_array((dims, v))?.upcast(),
-        TensorData::U8(v) => ort::value::Tensor::from_array((dims, v))?.upcast(),
-        TensorData::Bool(v) => ort::value::Tensor::from_array((dims, v))?.upcast(),
-    })
+/// A host tensor as an ONNX Runtime value in CPU memory (through the shared bridge
+/// [`memeguard_package::tensor_value`]). Good for inputs; not for outputs (ONNX Runtime
+/// cannot write into Rust-owned memory).
+pub fn to_ort(tensor: &Tensor) -> Result<DynValue, RuntimeError> {
+    Ok(to_value(tensor)?)
 }
 
 /// The element type of a host tensor, as ONNX Runtime names it.
@@ -59,7 +53,10 @@ pub fn upload(tensor: &Tensor, device: Device, allocator: &Allocator) -> Result<
             }
             Ok(value)
         }
-        Device::Cuda(id) => Ok(into_ort(tensor.clone())?.to(AllocationDevice::CUDA, id)?),
+        Device::Cuda(id) => {
+            let host = to_ort(tensor)?.downcast::<DynTensorValueType>()?;
+            Ok(host.to(AllocationDevice::CUDA, id)?)
+        }
     }
 }
 
@@ -71,10 +68,6 @@ pub fn allocate_like(like: &DynTensor, allocator: &Allocator) -> Result<DynTenso
     Ok(DynTensor::new(allocator, *ty, shape.clone())?)
 }
 
-fn extract<T: PrimitiveTensorElementType + Clone>(value: &DynTensor) -> Result<Vec<T>, RuntimeError> {
-    Ok(value.try_extract_tensor::<T>()?.1.to_vec())
-}
-
 /// A host copy of `value` (copied off the device first when it lives on one).
 pub fn download(value: &DynTensor) -> Result<Tensor, RuntimeError> {
     let host;
@@ -84,18 +77,5 @@ pub fn download(value: &DynTensor) -> Result<Tensor, RuntimeError> {
         host = value.to(AllocationDevice::CPU, 0)?;
         &host
     };
-    let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
-        return Err(RuntimeError::Invalid("only tensors can be read back".into()));
-    };
-    let dims: Vec<i64> = shape.iter().copied().collect();
-    let data = match ty {
-        TensorElementType::Float32 => TensorData::F32(extract(value)?),
-        TensorElementType::Float64 => TensorData::F64(extract(value)?),
-        TensorElementType::Int64 => TensorData::I64(extract(value)?),
-        TensorElementType::Int32 => TensorData::I32(extract(value)?),
-        TensorElementType::Uint8 => TensorData::U8(extract(value)?),
-        TensorElementType::Bool => TensorData::Bool(extract(value)?),
-        other => return Err(RuntimeError::Invalid(format!("element type {other:?} cannot be read back"))),
-    };
-    Ok(Tensor { dims, data })
+    Ok(from_value(&value.view().into_dyn(), "state")?)
 }

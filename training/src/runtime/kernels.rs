@@ -60,6 +60,14 @@ impl CudaKernelTable {
                 && k.until.is_none_or(|u| since_version <= u)
         })
     }
+
+    /// The ops of `ops` (op, schema since-version) without a default-domain CUDA kernel.
+    pub fn missing<'a>(&self, ops: impl IntoIterator<Item = (&'a str, i64)>) -> Vec<String> {
+        ops.into_iter()
+            .filter(|(op, v)| !self.has_onnx_kernel(op, *v))
+            .map(|(op, v)| format!("{op} (version {v})"))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub enum RuntimeError {
     Ort(#[from] ort::Error),
     #[error(transparent)]
     Optim(#[from] crate::optim::OptimError),
+    #[error(transparent)]
+    Value(#[from] memeguard_package::tensor_value::ValueError),
     #[error("no state value is called `{0}`")]
     UnknownState(String),
     #[error("`{name}` is {expected}, but the new value is {got}")]

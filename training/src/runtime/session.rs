@@ -11,7 +11,7 @@ use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
 
 use super::RuntimeError;
-use super::host::{download, into_ort};
+use super::host::{download, to_ort};
 use super::store::StateStore;
 use crate::optim::StateGraph;
 
@@ -63,7 +63,7 @@ impl StateSession {
             }
         }
         for (name, tensor) in feeds {
-            let value = into_ort(tensor)?;
+            let value = to_ort(&tensor)?;
             self.binding.bind_input(name, &value)?;
         }
         for name in fetch {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
-use memeguard_training::graph_spec::{Buffer, Param};
+use memeguard_training::graph_spec::{Buffer, ModelGraph, Param};
 use memeguard_training::optim::TrainingGraph;
 
 /// A forward graph with loss and gradient nodes, plus its parameter and buffer lists.
@@ -165,4 +165,42 @@ pub fn mlp(d: usize, hidden: usize, seed: u64) -> Fixture {
         ],
         buffers: Vec::new(),
     }
+}
+
+/// A classifier: logits = relu(x·w1 + b1)·w2 + b2; loss = −mean(Σ onehot · log_softmax(logits)).
+/// Its forward graph has no gradient nodes: autodiff differentiates it.
+pub fn mlp_classifier(d: usize, hidden: usize, classes: usize) -> (ModelGraph, String) {
+    let c = classes;
+    let mut g = GraphBuilder::new("mlp_classifier");
+    let x = g.input("x", DataType::Float, &dims!["batch", d as i64]);
+    let onehot = g.input("onehot", DataType::Float, &dims!["batch", c as i64]);
+    let s1 = 1.0 / (d as f32).sqrt();
+    let s2 = 1.0 / (hidden as f32).sqrt();
+    let w1 = g.initializer(
+        "w1",
+        &Tensor::f32(vec![d as i64, hidden as i64], values(1, d * hidden).iter().map(|v| v * s1).collect()),
+    );
+    let b1 = g.initializer("b1", &Tensor::f32(vec![hidden as i64], vec![0.0; hidden]));
+    let w2 = g.initializer(
+        "w2",
+        &Tensor::f32(vec![hidden as i64, c as i64], values(2, hidden * c).iter().map(|v| v * s2).collect()),
+    );
+    let b2 = g.initializer("b2", &Tensor::f32(vec![c as i64], vec![0.0; c]));
+    let h = g.op("MatMul", &[&x, &w1], &[]);
+    let h = g.op("Add", &[&h, &b1], &[]);
+    let h = g.op("Relu", &[&h], &[]);
+    let logits = g.op("Gemm", &[&h, &w2, &b2], &[]);
+    let logp = g.op("LogSoftmax", &[&logits], &[("axis", Attr::Int(-1))]);
+    let picked = g.op("Mul", &[&onehot, &logp], &[]);
+    let axes = g.const_i64s("axes", &[1]);
+    let per_row = g.op("ReduceSum", &[&picked, &axes], &[("keepdims", Attr::Int(0))]);
+    let mean = g.op("ReduceMean", &[&per_row], &[("keepdims", Attr::Int(0))]);
+    let loss = g.op("Neg", &[&mean], &[]);
+    let params = vec![
+        param("w1", true, "body"),
+        param("b1", false, "body"),
+        param("w2", true, "head"),
+        param("b2", false, "head"),
+    ];
+    (ModelGraph { model: g.build(), params, buffers: Vec::new() }, loss)
 }
