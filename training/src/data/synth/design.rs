@@ -115,7 +115,7 @@ impl PlannedMeme {
 impl Design {
     /// A design with `k` subjects and `k` topics (`k` even, 2..=6).
     pub fn new(k: usize) -> Result<Self, BadConceptCount> {
-        if k < 2 || k > MAX_CONCEPTS || k % 2 != 0 {
+        if !(2..=MAX_CONCEPTS).contains(&k) || !k.is_multiple_of(2) {
             return Err(BadConceptCount(k));
         }
         Ok(Design { k })
