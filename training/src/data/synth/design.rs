@@ -8,8 +8,9 @@
 //!
 //! - each subject is hateful with half the topics and each topic with half the
 //!   subjects: with all cells equally frequent, the label rate given the image concept
-//!   alone, or given the text alone, is 0.5 (image-only and text-only models stay at
-//!   chance), the situation of Hateful Memes' "benign confounders";
+//!   alone, or given the text alone, is 0.5 (text-only models, and image-only models
+//!   that do not read the caption drawn on the picture, stay at chance), the situation
+//!   of Hateful Memes' "benign confounders";
 //! - the pair decides the label exactly, so a model that combines both can reach
 //!   AUROC 1.
 //!
