@@ -102,16 +102,19 @@ pub fn vit(net: &mut Net, cfg: &VitConfig, prefix: &str, pixels: &str) -> String
     let x = net.b.op("Reshape", &[&x, &flat], &[]);
     let tokens = net.b.op("Transpose", &[&x], &[("perm", Attr::Ints(vec![0, 2, 1]))]);
 
-    // The class token [1, 1, D], expanded to [N, 1, D] and put first.
+    // Prepend the class token: a zero row in front of the patch tokens, plus the class
+    // token padded to the whole sequence ([cls; 0; ...; 0]) and the position
+    // embeddings. The same as concatenating an expanded class token, but every shape
+    // stays static (no batch-sized Expand), so shape inference knows them all.
+    let t = cfg.tokens() as i64;
     let cls = net.param(&format!("{prefix}.cls_token"), &[1, 1, d], Init::Normal { std: 1e-6 }, false);
-    let shape = net.b.op("Shape", &[&tokens], &[("start", Attr::Int(0)), ("end", Attr::Int(1))]);
-    let ones = net.b.constant("ones_2", Tensor::vec_i64(&[1, 1]));
-    let expand_shape = net.b.op("Concat", &[&shape, &ones], &[("axis", Attr::Int(0))]);
-    let cls = net.b.op("Expand", &[&cls, &expand_shape], &[]);
-    let x = net.b.op("Concat", &[&cls, &tokens], &[("axis", Attr::Int(1))]);
-
-    let pos = net.param(&format!("{prefix}.pos_embed"), &[1, cfg.tokens() as i64, d], Init::TRUNC_002, false);
-    let x = net.b.op("Add", &[&x, &pos], &[]);
+    let front = net.const_i64s("pad_front", &[0, 1, 0, 0, 0, 0]);
+    let tokens = net.b.op("Pad", &[&tokens, &front], &[]);
+    let back = net.const_i64s("pad_back", &[0, 0, 0, 0, t - 1, 0]);
+    let cls = net.b.op("Pad", &[&cls, &back], &[]);
+    let pos = net.param(&format!("{prefix}.pos_embed"), &[1, t, d], Init::TRUNC_002, false);
+    let start = net.b.op("Add", &[&cls, &pos], &[]);
+    let x = net.b.op("Add", &[&tokens, &start], &[]);
     let mut x = dropout(net, &x, cfg.dropout);
     let shape = cfg.block_shape();
     for i in 0..cfg.depth {
