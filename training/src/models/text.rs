@@ -71,13 +71,7 @@ impl TextConfig {
         self.dim
     }
     fn block_shape(&self) -> BlockShape {
-        BlockShape {
-            dim: self.dim,
-            heads: self.heads,
-            mlp_hidden: self.dim * self.mlp_ratio,
-            eps: self.eps,
-            dropout: self.dropout,
-        }
+        BlockShape::new(self.dim, self.heads, self.mlp_ratio, self.eps, self.dropout)
     }
 }
 

@@ -68,13 +68,7 @@ impl VitConfig {
         self.dim
     }
     fn block_shape(&self) -> BlockShape {
-        BlockShape {
-            dim: self.dim,
-            heads: self.heads,
-            mlp_hidden: self.dim * self.mlp_ratio,
-            eps: self.eps,
-            dropout: self.dropout,
-        }
+        BlockShape::new(self.dim, self.heads, self.mlp_ratio, self.eps, self.dropout)
     }
 }
 
@@ -92,7 +86,11 @@ pub fn vit(net: &mut Net, cfg: &VitConfig, prefix: &str, pixels: &str) -> String
 /// [`Net::set_weight_sharing`], one ViT can run on several input sizes in one graph.
 pub fn vit_at_input_size(net: &mut Net, cfg: &VitConfig, prefix: &str, pixels: &str, input_size: usize) -> String {
     for size in [cfg.image_size, input_size] {
-        assert!(size % cfg.patch_size == 0, "image size {size} is not a multiple of the patch size {}", cfg.patch_size);
+        assert!(
+            size.is_multiple_of(cfg.patch_size),
+            "image size {size} is not a multiple of the patch size {}",
+            cfg.patch_size
+        );
     }
     let d = cfg.dim as i64;
     let patch = Conv2d {
