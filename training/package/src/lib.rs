@@ -17,6 +17,7 @@ pub mod placeholder;
 pub mod preprocess;
 pub mod resize;
 pub mod session;
+pub mod tensor_value;
 pub mod tokenizer;
 pub mod wordpiece;
 
