@@ -186,6 +186,7 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
     };
     if let Some(r) = run_dir {
         r.write_json("metrics.json", &report)?;
+        r.write_json("data.json", &data.summary())?;
         let mut curves = vec![("dev", report.dev_scores.roc())];
         if let Some(t) = &report.test_scores {
             curves.push(("test", t.roc()));
