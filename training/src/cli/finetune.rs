@@ -118,6 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             freeze_encoders: args.freeze_encoders,
             threshold,
             workers: args.run.workers,
+            ..Default::default()
         };
         let done = finetune(&r, &data, Some(&mut run_dir), &opts)?;
         let rep = &done.report;

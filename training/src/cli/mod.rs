@@ -7,6 +7,7 @@ pub mod eval;
 pub mod finetune;
 pub mod models;
 pub mod pretrain;
+pub mod refresh;
 pub mod synth;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,7 @@ pub enum Command {
     Finetune(finetune::Args),
     Eval(eval::Args),
     Models(models::Args),
+    Refresh(refresh::Args),
 }
 
 /// Runs the parsed command.
@@ -52,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Finetune(args) => finetune::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Models(args) => models::run(args),
+        Command::Refresh(args) => refresh::run(args),
     }
 }

@@ -6,6 +6,8 @@ pub mod dataset;
 pub mod export;
 pub mod finetune;
 pub mod pretrain;
+pub mod refresh;
+pub mod reviews;
 pub mod score;
 
 pub use dataset::{Dataset, DatasetError};
