@@ -63,9 +63,11 @@ async fn metrics(State(state): State<AppState>, request: Request) -> Result<Resp
 /// The manifest of the served package (architecture, metrics, threshold, data summary).
 async fn model(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, AppError> {
     caller.require(Role::Scorer)?;
-    let model = state.scorer.registry().current().ok_or_else(|| {
-        AppError::Unavailable(format!("no valid model is loaded: {}", state.scorer.registry().unavailable_reason()))
-    })?;
+    let model = state
+        .scorer
+        .registry()
+        .current()
+        .ok_or_else(|| AppError::Unavailable("no valid model is loaded: see /readyz or the server log".into()))?;
     Ok(Json(json!({ "id": model.id(), "manifest": model.manifest() })))
 }
 

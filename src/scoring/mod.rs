@@ -89,7 +89,9 @@ impl Scorer {
             self.metrics.record_queue_rejection();
             ScorerError::QueueFull
         })?;
-        let model = self.registry.current().ok_or_else(|| ScorerError::NoModel(self.registry.unavailable_reason()))?;
+        // The reason (paths, checksums) is for operators: /readyz and the log have it.
+        let model =
+            self.registry.current().ok_or_else(|| ScorerError::NoModel("see /readyz or the server log".into()))?;
 
         let preparing = model.clone();
         let prepared = tokio::task::spawn_blocking(move || {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -72,11 +73,11 @@ impl TestDb {
     /// Drops a PostgreSQL test database (SQLite's goes with its temporary directory).
     pub async fn drop_database(&self) {
         use sqlx::Executor as _;
-        if let Some((admin, name)) = &self.postgres {
-            if let Ok(pool) = sqlx::PgPool::connect(admin).await {
-                let _ = pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                pool.close().await;
-            }
+        if let Some((admin, name)) = &self.postgres
+            && let Ok(pool) = sqlx::PgPool::connect(admin).await
+        {
+            let _ = pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+            pool.close().await;
         }
     }
 }
@@ -160,6 +161,11 @@ impl TestApp {
         args.extend(flags.iter().map(|f| f.to_string()));
         let config = ServeConfig::from_flags(args).expect("test flags parse");
         let state = AppState::start(config).await.expect("state starts");
+        let expected = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        assert_eq!(state.db.backend(), expected);
         let key = |role: Role| {
             let db = state.db.clone();
             async move { keys::create(&db, &format!("test {role}"), role).await.unwrap().secret }
