@@ -226,3 +226,48 @@ async fn the_export_pages_through_large_logs() {
     assert!(ids.windows(2).all(|w| w[0] == w[1] + 1), "newest first, no gaps or repeats across pages");
     t.finish().await;
 }
+
+/// Concurrent requests through the group-commit writer each get their own rows back,
+/// in order, whatever group they were committed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_gives_each_request_its_own_ids() {
+    for backend in backends() {
+        let t = TestApp::start(backend, &[]).await;
+        let mut tasks = Vec::new();
+        for r in 0..40 {
+            let writer = t.state.decisions.clone();
+            tasks.push(tokio::spawn(async move {
+                let decisions: Vec<_> = (0..1 + r % 3)
+                    .map(|i| memeguard::db::decisions::NewDecision {
+                        created_at: memeguard::db::DbTime::now(),
+                        request_id: format!("modr-{r}"),
+                        model: "m@1".into(),
+                        score: i as f64 / 10.0,
+                        threshold: 0.5,
+                        flagged: false,
+                        text: Some(format!("{r}/{i}")),
+                        text_sha256: "0".repeat(64),
+                        text_source: memeguard::db::decisions::TextSource::Given,
+                        image: None,
+                        stored: true,
+                        latency_ms: 1.0,
+                        caller: "test".into(),
+                    })
+                    .collect();
+                (r, writer.insert(decisions).await.unwrap())
+            }));
+        }
+        for task in tasks {
+            let (r, ids) = task.await.unwrap();
+            assert_eq!(ids.len(), 1 + r % 3);
+            for (i, id) in ids.iter().enumerate() {
+                let d = memeguard::db::decisions::get(&t.state.db, *id).await.unwrap().unwrap();
+                assert_eq!(
+                    (d.request_id.as_str(), d.text.as_deref()),
+                    (format!("modr-{r}").as_str(), Some(format!("{r}/{i}").as_str()))
+                );
+            }
+        }
+        t.finish().await;
+    }
+}
