@@ -30,10 +30,12 @@ struct Options {
     seconds: f64,
     concurrency: Vec<usize>,
     max_batch_size: u32,
+    /// ONNX Runtime intra-op threads (0: its default, one per core).
+    threads: usize,
 }
 
 fn options() -> Options {
-    let mut o = Options { seconds: 5.0, concurrency: vec![1, 8, 32], max_batch_size: 32 };
+    let mut o = Options { seconds: 5.0, concurrency: vec![1, 8, 32], max_batch_size: 32, threads: 0 };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
         match (pair[0].as_str(), pair.get(1)) {
@@ -42,7 +44,8 @@ fn options() -> Options {
                 o.concurrency = v.split(',').map(|c| c.parse().expect("--concurrency 1,8,32")).collect()
             }
             ("--max-batch-size", Some(v)) => o.max_batch_size = v.parse().expect("--max-batch-size N"),
-            _ => panic!("usage: scoring_bench [--seconds S] [--concurrency 1,8,32] [--max-batch-size N]"),
+            ("--threads", Some(v)) => o.threads = v.parse().expect("--threads N"),
+            _ => panic!("usage: scoring_bench [--seconds S] [--concurrency 1,8,32] [--max-batch-size N] [--threads N]"),
         }
     }
     o
@@ -133,15 +136,18 @@ async fn main() {
         &opts.max_batch_size.to_string(),
         "--queue-capacity",
         "4096",
+        "--threads",
+        &opts.threads.to_string(),
     ])
     .unwrap();
     let state = AppState::start(config).await.expect("start");
     let model = state.scorer.registry().current().expect("a model");
     println!(
-        "model: {} | max batch {} | max wait {} ms | cores: {}",
+        "model: {} | max batch {} | max wait {} ms | ORT threads {} | cores: {}",
         model.id(),
         opts.max_batch_size,
         state.config.max_wait_ms,
+        opts.threads,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     drop(model);
