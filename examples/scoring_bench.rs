@@ -9,7 +9,10 @@
 //! Same model package (the untrained placeholder: 224×224 image, 32 tokens), same PNG and
 //! text everywhere. Results go to stdout as a Markdown table.
 //!
-//!   cargo run --release -p memeguard --example scoring_bench -- [--seconds 5] [--concurrency 1,8,32]
+//! The scorer and the HTTP server are measured in alternating slices (`--rounds`), so a
+//! change in the machine's load hits both alike; `--seconds` is each one's total.
+//!
+//!   cargo run --release -p memeguard --example scoring_bench -- [--seconds 5] [--concurrency 1,8,32] [--threads 1]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,10 +35,12 @@ struct Options {
     max_batch_size: u32,
     /// ONNX Runtime intra-op threads (0: its default, one per core).
     threads: usize,
+    /// Alternating slices per measurement.
+    rounds: usize,
 }
 
 fn options() -> Options {
-    let mut o = Options { seconds: 5.0, concurrency: vec![1, 8, 32], max_batch_size: 32, threads: 0 };
+    let mut o = Options { seconds: 5.0, concurrency: vec![1, 8, 32], max_batch_size: 32, threads: 0, rounds: 4 };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
         match (pair[0].as_str(), pair.get(1)) {
@@ -45,21 +50,32 @@ fn options() -> Options {
             }
             ("--max-batch-size", Some(v)) => o.max_batch_size = v.parse().expect("--max-batch-size N"),
             ("--threads", Some(v)) => o.threads = v.parse().expect("--threads N"),
-            _ => panic!("usage: scoring_bench [--seconds S] [--concurrency 1,8,32] [--max-batch-size N] [--threads N]"),
+            ("--rounds", Some(v)) => o.rounds = v.parse().expect("--rounds N"),
+            _ => panic!(
+                "usage: scoring_bench [--seconds S] [--concurrency 1,8,32] [--max-batch-size N] [--threads N] [--rounds N]"
+            ),
         }
     }
     o
 }
 
-/// A meme-sized PNG (400×300) with some structure, so decoding costs what it would.
-fn sample_png() -> Vec<u8> {
+/// A meme-like JPEG (500×500, quality 85: smooth areas, edges and a caption band), the
+/// size of a typical meme upload (tens of kB).
+fn sample_image() -> Vec<u8> {
     use image::ImageEncoder as _;
-    let img = image::RgbImage::from_fn(400, 300, |x, y| {
-        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    let img = image::RgbImage::from_fn(500, 500, |x, y| {
+        let (fx, fy) = (x as f32 / 500.0, y as f32 / 500.0);
+        let blob = ((fx - 0.5).powi(2) + (fy - 0.45).powi(2)).sqrt() < 0.25;
+        let caption = !(60..440).contains(&y) && (x / 14 + y / 20) % 3 == 0;
+        match (caption, blob) {
+            (true, _) => image::Rgb([250, 250, 250]),
+            (false, true) => image::Rgb([(200.0 * fx) as u8 + 30, 120, (180.0 * fy) as u8]),
+            (false, false) => image::Rgb([(90.0 + 60.0 * fy) as u8, (140.0 * fx) as u8 + 40, 170]),
+        }
     });
     let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(img.as_raw(), 400, 300, image::ExtendedColorType::Rgb8)
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .write_image(img.as_raw(), 500, 500, image::ExtendedColorType::Rgb8)
         .unwrap();
     out
 }
@@ -85,15 +101,14 @@ fn summarise(mut latencies: Vec<Duration>, elapsed: Duration) -> Measurement {
     }
 }
 
-/// Runs `concurrency` workers calling `one` back to back for `seconds` (after a short warm-up).
-async fn measure<F, Fut>(concurrency: usize, seconds: f64, one: F) -> Measurement
+/// Runs `concurrency` workers calling `one` back to back for `seconds` after a short
+/// warm-up; returns the latencies of the calls started in the window, and its length.
+async fn run<F, Fut>(concurrency: usize, seconds: f64, one: Arc<F>) -> (Vec<Duration>, Duration)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let one = Arc::new(one);
-    let warm_until = Instant::now() + Duration::from_millis(500);
-    let start = warm_until;
+    let start = Instant::now() + Duration::from_millis(300);
     let end = start + Duration::from_secs_f64(seconds);
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -118,7 +133,36 @@ where
     for w in workers {
         all.extend(w.await.unwrap());
     }
-    summarise(all, end - start)
+    (all, end - start)
+}
+
+/// Measures `a` and `b` in alternating slices (`rounds` each), so that a change in the
+/// machine's load during the run affects both alike.
+async fn measure_pair<A, FA, B, FB>(
+    concurrency: usize,
+    seconds: f64,
+    rounds: usize,
+    a: A,
+    b: B,
+) -> (Measurement, Measurement)
+where
+    A: Fn() -> FA + Send + Sync + 'static,
+    FA: std::future::Future<Output = ()> + Send,
+    B: Fn() -> FB + Send + Sync + 'static,
+    FB: std::future::Future<Output = ()> + Send,
+{
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let slice = seconds / rounds as f64;
+    let (mut la, mut ta, mut lb, mut tb) = (Vec::new(), Duration::ZERO, Vec::new(), Duration::ZERO);
+    for _ in 0..rounds {
+        let (l, t) = run(concurrency, slice, a.clone()).await;
+        la.extend(l);
+        ta += t;
+        let (l, t) = run(concurrency, slice, b.clone()).await;
+        lb.extend(l);
+        tb += t;
+    }
+    (summarise(la, ta), summarise(lb, tb))
 }
 
 #[tokio::main]
@@ -152,7 +196,8 @@ async fn main() {
     );
     drop(model);
 
-    let png = Arc::new(sample_png());
+    let png = Arc::new(sample_image());
+    println!("input: {} byte JPEG 500×500 + a {}-character text", png.len(), TEXT.len());
     let limits = state.image_limits();
 
     // 1. The model alone: full pre-collated batches, one session, no queue.
@@ -177,7 +222,7 @@ async fn main() {
     let address = listener.local_addr().unwrap();
     tokio::spawn(axum::serve(listener, memeguard::app(state.clone())).into_future());
     let body = Bytes::from(
-        serde_json::to_vec(&json!({"input": [{"type": "text", "text": TEXT}, {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", base64_encode(&png))}}]}))
+        serde_json::to_vec(&json!({"input": [{"type": "text", "text": TEXT}, {"type": "image_url", "image_url": {"url": format!("data:image/jpeg;base64,{}", base64_encode(&png))}}]}))
             .unwrap(),
     );
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
@@ -189,19 +234,17 @@ async fn main() {
     for &c in &opts.concurrency {
         let scorer = state.scorer.clone();
         let png2 = png.clone();
-        let in_process = measure(c, opts.seconds, move || {
+        let first_id = last_decision_id(&state).await;
+        let (client2, body2, key2) = (client.clone(), body.clone(), key.clone());
+        let url = format!("http://{address}/v1/moderations");
+        let scorer_call = move || {
             let (scorer, png) = (scorer.clone(), png2.clone());
             async move {
                 let image = tokio::task::spawn_blocking(move || decode_image(&png, &limits).unwrap()).await.unwrap();
                 scorer.score(vec![ScoreInput { image: Some(image), text: TEXT.into() }]).await.unwrap();
             }
-        })
-        .await;
-
-        let first_id = last_decision_id(&state).await;
-        let (client2, body2, key2) = (client.clone(), body.clone(), key.clone());
-        let url = format!("http://{address}/v1/moderations");
-        let http = measure(c, opts.seconds, move || {
+        };
+        let http_call = move || {
             let (client, body, key, url) = (client2.clone(), body2.clone(), key2.clone(), url.clone());
             async move {
                 let request = hyper::Request::post(url)
@@ -213,8 +256,8 @@ async fn main() {
                 assert_eq!(response.status(), 200);
                 response.into_body().collect().await.unwrap();
             }
-        })
-        .await;
+        };
+        let (in_process, http) = measure_pair(c, opts.seconds, opts.rounds, scorer_call, http_call).await;
         println!(
             "| {c} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} |",
             in_process.throughput,
