@@ -205,21 +205,19 @@ impl ModelRegistry {
         };
         let old = self.current.write().unwrap_or_else(|p| p.into_inner()).replace(Arc::new(model));
         *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = None;
-        // Unload the old model off the async runtime: if no request holds it any more,
-        // this drop joins its threads.
-        if let Some(old) = old {
-            tokio::task::spawn_blocking(move || drop(old));
-        }
+        // Requests in flight still hold the old model and finish on it; it unloads when
+        // the last of them lets go.
+        drop(old);
         Ok(outcome)
     }
 
-    /// Stops serving: takes the model out so its threads stop once the requests that
-    /// still hold it are done, and waits for that when this was the last handle.
+    /// Stops serving: takes the model out, closes its queue and waits for its threads to
+    /// answer what is queued. Call once the HTTP server has finished its requests.
     pub async fn shutdown(&self) {
         let model = self.current.write().unwrap_or_else(|p| p.into_inner()).take();
         *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = Some("the server is shutting down".into());
         if let Some(model) = model {
-            let _ = tokio::task::spawn_blocking(move || drop(model)).await;
+            let _ = tokio::task::spawn_blocking(move || model.close()).await;
         }
     }
 }
