@@ -170,13 +170,12 @@ impl ModelRegistry {
         };
         let previous = self.current();
         let (session, batching, metrics) = (self.config.session.clone(), self.config.batching, self.metrics.clone());
-        let chosen_wanted = wanted.clone();
         let current_id = previous.as_ref().map(|m| m.id().to_string());
 
         let loaded = tokio::task::spawn_blocking(move || -> Result<Option<LoadedModel>, ReloadError> {
             let candidates = find_candidates(&dir)?;
-            let chosen = choose(&candidates, chosen_wanted.as_deref())
-                .ok_or_else(|| ReloadError::NoPackage { dir: dir.clone(), wanted: chosen_wanted.clone() })?;
+            let chosen = choose(&candidates, wanted.as_deref())
+                .ok_or_else(|| ReloadError::NoPackage { dir: dir.clone(), wanted: wanted.clone() })?;
             if current_id.as_deref() == Some(chosen.id.as_str()) {
                 return Ok(None);
             }

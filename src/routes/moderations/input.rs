@@ -169,7 +169,7 @@ fn looks_remote(url: &str) -> bool {
 
 /// The bytes of a `data:[<type>][;base64],<data>` URL. The declared type is ignored: the
 /// bytes' magic number decides later.
-pub fn image_from_url(url: &str) -> Result<Vec<u8>, AppError> {
+fn image_from_url(url: &str) -> Result<Vec<u8>, AppError> {
     if looks_remote(url) {
         return Err(bad("remote image URLs are not fetched (the server never downloads); send the image inline as a \
              data:image/...;base64,... URL or upload it as multipart/form-data"));

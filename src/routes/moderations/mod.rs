@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
 
-pub use self::input::{ModerationRequest, image_from_url, items_from_json};
+pub use self::input::{ModerationRequest, items_from_json};
 use crate::auth::{Caller, Role};
 use crate::error::AppError;
 use crate::moderation::{ModerationItem, ModerationOutcome, moderate};
