@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ORT_DIR := .cache/onnxruntime/cpu
 
-.PHONY: run test onnxruntime onnxruntime-gpu setup-test clean-cache
+.PHONY: run test onnxruntime onnxruntime-gpu setup-test clean-cache demo-model
 
 ## run: build and start the server on its embedded defaults (http://127.0.0.1:8080)
 run: onnxruntime
@@ -15,6 +15,15 @@ run: onnxruntime
 test: export MEMEGUARD_TEST_POSTGRES_URL ?= $(shell scripts/setup-postgres.sh)
 test: onnxruntime setup-test
 	$(CARGO) test --workspace --no-fail-fast
+
+## demo-model: retrain the demo package served by `make run` (tiny recipe on synthetic memes,
+## about 10 minutes on 2 cores); the result goes to models/demo/<time stamp>
+DEMO_DATA := data/synth-demo
+demo-model: onnxruntime
+	$(CARGO) build --release -p memeguard-training --bin memeguard-train
+	target/release/memeguard-train synth --out $(DEMO_DATA) --train 2048 --dev 256 --test 256 --size 96 --difficulty easy --seed 7 --force
+	target/release/memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml \
+	    --data $(DEMO_DATA) --out runs/demo --name demo --export models/demo/$$(date -u +%Y.%m.%d-%H%M%S)
 
 ## onnxruntime: ONNX Runtime 1.31.1 (CPU) from PyPI into .cache/onnxruntime/cpu
 onnxruntime:
