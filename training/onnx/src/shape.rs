@@ -35,6 +35,10 @@ impl ValueType {
 pub struct ShapeMap {
     pub types: HashMap<String, ValueType>,
     pub constants: HashMap<String, Tensor>,
+    /// Contents of small int64 values computed from shapes (`Shape`, then `Gather`,
+    /// `Concat`, `Unsqueeze`...), element by element, known or symbolic: what lets a
+    /// `Reshape` or `Expand` to a run-time shape keep `batch` and the known sizes.
+    pub shape_values: HashMap<String, Vec<Dim>>,
 }
 
 impl ShapeMap {
@@ -59,15 +63,69 @@ impl ShapeMap {
             _ => None,
         }
     }
+    /// The contents of an int64 value as dims: a constant, or a value computed from shapes.
+    pub fn dim_values(&self, name: &str) -> Option<Vec<Dim>> {
+        if let Some(v) = self.const_i64s(name) {
+            return Some(v.into_iter().map(Dim::Known).collect());
+        }
+        self.shape_values.get(name).cloned()
+    }
+
     /// Infers the node's outputs and records them (for graphs extended after inference).
     pub fn add_node(&mut self, node: &NodeProto) {
         record_constant(node, &mut self.constants);
+        if let Some(v) = propagate_shape_value(node, self) {
+            if let Some(out) = node.output.first() {
+                self.shape_values.insert(out.clone(), v);
+            }
+        }
         let outs = infer_node(node, self);
         for (name, t) in node.output.iter().zip(outs) {
             if let Some(t) = t {
                 self.types.insert(name.clone(), t);
             }
         }
+    }
+}
+
+/// The contents of a node's output when it computes with shapes.
+fn propagate_shape_value(node: &NodeProto, map: &ShapeMap) -> Option<Vec<Dim>> {
+    let op = node.op_type.as_deref().unwrap_or("");
+    let arg = |i: usize| node.input.get(i).filter(|s| !s.is_empty()).and_then(|n| map.dim_values(n));
+    match op {
+        "Shape" => {
+            let d = map.dims(node.input.first()?)?.to_vec();
+            let r = d.len() as i64;
+            let norm = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) } as usize;
+            let start = norm(attr_int(node, "start", 0));
+            let end = crate::builder::attribute(node, "end").and_then(|a| a.i).map(norm).unwrap_or(d.len());
+            Some(d.get(start..end.max(start))?.to_vec())
+        }
+        "Identity" | "Squeeze" | "Unsqueeze" | "Cast" => arg(0),
+        "Concat" => {
+            let mut out = Vec::new();
+            for i in 0..node.input.len() {
+                out.extend(arg(i)?);
+            }
+            Some(out)
+        }
+        "Gather" => {
+            let data = arg(0)?;
+            let idx = map.const_i64s(node.input.get(1)?)?;
+            idx.iter().map(|&i| data.get(if i < 0 { (i + data.len() as i64) as usize } else { i as usize }).cloned()).collect()
+        }
+        "Slice" => {
+            let data = arg(0)?;
+            let (s, e) = (map.const_i64s(node.input.get(1)?)?, map.const_i64s(node.input.get(2)?)?);
+            if node.input.len() > 4 && !node.input[4].is_empty() {
+                return None;
+            }
+            let n = data.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
+            let (a, b) = (clamp(*s.first()?), clamp(*e.first()?));
+            Some(data.get(a..b.max(a))?.to_vec())
+        }
+        _ => None,
     }
 }
 
@@ -213,7 +271,7 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                 .and_then(|t| t.data_type)
                 .and_then(|d| DataType::try_from(d).ok())
                 .unwrap_or(DataType::Float);
-            let dims = node.input.first().and_then(|n| map.const_i64s(n)).map(|v| v.into_iter().map(Dim::Known).collect())
+            let dims = node.input.first().and_then(|n| map.dim_values(n))
                 .or_else(|| input(0).and_then(|t| t.known_dims()).map(|d| vec![unknown(); d.first().copied().unwrap_or(0) as usize]));
             Some(ValueType { dtype, dims })
         }
@@ -257,6 +315,22 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                 perm.iter().map(|&p| d[p as usize].clone()).collect()
             });
             same(dims)
+        }
+        "Reshape" if node.input.get(1).and_then(|n| map.const_i64s(n)).is_none()
+            && node.input.get(1).and_then(|n| map.dim_values(n)).is_some() =>
+        {
+            // A shape computed from other shapes: 0 copies, -1 is left unknown.
+            let target = node.input.get(1).and_then(|n| map.dim_values(n)).expect("checked");
+            let dims = target
+                .iter()
+                .enumerate()
+                .map(|(i, d)| match d {
+                    Dim::Known(0) => dims0.as_ref().and_then(|x| x.get(i).cloned()).unwrap_or_else(unknown),
+                    Dim::Known(-1) => unknown(),
+                    other => other.clone(),
+                })
+                .collect();
+            same(Some(dims))
         }
         "Reshape" => {
             let target = node.input.get(1).and_then(|n| map.const_i64s(n));
@@ -366,14 +440,12 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             same(dims)
         }
         "Expand" => {
-            let shape = node.input.get(1).and_then(|n| map.const_i64s(n));
+            let shape = node.input.get(1).and_then(|n| map.dim_values(n));
             let dims = match (dims0.as_ref(), shape) {
-                (Some(d), Some(s)) => {
-                    let s: Vec<Dim> = s.into_iter().map(Dim::Known).collect();
-                    Some(broadcast_shapes(&[d, &s]))
-                }
-                // A shape computed at run time: its length gives the rank, and every dim of
-                // the input other than 1 is kept (the shape may only have 1 or that size there).
+                (Some(d), Some(s)) => Some(broadcast_shapes(&[d, &s])),
+                // A shape fed at run time (not traced from shapes): its length gives the rank,
+                // and every dim of the input other than 1 is kept (the shape may only have 1
+                // or that size there).
                 (Some(d), None) => input(1).and_then(|t| t.known_dims()).and_then(|k| k.first().copied()).map(|k| {
                     let rank = (k as usize).max(d.len());
                     (0..rank)
@@ -530,7 +602,41 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             }
             return pad_outputs(v, n_out);
         }
-        "ConvTranspose" => None,
+        "ConvTranspose" => {
+            // out = stride·(in − 1) + output_padding + dilation·(k − 1) + 1 − pads, or
+            // `output_shape` when given; channels = W[1]·group.
+            let known = |x: &Dim| if let Dim::Known(v) = x { Some(*v) } else { None };
+            let w = input(1).and_then(|t| t.dims.clone());
+            let dims = dims0.as_ref().filter(|d| d.len() >= 3).map(|d| {
+                let spatial = d.len() - 2;
+                let kernel: Option<Vec<i64>> = attr_ints(node, "kernel_shape")
+                    .or_else(|| w.as_ref().filter(|w| w.len() == d.len()).and_then(|w| w[2..].iter().map(known).collect()));
+                let strides = attr_ints(node, "strides").unwrap_or_else(|| vec![1; spatial]);
+                let dil = attr_ints(node, "dilations").unwrap_or_else(|| vec![1; spatial]);
+                let out_pad = attr_ints(node, "output_padding").unwrap_or_else(|| vec![0; spatial]);
+                let auto_pad = crate::builder::attr_str(node, "auto_pad").unwrap_or_default();
+                let pads = match attr_ints(node, "pads") {
+                    Some(p) if auto_pad.is_empty() || auto_pad == "NOTSET" => p,
+                    _ => vec![0; 2 * spatial],
+                };
+                let explicit = attr_ints(node, "output_shape");
+                let group = attr_int(node, "group", 1);
+                let mut out = vec![d[0].clone()];
+                out.push(w.as_ref().and_then(|w| w.get(1)).and_then(known).map(|c| Dim::Known(c * group)).unwrap_or_else(unknown));
+                for i in 0..spatial {
+                    out.push(match (&explicit, known(&d[2 + i]), &kernel) {
+                        (Some(s), _, _) => Dim::Known(s[s.len() - spatial + i]),
+                        (None, Some(n), _) if auto_pad.starts_with("SAME") => Dim::Known(n * strides[i]),
+                        (None, Some(n), Some(k)) => Dim::Known(
+                            strides[i] * (n - 1) + out_pad[i] + dil[i] * (k[i] - 1) + 1 - pads[i] - pads[i + spatial],
+                        ),
+                        _ => unknown(),
+                    });
+                }
+                out
+            });
+            same(dims)
+        }
         "GlobalAveragePool" | "GlobalMaxPool" => {
             same(dims0.as_ref().map(|d| d.iter().enumerate().map(|(i, x)| if i >= 2 { Dim::Known(1) } else { x.clone() }).collect()))
         }
@@ -658,17 +764,16 @@ mod tests {
 
     #[test]
     fn run_time_shapes_keep_ranks() {
-        // ViT's class token: Expand to Concat(Shape(tokens, end=1), [1, 1]), then Reshape
-        // and Slice with shapes and starts computed at run time.
+        // Shape's start/end set its length; shapes fed at run time (not traced from
+        // other shapes) still give Expand, Reshape and Slice their ranks.
         let mut b = GraphBuilder::new("g");
         let tokens = b.input("tokens", DataType::Float, &dims!["batch", 4, 8]);
+        let target = b.input("target", DataType::Int64, &dims![3]);
         let cls = b.initializer("cls", &Tensor::f32(vec![1, 1, 8], vec![0.0; 8]));
         let n = b.op("Shape", &[&tokens], &[("start", Attr::Int(0)), ("end", Attr::Int(1))]);
         let tail = b.op("Shape", &[&tokens], &[("start", Attr::Int(-2))]);
-        let ones = b.const_i64s("ones", &[1, 1]);
-        let shape = b.op("Concat", &[&n, &ones], &[("axis", Attr::Int(0))]);
-        let e = b.op("Expand", &[&cls, &shape], &[]);
-        let r = b.op("Reshape", &[&tokens, &shape], &[]);
+        let e = b.op("Expand", &[&cls, &target], &[]);
+        let r = b.op("Reshape", &[&tokens, &target], &[]);
         let s = b.op("Slice", &[&tokens, &n, &n], &[]);
         let map = infer_shapes(&b.build());
         assert_eq!(map.dims(&n).unwrap(), &dims![1][..]);
@@ -676,6 +781,44 @@ mod tests {
         assert_eq!(map.dims(&e).unwrap(), &[Dim::Sym("?".into()), Dim::Sym("?".into()), Dim::Known(8)][..]);
         assert_eq!(map.get(&r).unwrap().rank(), Some(3));
         assert_eq!(map.get(&s).unwrap().rank(), Some(3));
+    }
+
+    #[test]
+    fn shapes_computed_at_run_time_keep_symbolic_dims() {
+        // cls token [1,1,D] expanded to [batch,1,D] with a shape made from Shape(x).
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Float, &dims!["batch", 4, 8]);
+        let cls = b.initializer("cls", &Tensor::f32(vec![1, 1, 8], vec![0.0; 8]));
+        let s = b.op("Shape", &[&x], &[]);
+        let i0 = b.const_i64s("i0", &[0]);
+        let n = b.op("Gather", &[&s, &i0], &[("axis", Attr::Int(0))]);
+        let rest = b.const_i64s("rest", &[1, 8]);
+        let target = b.op("Concat", &[&n, &rest], &[("axis", Attr::Int(0))]);
+        let e = b.op("Expand", &[&cls, &target], &[]);
+        let flat = b.const_i64s("flat", &[0, -1]);
+        let t2 = b.op("Concat", &[&n, &flat], &[("axis", Attr::Int(0))]);
+        let r = b.op("Reshape", &[&x, &t2], &[]);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&e).unwrap(), &dims!["batch", 1, 8][..]);
+        assert_eq!(map.dims(&r).unwrap().len(), 3);
+        assert_eq!(map.dims(&r).unwrap()[0], Dim::Sym("batch".into()));
+    }
+
+    #[test]
+    fn conv_transpose_inverts_the_conv_size() {
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Double, &dims!["batch", 6, 3, 4]);
+        let w = b.initializer("w", &Tensor::f32(vec![6, 2, 3, 3], vec![0.0; 108]));
+        let attrs = [
+            ("strides", Attr::Ints(vec![2, 2])),
+            ("pads", Attr::Ints(vec![1, 0, 1, 1])),
+            ("output_padding", Attr::Ints(vec![1, 0])),
+            ("group", Attr::Int(3)),
+        ];
+        let y = b.op("ConvTranspose", &[&x, &w], &attrs);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&y).unwrap(), &dims!["batch", 6, 6, 8][..]);
+        assert_eq!(map.dtype(&y), Some(DataType::Double));
     }
 
     #[test]
