@@ -12,6 +12,7 @@ run: onnxruntime
 	$(CARGO) run --release -p memeguard -- serve
 
 ## test: everything CI runs
+test: export MEMEGUARD_TEST_POSTGRES_URL ?= $(shell scripts/setup-postgres.sh)
 test: onnxruntime setup-test
 	$(CARGO) test --workspace --no-fail-fast
 

@@ -278,7 +278,8 @@ impl Net {
     pub fn forget(&mut self, prefix: &str) {
         self.params.retain(|p| !p.name.starts_with(prefix));
         self.buffers.retain(|b| !b.name.starts_with(prefix));
-        self.buffer_dims.retain(|k, _| !k.starts_with(prefix));
+        self.shapes.retain(|k, _| !k.starts_with(prefix));
+        self.buffer_updates.retain(|k, _| !k.starts_with(prefix));
     }
 
     /// A seed for the next Dropout node: derived from the model seed and a counter,
