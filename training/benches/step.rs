@@ -18,6 +18,7 @@ use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
 use memeguard_package::tensor_value::to_value;
 use memeguard_training::autodiff::Options;
 use memeguard_training::graph_spec::{Buffer, ModelGraph, Param};
+use memeguard_training::losses::soft_cross_entropy;
 use memeguard_training::optim::{OptimizerConfig, OptimizerKind, ScalarInput, StepGraph, differentiate_step};
 use memeguard_training::runtime::{StepHyper, Trainer, TrainerConfig};
 
@@ -86,8 +87,11 @@ impl Net {
         );
         let scale = self.param(&format!("{name}.bn.weight"), &[c_out], None, 1.0, false);
         let bias = self.param(&format!("{name}.bn.bias"), &[c_out], None, 0.0, false);
-        let mean = self.g.initializer(&format!("{name}.bn.running_mean"), &Tensor::f32(vec![c_out], vec![0.0; c_out as usize]));
-        let var = self.g.initializer(&format!("{name}.bn.running_var"), &Tensor::f32(vec![c_out], vec![1.0; c_out as usize]));
+        let mean = self
+            .g
+            .initializer(&format!("{name}.bn.running_mean"), &Tensor::f32(vec![c_out], vec![0.0; c_out as usize]));
+        let var =
+            self.g.initializer(&format!("{name}.bn.running_var"), &Tensor::f32(vec![c_out], vec![1.0; c_out as usize]));
         let out = self.g.node(
             "BatchNormalization",
             &[&y, &scale, &bias, &mean, &var],
@@ -130,15 +134,10 @@ impl Net {
         self.g.op("Add", &[&x, &h], &[])
     }
 
-    /// Mean cross-entropy of `logits` [B, C] against the one-hot input `onehot`.
+    /// Mean cross-entropy of `logits` [B, C] against the one-hot input `onehot` (shared loss).
     fn cross_entropy(&mut self, logits: &str, classes: i64) -> String {
         let onehot = self.g.input("onehot", DataType::Float, &dims!["batch", classes]);
-        let logp = self.g.op("LogSoftmax", &[logits], &[("axis", Attr::Int(-1))]);
-        let picked = self.g.op("Mul", &[&onehot, &logp], &[]);
-        let axes = self.g.const_i64s("class_axis", &[1]);
-        let per_row = self.g.op("ReduceSum", &[&picked, &axes], &[("keepdims", Attr::Int(0))]);
-        let mean = self.g.op("ReduceMean", &[&per_row], &[("keepdims", Attr::Int(0))]);
-        self.g.op("Neg", &[&mean], &[])
+        soft_cross_entropy(&mut self.g, logits, &onehot).expect("float logits")
     }
 
     fn finish(self, loss: String) -> (ModelGraph, String) {
@@ -236,9 +235,16 @@ fn text() -> Case {
     let loss = net.cross_entropy(&logits, classes);
     let (model, loss) = net.finish(loss);
     let ids: Vec<i64> = (0..b * len as usize).map(|i| ((i * 7919) % vocab as usize) as i64).collect();
-    let batch =
-        vec![("input_ids".into(), Tensor::i64(vec![b as i64, len], ids)), ("onehot".into(), onehot(b, classes as usize))];
-    Case { model, loss, batch, description: format!("text encoder 2 blocks (D {d}, vocab {vocab}), batch {b}, length {len}") }
+    let batch = vec![
+        ("input_ids".into(), Tensor::i64(vec![b as i64, len], ids)),
+        ("onehot".into(), onehot(b, classes as usize)),
+    ];
+    Case {
+        model,
+        loss,
+        batch,
+        description: format!("text encoder 2 blocks (D {d}, vocab {vocab}), batch {b}, length {len}"),
+    }
 }
 
 /// A tiny MLP (64 → 256 → 256 → 10), where the loop's fixed per-step cost shows most.
@@ -388,7 +394,10 @@ fn main() {
         run_family(family);
         return;
     }
-    println!("machine: {} logical CPUs; {WARMUP} warm-up steps, median of {STEPS} (blocks of {BLOCK}, alternating)", num_cpus());
+    println!(
+        "machine: {} logical CPUs; {WARMUP} warm-up steps, median of {STEPS} (blocks of {BLOCK}, alternating)",
+        num_cpus()
+    );
     println!(
         "| model | params | step-graph nodes | Trainer::step ms, median (min) | bare session.run ms, median (min) | overhead ms, median (min) | peak RSS MiB | note |"
     );

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
 use memeguard_training::graph_spec::{Buffer, ModelGraph, Param};
+use memeguard_training::losses::soft_cross_entropy;
 use memeguard_training::optim::TrainingGraph;
 
 /// A forward graph with loss and gradient nodes, plus its parameter and buffer lists.
@@ -167,7 +168,7 @@ pub fn mlp(d: usize, hidden: usize, seed: u64) -> Fixture {
     }
 }
 
-/// A classifier: logits = relu(x·w1 + b1)·w2 + b2; loss = −mean(Σ onehot · log_softmax(logits)).
+/// A classifier: logits = relu(x·w1 + b1)·w2 + b2; loss = the shared soft cross-entropy.
 /// Its forward graph has no gradient nodes: autodiff differentiates it.
 pub fn mlp_classifier(d: usize, hidden: usize, classes: usize) -> (ModelGraph, String) {
     let c = classes;
@@ -190,12 +191,7 @@ pub fn mlp_classifier(d: usize, hidden: usize, classes: usize) -> (ModelGraph, S
     let h = g.op("Add", &[&h, &b1], &[]);
     let h = g.op("Relu", &[&h], &[]);
     let logits = g.op("Gemm", &[&h, &w2, &b2], &[]);
-    let logp = g.op("LogSoftmax", &[&logits], &[("axis", Attr::Int(-1))]);
-    let picked = g.op("Mul", &[&onehot, &logp], &[]);
-    let axes = g.const_i64s("axes", &[1]);
-    let per_row = g.op("ReduceSum", &[&picked, &axes], &[("keepdims", Attr::Int(0))]);
-    let mean = g.op("ReduceMean", &[&per_row], &[("keepdims", Attr::Int(0))]);
-    let loss = g.op("Neg", &[&mean], &[]);
+    let loss = soft_cross_entropy(&mut g, &logits, &onehot).expect("float logits");
     let params = vec![
         param("w1", true, "body"),
         param("b1", false, "body"),
