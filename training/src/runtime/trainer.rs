@@ -184,7 +184,7 @@ impl Trainer {
         if let Some(missing) = graph.data_inputs.iter().find(|d| !batch.iter().any(|(n, _)| n == *d)) {
             return Err(RuntimeError::Invalid(format!("the batch lacks the data input `{missing}`")));
         }
-        let applies = (self.micro_step + 1) % self.accumulation_steps == 0;
+        let applies = (self.micro_step + 1).is_multiple_of(self.accumulation_steps);
         let mut feeds = batch;
         for scalar in &graph.scalars {
             let value = match scalar {
