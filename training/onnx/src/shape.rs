@@ -510,7 +510,41 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             }
             return pad_outputs(v, n_out);
         }
-        "ConvTranspose" => None,
+        "ConvTranspose" => {
+            // out = stride·(in − 1) + output_padding + dilation·(k − 1) + 1 − pads, or
+            // `output_shape` when given; channels = W[1]·group.
+            let known = |x: &Dim| if let Dim::Known(v) = x { Some(*v) } else { None };
+            let w = input(1).and_then(|t| t.dims.clone());
+            let dims = dims0.as_ref().filter(|d| d.len() >= 3).map(|d| {
+                let spatial = d.len() - 2;
+                let kernel: Option<Vec<i64>> = attr_ints(node, "kernel_shape")
+                    .or_else(|| w.as_ref().filter(|w| w.len() == d.len()).and_then(|w| w[2..].iter().map(known).collect()));
+                let strides = attr_ints(node, "strides").unwrap_or_else(|| vec![1; spatial]);
+                let dil = attr_ints(node, "dilations").unwrap_or_else(|| vec![1; spatial]);
+                let out_pad = attr_ints(node, "output_padding").unwrap_or_else(|| vec![0; spatial]);
+                let auto_pad = crate::builder::attr_str(node, "auto_pad").unwrap_or_default();
+                let pads = match attr_ints(node, "pads") {
+                    Some(p) if auto_pad.is_empty() || auto_pad == "NOTSET" => p,
+                    _ => vec![0; 2 * spatial],
+                };
+                let explicit = attr_ints(node, "output_shape");
+                let group = attr_int(node, "group", 1);
+                let mut out = vec![d[0].clone()];
+                out.push(w.as_ref().and_then(|w| w.get(1)).and_then(known).map(|c| Dim::Known(c * group)).unwrap_or_else(unknown));
+                for i in 0..spatial {
+                    out.push(match (&explicit, known(&d[2 + i]), &kernel) {
+                        (Some(s), _, _) => Dim::Known(s[s.len() - spatial + i]),
+                        (None, Some(n), _) if auto_pad.starts_with("SAME") => Dim::Known(n * strides[i]),
+                        (None, Some(n), Some(k)) => Dim::Known(
+                            strides[i] * (n - 1) + out_pad[i] + dil[i] * (k[i] - 1) + 1 - pads[i] - pads[i + spatial],
+                        ),
+                        _ => unknown(),
+                    });
+                }
+                out
+            });
+            same(dims)
+        }
         "GlobalAveragePool" | "GlobalMaxPool" => {
             same(dims0.as_ref().map(|d| d.iter().enumerate().map(|(i, x)| if i >= 2 { Dim::Known(1) } else { x.clone() }).collect()))
         }
@@ -634,6 +668,23 @@ mod tests {
         assert_eq!(map.dims(&y).unwrap(), &dims!["batch", 2, 5][..]);
         assert_eq!(map.dims(&s).unwrap(), &dims!["batch", 5][..]);
         assert_eq!(map.dtype(&cast), Some(DataType::Double));
+    }
+
+    #[test]
+    fn conv_transpose_inverts_the_conv_size() {
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Double, &dims!["batch", 6, 3, 4]);
+        let w = b.initializer("w", &Tensor::f32(vec![6, 2, 3, 3], vec![0.0; 108]));
+        let attrs = [
+            ("strides", Attr::Ints(vec![2, 2])),
+            ("pads", Attr::Ints(vec![1, 0, 1, 1])),
+            ("output_padding", Attr::Ints(vec![1, 0])),
+            ("group", Attr::Int(3)),
+        ];
+        let y = b.op("ConvTranspose", &[&x, &w], &attrs);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&y).unwrap(), &dims!["batch", 6, 6, 8][..]);
+        assert_eq!(map.dtype(&y), Some(DataType::Double));
     }
 
     #[test]

@@ -72,7 +72,7 @@ fn expanded_grad(c: &mut RuleCtx) -> Result<String, AutodiffError> {
 }
 
 /// Number of elements reduced into each output element, as a scalar of x's type.
-fn reduced_count(c: &mut RuleCtx) -> String {
+pub(super) fn reduced_count(c: &mut RuleCtx) -> String {
     let (x, y) = (c.input(0).to_string(), c.output(0).to_string());
     let sx = c.op("Size", &[&x], &[]);
     let sy = c.op("Size", &[&y], &[]);
