@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod net;
+
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
 use memeguard_training::graph_spec::{Buffer, ModelGraph, Param};
@@ -37,13 +39,7 @@ pub fn param(name: &str, weight_decay: bool, group: &str) -> Param {
 
 /// Deterministic values in [-1, 1).
 pub fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    net::uniform(seed, n, 1.0)
 }
 
 /// A batch for a model with `d` features: x [n, d], y [n, 1].
@@ -199,4 +195,36 @@ pub fn mlp_classifier(d: usize, hidden: usize, classes: usize) -> (ModelGraph, S
         param("b2", false, "head"),
     ];
     (ModelGraph { model: g.build(), params, buffers: Vec::new() }, loss)
+}
+
+/// conv(1→8)-BN-ReLU, conv(8→16, stride 2)-BN-ReLU, global average pool, linear head;
+/// batch norm in training mode with its running statistics as buffers.
+pub fn cnn_classifier(classes: i64) -> (ModelGraph, String) {
+    let mut net = net::Net::new("cnn_classifier");
+    let x = net.g.input("x", DataType::Float, &dims!["batch", 1, 8, 8]);
+    let h = net.conv_bn_relu("stage1", &x, 1, 8, 1);
+    let h = net.conv_bn_relu("stage2", &h, 8, 16, 2);
+    let pooled = net.g.op("GlobalAveragePool", &[&h], &[]);
+    let flat = net.g.op("Flatten", &[&pooled], &[("axis", Attr::Int(1))]);
+    let logits = net.linear("head", &flat, 16, classes);
+    let loss = net.cross_entropy(&logits, classes);
+    net.finish(loss)
+}
+
+/// Token embedding (Gather) + position embedding, one pre-norm transformer block (layer norm,
+/// 2-head attention with Reshape/Transpose, GELU MLP), mean pool, linear head.
+pub fn text_classifier(vocab: i64, len: i64, d: i64, classes: i64) -> (ModelGraph, String) {
+    let mut net = net::Net::new("text_classifier");
+    let ids = net.g.input("input_ids", DataType::Int64, &dims!["batch", len]);
+    let emb = net.param("token_embed", &[vocab, d], Some(d), 0.0, true);
+    let h = net.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
+    let pos = net.param("pos_embed", &[1, len, d], Some(d), 0.0, false);
+    let h = net.g.op("Add", &[&h, &pos], &[]);
+    let h = net.block("block0", &h, d, 2);
+    let h = net.layer_norm("norm", &h, d);
+    let axes = net.g.const_i64s("token_axis", &[1]);
+    let pooled = net.g.op("ReduceMean", &[&h, &axes], &[("keepdims", Attr::Int(0))]);
+    let logits = net.linear("head", &pooled, d, classes);
+    let loss = net.cross_entropy(&logits, classes);
+    net.finish(loss)
 }
