@@ -28,7 +28,7 @@ const FAMILIES: [&str; 4] = ["mlp", "cnn", "vit", "text"];
 
 #[path = "../tests/optim_fixtures/net.rs"]
 mod net;
-use net::{Net, onehot, uniform as values};
+use net::{Net, onehot, text_classifier, uniform as values};
 
 /// A benchmark case: the forward graph with its loss, the batch, and a description.
 struct Case {
@@ -75,11 +75,7 @@ fn vit() -> Case {
     for i in 0..4 {
         h = net.block(&format!("block{i}"), &h, d, 4);
     }
-    let h = net.layer_norm("norm", &h, d);
-    let axes = net.g.const_i64s("token_axis", &[1]);
-    let pooled = net.g.op("ReduceMean", &[&h, &axes], &[("keepdims", Attr::Int(0))]);
-    let logits = net.linear("head", &pooled, d, classes);
-    let loss = net.cross_entropy(&logits, classes);
+    let loss = net.token_classifier_loss(&h, d, classes);
     let (model, loss) = net.finish(loss);
     let batch = vec![
         ("pixels".into(), Tensor::f32(vec![b as i64, 3, hw, hw], values(98, b * 3 * (hw * hw) as usize, 1.0))),
@@ -96,21 +92,7 @@ fn vit() -> Case {
 /// Token + position embeddings, 2 pre-norm blocks (D 64, 4 heads), mean pool, head.
 fn text() -> Case {
     let (b, len, vocab, d, classes) = (32usize, 32i64, 1000i64, 64i64, 2i64);
-    let mut net = Net::new("bench_text");
-    let ids = net.g.input("input_ids", DataType::Int64, &dims!["batch", len]);
-    let emb = net.param("token_embed", &[vocab, d], Some(d), 0.0, true);
-    let mut h = net.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
-    let pos = net.param("pos_embed", &[1, len, d], Some(d), 0.0, false);
-    h = net.g.op("Add", &[&h, &pos], &[]);
-    for i in 0..2 {
-        h = net.block(&format!("block{i}"), &h, d, 4);
-    }
-    let h = net.layer_norm("norm", &h, d);
-    let axes = net.g.const_i64s("token_axis", &[1]);
-    let pooled = net.g.op("ReduceMean", &[&h, &axes], &[("keepdims", Attr::Int(0))]);
-    let logits = net.linear("head", &pooled, d, classes);
-    let loss = net.cross_entropy(&logits, classes);
-    let (model, loss) = net.finish(loss);
+    let (model, loss) = text_classifier(vocab, len, d, 4, 2, classes);
     let ids: Vec<i64> = (0..b * len as usize).map(|i| ((i * 7919) % vocab as usize) as i64).collect();
     let batch = vec![
         ("input_ids".into(), Tensor::i64(vec![b as i64, len], ids)),

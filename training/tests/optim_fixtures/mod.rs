@@ -52,12 +52,20 @@ pub fn feeds(x: &[f32], y: &[f32], d: usize) -> Vec<(String, Tensor)> {
     vec![("x".into(), Tensor::f32(vec![n, d as i64], x.to_vec())), ("y".into(), Tensor::f32(vec![n, 1], y.to_vec()))]
 }
 
-/// Scalar batch size N as a float, computed in the graph (the batch is dynamic).
-fn batch_size(g: &mut GraphBuilder, x: &str) -> String {
+/// loss = mean((pred − y)²) and its hand-written gradient d loss / d pred = 2 (pred − y) / N
+/// (N the batch size of `x`, computed in the graph: the batch is dynamic).
+fn mse_with_grad(g: &mut GraphBuilder, pred: &str, y: &str, x: &str) -> (String, String) {
+    let r = g.op("Sub", &[pred, y], &[]);
+    let r2 = g.op("Mul", &[&r, &r], &[]);
+    let loss = g.op("ReduceMean", &[&r2], &[("keepdims", Attr::Int(0))]);
     let shape = g.op("Shape", &[x], &[("start", Attr::Int(0)), ("end", Attr::Int(1))]);
     let n = g.op("Cast", &[&shape], &[("to", Attr::Int(DataType::Float as i64))]);
     let axes = g.const_i64s("axes0", &[0]);
-    g.op("Squeeze", &[&n, &axes], &[])
+    let n = g.op("Squeeze", &[&n, &axes], &[]);
+    let two = g.constant("two", Tensor::scalar_f32(2.0));
+    let two_r = g.op("Mul", &[&r, &two], &[]);
+    let dpred = g.op("Div", &[&two_r, &n], &[]);
+    (loss, dpred)
 }
 
 /// pred = x·w + b, loss = mean((pred − y)²); w [d,1] in group `body` (decayed), b [1] in
@@ -71,14 +79,7 @@ pub fn linear_regression(w: &[f32], b: f32, with_buffer: bool) -> Fixture {
     let b = g.initializer("b", &Tensor::f32(vec![1], vec![b]));
     let xw = g.op("MatMul", &[&x, &w], &[]);
     let pred = g.op("Add", &[&xw, &b], &[]);
-    let r = g.op("Sub", &[&pred, &y], &[]);
-    let r2 = g.op("Mul", &[&r, &r], &[]);
-    let loss = g.op("ReduceMean", &[&r2], &[("keepdims", Attr::Int(0))]);
-    // d loss / d pred = 2 r / N
-    let n = batch_size(&mut g, &x);
-    let two = g.constant("two", Tensor::scalar_f32(2.0));
-    let two_r = g.op("Mul", &[&r, &two], &[]);
-    let dpred = g.op("Div", &[&two_r, &n], &[]);
+    let (loss, dpred) = mse_with_grad(&mut g, &pred, &y, &x);
     let xt = g.op("Transpose", &[&x], &[("perm", Attr::Ints(vec![1, 0]))]);
     let w_grad = g.op("MatMul", &[&xt, &dpred], &[]);
     let axes = g.const_i64s("axes", &[0]);
@@ -125,13 +126,7 @@ pub fn mlp(d: usize, hidden: usize, seed: u64) -> Fixture {
     let hid = g.op("Tanh", &[&z], &[]);
     let p = g.op("MatMul", &[&hid, &w2], &[]);
     let pred = g.op("Add", &[&p, &b2], &[]);
-    let r = g.op("Sub", &[&pred, &y], &[]);
-    let r2 = g.op("Mul", &[&r, &r], &[]);
-    let loss = g.op("ReduceMean", &[&r2], &[("keepdims", Attr::Int(0))]);
-    let n = batch_size(&mut g, &x);
-    let two = g.constant("two", Tensor::scalar_f32(2.0));
-    let two_r = g.op("Mul", &[&r, &two], &[]);
-    let dpred = g.op("Div", &[&two_r, &n], &[]);
+    let (loss, dpred) = mse_with_grad(&mut g, &pred, &y, &x);
     let axes = g.const_i64s("axes", &[0]);
     let ht = g.op("Transpose", &[&hid], &[("perm", Attr::Ints(vec![1, 0]))]);
     let w2_grad = g.op("MatMul", &[&ht, &dpred], &[]);
@@ -207,24 +202,6 @@ pub fn cnn_classifier(classes: i64) -> (ModelGraph, String) {
     let pooled = net.g.op("GlobalAveragePool", &[&h], &[]);
     let flat = net.g.op("Flatten", &[&pooled], &[("axis", Attr::Int(1))]);
     let logits = net.linear("head", &flat, 16, classes);
-    let loss = net.cross_entropy(&logits, classes);
-    net.finish(loss)
-}
-
-/// Token embedding (Gather) + position embedding, one pre-norm transformer block (layer norm,
-/// 2-head attention with Reshape/Transpose, GELU MLP), mean pool, linear head.
-pub fn text_classifier(vocab: i64, len: i64, d: i64, classes: i64) -> (ModelGraph, String) {
-    let mut net = net::Net::new("text_classifier");
-    let ids = net.g.input("input_ids", DataType::Int64, &dims!["batch", len]);
-    let emb = net.param("token_embed", &[vocab, d], Some(d), 0.0, true);
-    let h = net.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
-    let pos = net.param("pos_embed", &[1, len, d], Some(d), 0.0, false);
-    let h = net.g.op("Add", &[&h, &pos], &[]);
-    let h = net.block("block0", &h, d, 2);
-    let h = net.layer_norm("norm", &h, d);
-    let axes = net.g.const_i64s("token_axis", &[1]);
-    let pooled = net.g.op("ReduceMean", &[&h, &axes], &[("keepdims", Attr::Int(0))]);
-    let logits = net.linear("head", &pooled, d, classes);
     let loss = net.cross_entropy(&logits, classes);
     net.finish(loss)
 }

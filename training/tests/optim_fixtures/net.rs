@@ -120,6 +120,15 @@ impl Net {
         soft_cross_entropy(&mut self.g, logits, &onehot).expect("float logits")
     }
 
+    /// Final layer norm over [B, T, D], mean over tokens, linear head, cross-entropy.
+    pub fn token_classifier_loss(&mut self, h: &str, d: i64, classes: i64) -> String {
+        let h = self.layer_norm("norm", h, d);
+        let axes = self.g.const_i64s("token_axis", &[1]);
+        let pooled = self.g.op("ReduceMean", &[&h, &axes], &[("keepdims", Attr::Int(0))]);
+        let logits = self.linear("head", &pooled, d, classes);
+        self.cross_entropy(&logits, classes)
+    }
+
     pub fn finish(self, loss: String) -> (ModelGraph, String) {
         (ModelGraph { model: self.g.build(), params: self.params, buffers: self.buffers }, loss)
     }
@@ -132,4 +141,20 @@ pub fn onehot(batch: usize, classes: usize) -> Tensor {
         v[i * classes + i % classes] = 1.0;
     }
     Tensor::f32(vec![batch as i64, classes as i64], v)
+}
+
+/// Token embedding (Gather) + position embedding, `blocks` pre-norm transformer blocks with
+/// `heads` heads, mean pool, linear head; inputs `input_ids` [B, len] and `onehot`.
+pub fn text_classifier(vocab: i64, len: i64, d: i64, heads: i64, blocks: usize, classes: i64) -> (ModelGraph, String) {
+    let mut net = Net::new("text_classifier");
+    let ids = net.g.input("input_ids", DataType::Int64, &dims!["batch", len]);
+    let emb = net.param("token_embed", &[vocab, d], Some(d), 0.0, true);
+    let mut h = net.g.op("Gather", &[&emb, &ids], &[("axis", Attr::Int(0))]);
+    let pos = net.param("pos_embed", &[1, len, d], Some(d), 0.0, false);
+    h = net.g.op("Add", &[&h, &pos], &[]);
+    for i in 0..blocks {
+        h = net.block(&format!("block{i}"), &h, d, heads);
+    }
+    let loss = net.token_classifier_loss(&h, d, classes);
+    net.finish(loss)
 }
