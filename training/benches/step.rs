@@ -28,7 +28,7 @@ const FAMILIES: [&str; 4] = ["mlp", "cnn", "vit", "text"];
 
 #[path = "../tests/optim_fixtures/net.rs"]
 mod net;
-use net::{Net, onehot, text_classifier, uniform as values};
+use net::{Net, cnn_classifier, onehot, text_classifier, uniform as values};
 
 /// A benchmark case: the forward graph with its loss, the batch, and a description.
 struct Case {
@@ -41,16 +41,7 @@ struct Case {
 /// 3 conv-BN-ReLU stages (16, 32, 64 channels; strides 1, 2, 2), global pool, linear head.
 fn cnn() -> Case {
     let (b, hw, classes) = (32usize, 32i64, 10i64);
-    let mut net = Net::new("bench_cnn");
-    let x = net.g.input("pixels", DataType::Float, &dims!["batch", 3, hw, hw]);
-    let h = net.conv_bn_relu("stage1", &x, 3, 16, 1);
-    let h = net.conv_bn_relu("stage2", &h, 16, 32, 2);
-    let h = net.conv_bn_relu("stage3", &h, 32, 64, 2);
-    let pooled = net.g.op("GlobalAveragePool", &[&h], &[]);
-    let flat = net.g.op("Flatten", &[&pooled], &[("axis", Attr::Int(1))]);
-    let logits = net.linear("head", &flat, 64, classes);
-    let loss = net.cross_entropy(&logits, classes);
-    let (model, loss) = net.finish(loss);
+    let (model, loss) = cnn_classifier(3, hw, &[(16, 1), (32, 2), (64, 2)], classes);
     let batch = vec![
         ("pixels".into(), Tensor::f32(vec![b as i64, 3, hw, hw], values(99, b * 3 * (hw * hw) as usize, 1.0))),
         ("onehot".into(), onehot(b, classes as usize)),

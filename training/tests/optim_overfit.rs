@@ -8,8 +8,9 @@ use memeguard_onnx::Tensor;
 use memeguard_training::autodiff::Options;
 use memeguard_training::optim::{OptimizerConfig, OptimizerKind, differentiate_step};
 use memeguard_training::runtime::{StepHyper, Trainer, TrainerConfig};
+use optim_fixtures::net::cnn_classifier;
 use optim_fixtures::net::onehot;
-use optim_fixtures::{cnn_classifier, mlp_classifier, values};
+use optim_fixtures::{mlp_classifier, values};
 
 const N: usize = 16;
 const D: usize = 4;
@@ -60,12 +61,12 @@ fn mlp_overfits_a_fixed_batch_with_sgd() {
 }
 
 fn cnn_overfit(config: OptimizerConfig, hyper: StepHyper, steps: usize) -> (f32, f32, Trainer) {
-    let (model, loss) = cnn_classifier(C as i64);
+    let (model, loss) = cnn_classifier(1, 8, &[(8, 1), (16, 2)], C as i64);
     assert_eq!(model.buffers.len(), 4, "two batch norms, mean and variance each");
     let step = differentiate_step(&model, &loss, &config, &Options::default()).unwrap();
     let mut trainer = Trainer::new(step, &TrainerConfig::default()).unwrap();
     let batch = vec![
-        ("x".to_string(), Tensor::f32(vec![8, 1, 8, 8], values(20, 8 * 64))),
+        ("pixels".to_string(), Tensor::f32(vec![8, 1, 8, 8], values(20, 8 * 64))),
         ("onehot".to_string(), onehot(8, C)),
     ];
     let first = trainer.step(batch.clone(), &hyper).unwrap().loss;

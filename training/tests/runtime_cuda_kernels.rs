@@ -34,7 +34,7 @@ fn training_graphs() -> Vec<(String, ModelProto)> {
     }
     let differentiated = [
         ("mlp classifier", optim_fixtures::mlp_classifier(4, 8, 3)),
-        ("cnn with batch norm", optim_fixtures::cnn_classifier(3)),
+        ("cnn with batch norm", optim_fixtures::net::cnn_classifier(1, 8, &[(4, 1), (8, 2)], 3)),
         ("text transformer", optim_fixtures::net::text_classifier(50, 6, 8, 2, 1, 2)),
     ];
     for (name, (model, loss)) in differentiated {

@@ -191,17 +191,3 @@ pub fn mlp_classifier(d: usize, hidden: usize, classes: usize) -> (ModelGraph, S
     ];
     (ModelGraph { model: g.build(), params, buffers: Vec::new() }, loss)
 }
-
-/// conv(1→8)-BN-ReLU, conv(8→16, stride 2)-BN-ReLU, global average pool, linear head;
-/// batch norm in training mode with its running statistics as buffers.
-pub fn cnn_classifier(classes: i64) -> (ModelGraph, String) {
-    let mut net = net::Net::new("cnn_classifier");
-    let x = net.g.input("x", DataType::Float, &dims!["batch", 1, 8, 8]);
-    let h = net.conv_bn_relu("stage1", &x, 1, 8, 1);
-    let h = net.conv_bn_relu("stage2", &h, 8, 16, 2);
-    let pooled = net.g.op("GlobalAveragePool", &[&h], &[]);
-    let flat = net.g.op("Flatten", &[&pooled], &[("axis", Attr::Int(1))]);
-    let logits = net.linear("head", &flat, 16, classes);
-    let loss = net.cross_entropy(&logits, classes);
-    net.finish(loss)
-}

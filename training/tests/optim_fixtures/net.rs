@@ -158,3 +158,21 @@ pub fn text_classifier(vocab: i64, len: i64, d: i64, heads: i64, blocks: usize, 
     let loss = net.token_classifier_loss(&h, d, classes);
     net.finish(loss)
 }
+
+/// Conv-BN-ReLU stages on `pixels` [B, channels, hw, hw] (`stages`: output channels and
+/// stride of each), global average pool, linear head; batch norm in training mode with its
+/// running statistics as buffers. Inputs `pixels` and `onehot`.
+pub fn cnn_classifier(channels: i64, hw: i64, stages: &[(i64, i64)], classes: i64) -> (ModelGraph, String) {
+    let mut net = Net::new("cnn_classifier");
+    let mut h = net.g.input("pixels", DataType::Float, &dims!["batch", channels, hw, hw]);
+    let mut c_in = channels;
+    for (i, &(c_out, stride)) in stages.iter().enumerate() {
+        h = net.conv_bn_relu(&format!("stage{}", i + 1), &h, c_in, c_out, stride);
+        c_in = c_out;
+    }
+    let pooled = net.g.op("GlobalAveragePool", &[&h], &[]);
+    let flat = net.g.op("Flatten", &[&pooled], &[("axis", Attr::Int(1))]);
+    let logits = net.linear("head", &flat, c_in, classes);
+    let loss = net.cross_entropy(&logits, classes);
+    net.finish(loss)
+}
