@@ -32,9 +32,15 @@ fn training_graphs() -> Vec<(String, ModelProto)> {
             graphs.push((format!("{name} {config:?}"), step.graph.model));
         }
     }
-    let (classifier, loss) = optim_fixtures::mlp_classifier(4, 8, 3);
-    let step = differentiate_step(&classifier, &loss, &OptimizerConfig::default(), &Options::default()).unwrap();
-    graphs.push(("mlp classifier (autodiff)".into(), step.graph.model));
+    let differentiated = [
+        ("mlp classifier", optim_fixtures::mlp_classifier(4, 8, 3)),
+        ("cnn with batch norm", optim_fixtures::net::cnn_classifier(1, 8, &[(4, 1), (8, 2)], 3)),
+        ("text transformer", optim_fixtures::net::text_classifier(50, 6, 8, 2, 1, 2)),
+    ];
+    for (name, (model, loss)) in differentiated {
+        let step = differentiate_step(&model, &loss, &OptimizerConfig::default(), &Options::default()).unwrap();
+        graphs.push((format!("{name} (autodiff, AdamW)"), step.graph.model));
+    }
     let ema = build_ema_graph(&[EmaPair { teacher: "t".into(), student: "s".into(), dims: vec![2, 2] }]).unwrap();
     graphs.push(("ema".into(), ema.model));
     graphs
@@ -70,6 +76,7 @@ fn every_op_of_the_training_graphs_has_a_cuda_kernel() {
             problems.push(format!("{name}: no CUDA kernel for {}", missing.join(", ")));
         }
     }
+    eprintln!("ops checked: {all:?}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(all.len() >= 10, "the check covers the ops used: {all:?}");
 }

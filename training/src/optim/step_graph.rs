@@ -107,6 +107,39 @@ fn initializer_to_input(graph: &mut GraphProto, name: &str) -> Result<Tensor, Op
     Ok(tensor)
 }
 
+/// Moves every parameter and buffer from the initializers to the graph inputs; returns
+/// their slots (parameters first, in list order) with the initializer values.
+fn state_from_initializers(
+    graph: &mut GraphProto,
+    params: &[Param],
+    buffers: &[Buffer],
+) -> Result<Vec<StateSlot>, OptimError> {
+    let mut slots = Vec::new();
+    let mut seen = HashSet::new();
+    for p in params {
+        if !seen.insert(p.name.as_str()) {
+            return Err(OptimError::InvalidConfig(format!("parameter `{}` is listed twice", p.name)));
+        }
+        let initial = initializer_to_input(graph, &p.name)?;
+        if p.trainable && initial.data_type() != DataType::Float {
+            return Err(OptimError::UnsupportedType {
+                name: p.name.clone(),
+                dtype: format!("{:?}", initial.data_type()),
+            });
+        }
+        let role = StateRole::Parameter { trainable: p.trainable, group: p.group.clone() };
+        slots.push(StateSlot { name: p.name.clone(), role, initial });
+    }
+    for buf in buffers {
+        if !seen.insert(buf.name.as_str()) {
+            return Err(OptimError::InvalidConfig(format!("buffer `{}` is listed twice", buf.name)));
+        }
+        let initial = initializer_to_input(graph, &buf.name)?;
+        slots.push(StateSlot { name: buf.name.clone(), role: StateRole::Buffer, initial });
+    }
+    Ok(slots)
+}
+
 /// Renames the value `from` (just produced by a node) to `to` everywhere, so the node that
 /// computes a next-state value writes the graph output directly (no Identity copy).
 fn rename_value(b: &mut GraphBuilder, from: &str, to: &str) -> Result<(), OptimError> {
@@ -190,33 +223,7 @@ pub fn build_step_graph(training: &TrainingGraph<'_>, config: &OptimizerConfig) 
         .filter(|n| !graph.initializer.iter().any(|t| t.name.as_deref() == Some(n)))
         .collect();
 
-    // Parameters and buffers move from initializers to inputs.
-    let mut slots = Vec::new();
-    let mut seen = HashSet::new();
-    for p in training.params {
-        if !seen.insert(p.name.as_str()) {
-            return Err(OptimError::InvalidConfig(format!("parameter `{}` is listed twice", p.name)));
-        }
-        let initial = initializer_to_input(graph, &p.name)?;
-        if p.trainable && initial.data_type() != DataType::Float {
-            return Err(OptimError::UnsupportedType {
-                name: p.name.clone(),
-                dtype: format!("{:?}", initial.data_type()),
-            });
-        }
-        slots.push(StateSlot {
-            name: p.name.clone(),
-            role: StateRole::Parameter { trainable: p.trainable, group: p.group.clone() },
-            initial,
-        });
-    }
-    for buf in training.buffers {
-        if !seen.insert(buf.name.as_str()) {
-            return Err(OptimError::InvalidConfig(format!("buffer `{}` is listed twice", buf.name)));
-        }
-        let initial = initializer_to_input(graph, &buf.name)?;
-        slots.push(StateSlot { name: buf.name.clone(), role: StateRole::Buffer, initial });
-    }
+    let mut slots = state_from_initializers(graph, training.params, training.buffers)?;
 
     let mut b = GraphBuilder::from_model(&model);
     let defined: HashSet<String> = {

@@ -4,6 +4,7 @@
 //! host. Only the reports asked for (the loss, say) are copied back.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use memeguard_onnx::{Tensor, encode_model};
 use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
@@ -21,6 +22,7 @@ pub struct StateSession {
     binding: IoBinding,
     graph: StateGraph,
     host_memory: MemoryInfo<'static>,
+    last_run_time: Duration,
 }
 
 impl StateSession {
@@ -31,12 +33,18 @@ impl StateSession {
         let session = session_from_bytes(&bytes, options)?;
         let binding = session.create_binding()?;
         let host_memory = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?;
-        Ok(StateSession { session, binding, graph, host_memory })
+        Ok(StateSession { session, binding, graph, host_memory, last_run_time: Duration::ZERO })
     }
 
     /// The graph's description (its model bytes are dropped after loading).
     pub fn graph(&self) -> &StateGraph {
         &self.graph
+    }
+
+    /// Wall time of the last run inside ONNX Runtime (`run_binding`), the rest of [`Self::run`]
+    /// being binding, feeding and readback.
+    pub fn last_run_time(&self) -> Duration {
+        self.last_run_time
     }
 
     /// The ONNX Runtime session (for allocators bound to its device).
@@ -71,7 +79,9 @@ impl StateSession {
         }
         let mut reports = BTreeMap::new();
         {
+            let start = Instant::now();
             let outputs = self.session.run_binding(&self.binding)?;
+            self.last_run_time = start.elapsed();
             for name in fetch {
                 let value = outputs
                     .get(name.as_str())

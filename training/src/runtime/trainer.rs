@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use memeguard_onnx::Tensor;
 use memeguard_package::Device;
@@ -83,6 +84,10 @@ pub struct StepReport {
     pub applied: bool,
     /// Other outputs asked for with [`Trainer::step_fetch`].
     pub outputs: BTreeMap<String, Tensor>,
+    /// Wall time of the whole step, and of the part inside ONNX Runtime's run; the
+    /// difference is this loop's own cost (binding, inputs, readback).
+    pub step_time: Duration,
+    pub run_time: Duration,
 }
 
 /// Runs a step graph step after step, keeping its state on the device.
@@ -172,6 +177,7 @@ impl Trainer {
         hyper: &StepHyper,
         fetch: &[&str],
     ) -> Result<StepReport, RuntimeError> {
+        let start = Instant::now();
         let graph = self.step_session.graph();
         for (name, _) in &batch {
             if !graph.data_inputs.contains(name) {
@@ -184,7 +190,7 @@ impl Trainer {
         if let Some(missing) = graph.data_inputs.iter().find(|d| !batch.iter().any(|(n, _)| n == *d)) {
             return Err(RuntimeError::Invalid(format!("the batch lacks the data input `{missing}`")));
         }
-        let applies = (self.micro_step + 1) % self.accumulation_steps == 0;
+        let applies = (self.micro_step + 1).is_multiple_of(self.accumulation_steps);
         let mut feeds = batch;
         for scalar in &graph.scalars {
             let value = match scalar {
@@ -213,7 +219,14 @@ impl Trainer {
             Some(name) => Some(first_f32(outputs.remove(name), name)?),
             None => None,
         };
-        Ok(StepReport { loss, grad_norm, applied: applies, outputs })
+        Ok(StepReport {
+            loss,
+            grad_norm,
+            applied: applies,
+            outputs,
+            step_time: start.elapsed(),
+            run_time: self.step_session.last_run_time(),
+        })
     }
 
     /// Moves every teacher towards its student with momentum `momentum`.

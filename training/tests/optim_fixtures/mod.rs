@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 
+pub mod net;
+
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
 use memeguard_training::graph_spec::{Buffer, ModelGraph, Param};
+use memeguard_training::losses::soft_cross_entropy;
 use memeguard_training::optim::TrainingGraph;
 
 /// A forward graph with loss and gradient nodes, plus its parameter and buffer lists.
@@ -36,13 +39,7 @@ pub fn param(name: &str, weight_decay: bool, group: &str) -> Param {
 
 /// Deterministic values in [-1, 1).
 pub fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    net::uniform(seed, n, 1.0)
 }
 
 /// A batch for a model with `d` features: x [n, d], y [n, 1].
@@ -55,12 +52,20 @@ pub fn feeds(x: &[f32], y: &[f32], d: usize) -> Vec<(String, Tensor)> {
     vec![("x".into(), Tensor::f32(vec![n, d as i64], x.to_vec())), ("y".into(), Tensor::f32(vec![n, 1], y.to_vec()))]
 }
 
-/// Scalar batch size N as a float, computed in the graph (the batch is dynamic).
-fn batch_size(g: &mut GraphBuilder, x: &str) -> String {
+/// loss = mean((pred − y)²) and its hand-written gradient d loss / d pred = 2 (pred − y) / N
+/// (N the batch size of `x`, computed in the graph: the batch is dynamic).
+fn mse_with_grad(g: &mut GraphBuilder, pred: &str, y: &str, x: &str) -> (String, String) {
+    let r = g.op("Sub", &[pred, y], &[]);
+    let r2 = g.op("Mul", &[&r, &r], &[]);
+    let loss = g.op("ReduceMean", &[&r2], &[("keepdims", Attr::Int(0))]);
     let shape = g.op("Shape", &[x], &[("start", Attr::Int(0)), ("end", Attr::Int(1))]);
     let n = g.op("Cast", &[&shape], &[("to", Attr::Int(DataType::Float as i64))]);
     let axes = g.const_i64s("axes0", &[0]);
-    g.op("Squeeze", &[&n, &axes], &[])
+    let n = g.op("Squeeze", &[&n, &axes], &[]);
+    let two = g.constant("two", Tensor::scalar_f32(2.0));
+    let two_r = g.op("Mul", &[&r, &two], &[]);
+    let dpred = g.op("Div", &[&two_r, &n], &[]);
+    (loss, dpred)
 }
 
 /// pred = x·w + b, loss = mean((pred − y)²); w [d,1] in group `body` (decayed), b [1] in
@@ -74,14 +79,7 @@ pub fn linear_regression(w: &[f32], b: f32, with_buffer: bool) -> Fixture {
     let b = g.initializer("b", &Tensor::f32(vec![1], vec![b]));
     let xw = g.op("MatMul", &[&x, &w], &[]);
     let pred = g.op("Add", &[&xw, &b], &[]);
-    let r = g.op("Sub", &[&pred, &y], &[]);
-    let r2 = g.op("Mul", &[&r, &r], &[]);
-    let loss = g.op("ReduceMean", &[&r2], &[("keepdims", Attr::Int(0))]);
-    // d loss / d pred = 2 r / N
-    let n = batch_size(&mut g, &x);
-    let two = g.constant("two", Tensor::scalar_f32(2.0));
-    let two_r = g.op("Mul", &[&r, &two], &[]);
-    let dpred = g.op("Div", &[&two_r, &n], &[]);
+    let (loss, dpred) = mse_with_grad(&mut g, &pred, &y, &x);
     let xt = g.op("Transpose", &[&x], &[("perm", Attr::Ints(vec![1, 0]))]);
     let w_grad = g.op("MatMul", &[&xt, &dpred], &[]);
     let axes = g.const_i64s("axes", &[0]);
@@ -128,13 +126,7 @@ pub fn mlp(d: usize, hidden: usize, seed: u64) -> Fixture {
     let hid = g.op("Tanh", &[&z], &[]);
     let p = g.op("MatMul", &[&hid, &w2], &[]);
     let pred = g.op("Add", &[&p, &b2], &[]);
-    let r = g.op("Sub", &[&pred, &y], &[]);
-    let r2 = g.op("Mul", &[&r, &r], &[]);
-    let loss = g.op("ReduceMean", &[&r2], &[("keepdims", Attr::Int(0))]);
-    let n = batch_size(&mut g, &x);
-    let two = g.constant("two", Tensor::scalar_f32(2.0));
-    let two_r = g.op("Mul", &[&r, &two], &[]);
-    let dpred = g.op("Div", &[&two_r, &n], &[]);
+    let (loss, dpred) = mse_with_grad(&mut g, &pred, &y, &x);
     let axes = g.const_i64s("axes", &[0]);
     let ht = g.op("Transpose", &[&hid], &[("perm", Attr::Ints(vec![1, 0]))]);
     let w2_grad = g.op("MatMul", &[&ht, &dpred], &[]);
@@ -167,7 +159,7 @@ pub fn mlp(d: usize, hidden: usize, seed: u64) -> Fixture {
     }
 }
 
-/// A classifier: logits = relu(x·w1 + b1)·w2 + b2; loss = −mean(Σ onehot · log_softmax(logits)).
+/// A classifier: logits = relu(x·w1 + b1)·w2 + b2; loss = the shared soft cross-entropy.
 /// Its forward graph has no gradient nodes: autodiff differentiates it.
 pub fn mlp_classifier(d: usize, hidden: usize, classes: usize) -> (ModelGraph, String) {
     let c = classes;
@@ -190,12 +182,7 @@ pub fn mlp_classifier(d: usize, hidden: usize, classes: usize) -> (ModelGraph, S
     let h = g.op("Add", &[&h, &b1], &[]);
     let h = g.op("Relu", &[&h], &[]);
     let logits = g.op("Gemm", &[&h, &w2, &b2], &[]);
-    let logp = g.op("LogSoftmax", &[&logits], &[("axis", Attr::Int(-1))]);
-    let picked = g.op("Mul", &[&onehot, &logp], &[]);
-    let axes = g.const_i64s("axes", &[1]);
-    let per_row = g.op("ReduceSum", &[&picked, &axes], &[("keepdims", Attr::Int(0))]);
-    let mean = g.op("ReduceMean", &[&per_row], &[("keepdims", Attr::Int(0))]);
-    let loss = g.op("Neg", &[&mean], &[]);
+    let loss = soft_cross_entropy(&mut g, &logits, &onehot).expect("float logits");
     let params = vec![
         param("w1", true, "body"),
         param("b1", false, "body"),
