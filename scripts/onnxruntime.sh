@@ -34,6 +34,13 @@ if [ -f "$dest/$lib" ]; then
 fi
 
 python=${PYTHON:-python3}
+# pip matches --platform exactly, so list every manylinux tag a wheel may carry: the
+# ONNX Runtime wheels are manylinux_2_28, NVIDIA's CUDA wheels older tags down to manylinux1.
+platforms=()
+for tag in manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux_2_12 manylinux2010 manylinux_2_5 manylinux1; do
+  platforms+=(--platform "${tag}_x86_64")
+done
+pip_target=(--only-binary=:all: "${platforms[@]}" --python-version 3.11 --implementation cp)
 if ! "$python" -m pip --version >/dev/null 2>&1; then
   echo "onnxruntime: need Python 3 with pip to fetch $package==$VERSION from PyPI (apt-get install python3-pip)" >&2
   exit 1
@@ -42,21 +49,23 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "onnxruntime: fetching $package==$VERSION from PyPI"
-"$python" -m pip download --quiet --no-deps --only-binary=:all: \
-  --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
+"$python" -m pip download --quiet --disable-pip-version-check --no-deps "${pip_target[@]}" \
   "$package==$VERSION" -d "$tmp"
 wheel=$(ls "$tmp"/*.whl)
+rm -rf "$dest.partial"
 mkdir -p "$dest.partial"
 ( cd "$tmp" && "$python" -m zipfile -e "$wheel" unpacked )
 cp "$tmp"/unpacked/onnxruntime/capi/libonnxruntime.so.* "$dest.partial/"
-cp "$tmp"/unpacked/onnxruntime/capi/libonnxruntime_providers_*.so "$dest.partial/" 2>/dev/null || true
 
 if [ "$variant" = gpu ]; then
+  # The CUDA execution provider and the shim it loads through (the TensorRT provider is left out).
+  cp "$tmp"/unpacked/onnxruntime/capi/libonnxruntime_providers_{shared,cuda}.so "$dest.partial/"
   # The CUDA 13 / cuDNN 9 runtime libraries the CUDA provider links against, from
-  # NVIDIA's PyPI wheels (the wheel's own [cuda,cudnn] extras).
+  # NVIDIA's PyPI wheels: the wheel's own extras (its METADATA: [cuda] = nvidia-cuda-nvrtc,
+  # nvidia-cuda-runtime, nvidia-cufft, nvidia-curand; [cudnn] = nvidia-cudnn-cu13, which
+  # brings nvidia-cublas and nvidia-nvjitlink).
   echo "onnxruntime: fetching the CUDA 13 and cuDNN 9 libraries (several GB)"
-  "$python" -m pip install --quiet --target "$tmp/cuda" --only-binary=:all: \
-    --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
+  "$python" -m pip install --quiet --disable-pip-version-check --target "$tmp/cuda" "${pip_target[@]}" \
     "$package[cuda,cudnn]==$VERSION"
   find "$tmp/cuda/nvidia" -name 'lib*.so*' -exec cp -P {} "$dest.partial/" \;
 fi
@@ -64,3 +73,7 @@ fi
 rm -rf "$dest"
 mv "$dest.partial" "$dest"
 echo "onnxruntime: ready at $dest/$lib"
+if [ "$variant" = gpu ]; then
+  echo "onnxruntime: the CUDA libraries sit next to it; if the CUDA provider cannot find them, run with"
+  echo "  LD_LIBRARY_PATH=$dest"
+fi

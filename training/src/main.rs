@@ -1,6 +1,20 @@
-//! `memeguard-train`: the training command line (subcommands land with the training issues).
+//! `memeguard-train`: parses the command line and runs the subcommand (see `cli`).
 
-fn main() {
-    eprintln!("memeguard-train: no subcommands yet");
-    std::process::exit(2);
+mod cli;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(cli::Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

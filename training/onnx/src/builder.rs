@@ -231,6 +231,26 @@ impl GraphBuilder {
         outputs
     }
 
+    /// Like [`GraphBuilder::node`], but the node and its outputs are named from `base`
+    /// (for example `<forward node>_grad_mul`), so generated graphs stay readable.
+    pub fn node_named(
+        &mut self,
+        base: &str,
+        op_type: &str,
+        inputs: &[&str],
+        n_outputs: usize,
+        attrs: &[(&str, Attr)],
+    ) -> Vec<String> {
+        let node_name = self.unique(base);
+        let outputs: Vec<String> = if n_outputs == 1 {
+            vec![self.unique(&format!("{node_name}_out"))]
+        } else {
+            (0..n_outputs).map(|i| self.unique(&format!("{node_name}_out{i}"))).collect()
+        };
+        self.push_node(&node_name, op_type, inputs, &outputs, attrs);
+        outputs
+    }
+
     /// Appends a node with one output and returns that output's name.
     pub fn op(&mut self, op_type: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         self.node(op_type, inputs, 1, attrs).pop().expect("one output")
@@ -242,6 +262,16 @@ impl GraphBuilder {
         let node_name = self.unique(&op_type.to_lowercase());
         let outputs: Vec<String> =
             outputs.iter().map(|o| if o.is_empty() { String::new() } else { self.reserve_exact(o) }).collect();
+        self.push_node(&node_name, op_type, inputs, &outputs, attrs);
+    }
+
+    /// Appends a node writing to names already reserved with [`GraphBuilder::unique`].
+    pub fn node_into(&mut self, op_type: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
+        for o in outputs {
+            assert!(o.is_empty() || self.used.contains(*o), "output `{o}` was not reserved with unique()");
+        }
+        let node_name = self.unique(&op_type.to_lowercase());
+        let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
         self.push_node(&node_name, op_type, inputs, &outputs, attrs);
     }
 
@@ -260,6 +290,16 @@ impl GraphBuilder {
     /// Declares `value` (already produced by a node or an input) a graph output.
     pub fn output(&mut self, value: &str, dtype: DataType, dims: &[Dim]) {
         self.graph.output.push(value_info(value, dtype, dims));
+    }
+
+    /// Declares `value` a graph output with an element type but no shape (ONNX Runtime
+    /// accepts this; use [`GraphBuilder::output`] for graphs that `onnx.checker` must accept).
+    pub fn output_unshaped(&mut self, value: &str, dtype: DataType) {
+        let mut info = value_info(value, dtype, &[]);
+        if let Some(type_proto::Value::TensorType(t)) = info.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape = None;
+        }
+        self.graph.output.push(info);
     }
 
     /// Renames the value `from` to `to` through an `Identity` node and declares `to` an

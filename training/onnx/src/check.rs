@@ -105,6 +105,21 @@ pub fn check_model(model: &ModelProto, standard_only: bool) -> Result<(), CheckE
     if problems.is_empty() { Ok(()) } else { Err(CheckError { problems }) }
 }
 
+/// The `domain::op_type` of every node outside the default ONNX domain (empty when the
+/// graph uses standard ops only).
+pub fn foreign_ops(model: &ModelProto) -> Vec<String> {
+    let mut out: Vec<String> = model
+        .graph
+        .iter()
+        .flat_map(|g| g.node.iter())
+        .filter(|n| !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+        .map(|n| format!("{}::{}", n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or("")))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The versions every graph we build uses, for messages and manifests.
 pub fn versions() -> (i64, i64) {
     (IR_VERSION, OPSET_VERSION)

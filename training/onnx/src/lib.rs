@@ -8,6 +8,7 @@ pub mod builder;
 pub mod check;
 pub mod io;
 pub mod pycheck;
+pub mod shape;
 pub mod tensor;
 
 /// Types generated from the vendored `proto/onnx.proto` (ONNX 1.23.2).

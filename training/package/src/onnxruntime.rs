@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
 /// The ONNX Runtime version this build is made and tested for.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -77,11 +77,11 @@ static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 /// The places searched for the library, in order, when `ORT_DYLIB_PATH` is unset.
 pub fn candidate_paths() -> Vec<PathBuf> {
     let mut paths = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            paths.push(dir.join(ORT_LIB_NAME));
-            paths.push(dir.join("../lib").join(ORT_LIB_NAME));
-        }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        paths.push(dir.join(ORT_LIB_NAME));
+        paths.push(dir.join("../lib").join(ORT_LIB_NAME));
     }
     // The repository's cache folder, filled by scripts/onnxruntime.sh (GPU build first:
     // it also runs on CPU).
@@ -112,10 +112,12 @@ pub fn library_path() -> Result<PathBuf, RuntimeError> {
 pub fn environment() -> Result<&'static Environment, RuntimeError> {
     let result = ENVIRONMENT.get_or_init(|| {
         let path = library_path().map_err(|e| e.to_string())?;
-        let builder = ort::init_from(&path).map_err(|e| {
-            RuntimeError::Load { path: path.clone(), message: e.to_string() }.to_string()
-        })?;
-        builder.with_name("memeguard").build().map_err(|e| RuntimeError::Load { path, message: e.to_string() }.to_string())
+        let builder = ort::init_from(&path)
+            .map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() }.to_string())?;
+        builder
+            .with_name("memeguard")
+            .build()
+            .map_err(|e| RuntimeError::Load { path, message: e.to_string() }.to_string())
     });
     match result {
         Ok(env) => Ok(env),
@@ -152,7 +154,11 @@ pub fn session_builder(opts: &SessionOptions) -> Result<SessionBuilder, RuntimeE
     let env = environment()?;
     let mut builder = Session::builder(env)?;
     builder = builder
-        .with_optimization_level(if opts.optimize { GraphOptimizationLevel::All } else { GraphOptimizationLevel::Disable })
+        .with_optimization_level(if opts.optimize {
+            GraphOptimizationLevel::All
+        } else {
+            GraphOptimizationLevel::Disable
+        })
         .map_err(ort::Error::from)?;
     if opts.threads > 0 {
         builder = builder.with_intra_threads(opts.threads).map_err(ort::Error::from)?;
@@ -162,9 +168,10 @@ pub fn session_builder(opts: &SessionOptions) -> Result<SessionBuilder, RuntimeE
     }
     if let Device::Cuda(id) = opts.device {
         let ep = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
-        builder = builder
-            .with_execution_providers([ep])
-            .map_err(|e| RuntimeError::CudaUnavailable { device: opts.device, message: ort::Error::<()>::from(e).to_string() })?;
+        builder = builder.with_execution_providers([ep]).map_err(|e| RuntimeError::CudaUnavailable {
+            device: opts.device,
+            message: ort::Error::<()>::from(e).to_string(),
+        })?;
     }
     Ok(builder)
 }

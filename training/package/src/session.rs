@@ -1,0 +1,100 @@
+//! Running a package's model in ONNX Runtime: one session, batches in, probabilities out.
+//! `score` takes `&mut self` (ONNX Runtime's `run` does): a server keeps one
+//! `PackageSession` per worker thread.
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::contract::{ATTENTION_MASK, INPUT_IDS, PIXEL_VALUES, PROBABILITY};
+use crate::onnxruntime::{RuntimeError, SessionOptions, session_from_bytes};
+use crate::package::ModelPackage;
+use crate::preprocess::ModelInputs;
+
+/// Errors creating a session or scoring a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("the batch does not fit the model: {0}")]
+    BadInput(String),
+    #[error("running the model failed: {0}")]
+    Run(String),
+    #[error("the model's `probability` output is unusable: {0}")]
+    BadOutput(String),
+}
+
+/// A package's model, loaded in an ONNX Runtime session.
+pub struct PackageSession {
+    session: Session,
+    id: String,
+    size: usize,
+    max_length: usize,
+}
+
+impl std::fmt::Debug for PackageSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackageSession").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl PackageSession {
+    /// Creates a session for `pkg` on the device in `opts`.
+    pub fn new(pkg: &ModelPackage, opts: &SessionOptions) -> Result<Self, ScoreError> {
+        Ok(PackageSession {
+            session: session_from_bytes(&pkg.model_bytes, opts)?,
+            id: pkg.id(),
+            size: pkg.manifest.image.size as usize,
+            max_length: pkg.manifest.text.max_length,
+        })
+    }
+
+    /// `name@version` of the package this session runs.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The `probability` output, one per item, in batch order.
+    pub fn score(&mut self, inputs: &ModelInputs) -> Result<Vec<f32>, ScoreError> {
+        let n = inputs.len();
+        let want_pixels = [n, self.size, self.size, 3];
+        let want_tokens = [n, self.max_length];
+        if inputs.pixel_values.shape() != want_pixels
+            || inputs.input_ids.shape() != want_tokens
+            || inputs.attention_mask.shape() != want_tokens
+        {
+            return Err(ScoreError::BadInput(format!(
+                "pixel_values {:?}, input_ids {:?}, attention_mask {:?}; expected {want_pixels:?}, {want_tokens:?}, {want_tokens:?}",
+                inputs.pixel_values.shape(),
+                inputs.input_ids.shape(),
+                inputs.attention_mask.shape()
+            )));
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let run_err = |e: ort::Error| ScoreError::Run(e.to_string());
+        // Views need standard layout; the arrays from `collate` already are, others are copied.
+        let pixels = inputs.pixel_values.as_standard_layout();
+        let ids = inputs.input_ids.as_standard_layout();
+        let mask = inputs.attention_mask.as_standard_layout();
+        let outputs = self
+            .session
+            .run(ort::inputs![
+                PIXEL_VALUES => TensorRef::from_array_view(&pixels).map_err(run_err)?,
+                INPUT_IDS => TensorRef::from_array_view(&ids).map_err(run_err)?,
+                ATTENTION_MASK => TensorRef::from_array_view(&mask).map_err(run_err)?,
+            ])
+            .map_err(run_err)?;
+        let output = outputs
+            .get(PROBABILITY)
+            .ok_or_else(|| ScoreError::BadOutput("the session returned no such output".into()))?;
+        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| ScoreError::BadOutput(e.to_string()))?;
+        if shape.len() != 1 || values.len() != n {
+            return Err(ScoreError::BadOutput(format!("shape {:?} for a batch of {n}; expected [{n}]", &shape[..])));
+        }
+        if let Some(bad) = values.iter().find(|p| !(0.0..=1.0).contains(*p)) {
+            return Err(ScoreError::BadOutput(format!("{bad} is not a probability")));
+        }
+        Ok(values.to_vec())
+    }
+}

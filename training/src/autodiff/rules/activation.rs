@@ -1,0 +1,152 @@
+//! Activation functions and (log-)softmax.
+
+use std::collections::HashMap;
+use std::f64::consts::PI;
+
+use crate::autodiff::{AutodiffError, Rule, RuleCtx};
+
+pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
+    map.insert("Tanh", tanh);
+    map.insert("Sigmoid", sigmoid);
+    map.insert("Erf", erf);
+    map.insert("Relu", relu);
+    map.insert("LeakyRelu", leaky_relu);
+    map.insert("Gelu", gelu);
+    map.insert("Softmax", softmax);
+    map.insert("LogSoftmax", log_softmax);
+}
+
+fn tanh(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let y = c.output(0).to_string();
+    let y2 = c.op("Mul", &[&y, &y], &[]);
+    let one = c.scalar(1.0, &y);
+    let d = c.op("Sub", &[&one, &y2], &[]);
+    let gi = c.op("Mul", &[&g, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn sigmoid(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let y = c.output(0).to_string();
+    let one = c.scalar(1.0, &y);
+    let om = c.op("Sub", &[&one, &y], &[]);
+    let d = c.op("Mul", &[&y, &om], &[]);
+    let gi = c.op("Mul", &[&g, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn erf(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    // d erf(x)/dx = 2/sqrt(pi) * exp(-x^2)
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let x2 = c.op("Mul", &[&x, &x], &[]);
+    let n = c.op("Neg", &[&x2], &[]);
+    let e = c.op("Exp", &[&n], &[]);
+    let k = c.scalar(2.0 / PI.sqrt(), &x);
+    let d = c.op("Mul", &[&e, &k], &[]);
+    let gi = c.op("Mul", &[&g, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn relu(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let zero = c.scalar(0.0, &x);
+    let pos = c.op("Greater", &[&x, &zero], &[]);
+    let gi = c.op("Where", &[&pos, &g, &zero], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn leaky_relu(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let alpha = c.attr_float("alpha", 0.01) as f64;
+    let zero = c.scalar(0.0, &x);
+    let a = c.scalar(alpha, &x);
+    let pos = c.op("Greater", &[&x, &zero], &[]);
+    let neg = c.op("Mul", &[&g, &a], &[]);
+    let gi = c.op("Where", &[&pos, &g, &neg], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn gelu(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let approximate = c.attr_str("approximate").unwrap_or_else(|| "none".into());
+    let half = c.scalar(0.5, &x);
+    let one = c.scalar(1.0, &x);
+    let d = if approximate == "tanh" {
+        // y = 0.5x(1+t), t = tanh(k(x + 0.044715x^3)), k = sqrt(2/pi)
+        // dy = 0.5(1+t) + 0.5x(1-t^2) k (1 + 3*0.044715 x^2)
+        let k = c.scalar((2.0 / PI).sqrt(), &x);
+        let a = c.scalar(0.044715, &x);
+        let a3 = c.scalar(3.0 * 0.044715, &x);
+        let x2 = c.op("Mul", &[&x, &x], &[]);
+        let x3 = c.op("Mul", &[&x2, &x], &[]);
+        let ax3 = c.op("Mul", &[&x3, &a], &[]);
+        let inner = c.op("Add", &[&x, &ax3], &[]);
+        let u = c.op("Mul", &[&inner, &k], &[]);
+        let t = c.op("Tanh", &[&u], &[]);
+        let opt = c.op("Add", &[&one, &t], &[]);
+        let left = c.op("Mul", &[&opt, &half], &[]);
+        let t2 = c.op("Mul", &[&t, &t], &[]);
+        let omt2 = c.op("Sub", &[&one, &t2], &[]);
+        let a3x2 = c.op("Mul", &[&x2, &a3], &[]);
+        let du = c.op("Add", &[&one, &a3x2], &[]);
+        let du = c.op("Mul", &[&du, &k], &[]);
+        let r = c.op("Mul", &[&omt2, &du], &[]);
+        let r = c.op("Mul", &[&r, &x], &[]);
+        let r = c.op("Mul", &[&r, &half], &[]);
+        c.op("Add", &[&left, &r], &[])
+    } else {
+        // dy = Phi(x) + x phi(x), Phi(x) = 0.5(1+erf(x/sqrt2)), phi(x) = exp(-x^2/2)/sqrt(2pi)
+        let inv_sqrt2 = c.scalar(std::f64::consts::FRAC_1_SQRT_2, &x);
+        let xs = c.op("Mul", &[&x, &inv_sqrt2], &[]);
+        let e = c.op("Erf", &[&xs], &[]);
+        let ope = c.op("Add", &[&one, &e], &[]);
+        let cdf = c.op("Mul", &[&ope, &half], &[]);
+        let x2 = c.op("Mul", &[&x, &x], &[]);
+        let nh = c.scalar(-0.5, &x);
+        let ex = c.op("Mul", &[&x2, &nh], &[]);
+        let ex = c.op("Exp", &[&ex], &[]);
+        let norm = c.scalar(1.0 / (2.0 * PI).sqrt(), &x);
+        let pdf = c.op("Mul", &[&ex, &norm], &[]);
+        let xp = c.op("Mul", &[&x, &pdf], &[]);
+        c.op("Add", &[&cdf, &xp], &[])
+    };
+    let gi = c.op("Mul", &[&g, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn softmax(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    // dx = y * (g - sum(g * y, axis))
+    let g = c.grad_out();
+    let y = c.output(0).to_string();
+    let axis = c.attr_int("axis", -1);
+    let gy = c.op("Mul", &[&g, &y], &[]);
+    let s = c.reduce_sum(&gy, &[axis], true);
+    let d = c.op("Sub", &[&g, &s], &[]);
+    let gi = c.op("Mul", &[&y, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn log_softmax(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    // dx = g - exp(y) * sum(g, axis)
+    let g = c.grad_out();
+    let y = c.output(0).to_string();
+    let axis = c.attr_int("axis", -1);
+    let s = c.reduce_sum(&g, &[axis], true);
+    let p = c.op("Exp", &[&y], &[]);
+    let ps = c.op("Mul", &[&p, &s], &[]);
+    let gi = c.op("Sub", &[&g, &ps], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! Conv (any spatial rank; strides, pads, auto_pad, dilations, groups including
+//! depthwise; with or without bias).
+//!
+//! For `Y = Conv(X, W, B)`:
+//! - `dX = ConvTranspose(dY, W)` with the same geometry, fitted to X's size;
+//! - `dW` is itself a convolution: batch and channel axes swap roles, and strides and
+//!   dilations trade places (`dW[m,c,a] = Σ_n Σ_i dY[n,m,i] · Xpad[n,c,s·i + d·a]`).
+//!   Groups are folded into the batch axis so one grouped Conv serves every group;
+//! - `dB = ReduceSum(dY)` over the batch and spatial axes.
+//!
+//! Only standard ops whose kernels ONNX Runtime has on CPU and CUDA: Conv,
+//! ConvTranspose, Transpose, Reshape, Slice, Concat, Shape, Pad, Sub, ReduceSum.
+
+use std::collections::HashMap;
+
+use memeguard_onnx::{Attr, Dim};
+
+use super::window::{Window, shape_tail, transpose_to_input};
+use crate::autodiff::{AutodiffError, Rule, RuleCtx};
+
+pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
+    map.insert("Conv", conv);
+}
+
+fn conv(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let dy = c.grad_out();
+    let (x, w) = (c.input(0).to_string(), c.input(1).to_string());
+    let kernel = match c.attr_ints("kernel_shape") {
+        Some(k) => k,
+        None => c
+            .dims(&w)
+            .and_then(|d| {
+                d.get(2..).map(|k| k.iter().map(|v| if let Dim::Known(v) = v { Some(*v) } else { None }).collect())
+            })
+            .flatten()
+            .ok_or_else(|| {
+                c.unsupported("the kernel size must be static (a `kernel_shape` or a weight of known shape)")
+            })?,
+    };
+    let win = Window::resolve(c, &x, kernel)?;
+    let group = c.attr_int("group", 1);
+    if c.needs_grad(0) {
+        let dx = transpose_to_input(c, &dy, &w, group, &win, &x);
+        c.set_grad(0, dx);
+    }
+    if c.needs_grad(1) {
+        let dw = weight_grad(c, &x, &dy, group, &win);
+        c.set_grad(1, dw);
+    }
+    if c.has_input(2) && c.needs_grad(2) {
+        let mut axes = vec![0];
+        axes.extend(win.spatial_axes());
+        let db = c.reduce_sum(&dy, &axes, false);
+        c.set_grad(2, db);
+    }
+    Ok(())
+}
+
+/// `[0, 1, 2, ...]` with the first two axes swapped.
+fn swap_first_two(rank: usize) -> Vec<i64> {
+    let mut perm: Vec<i64> = (0..rank as i64).collect();
+    perm.swap(0, 1);
+    perm
+}
+
+/// `[N, C, S...]` → `[N, g, C/g, S...]`.
+fn split_channels(c: &mut RuleCtx, v: &str, group: i64) -> String {
+    let s = c.shape_of(v);
+    let (zero, one) = (c.const_i64s(&[0]), c.const_i64s(&[1]));
+    let batch = c.op("Slice", &[&s, &zero, &one], &[]);
+    let groups = c.const_i64s(&[group, -1]);
+    let rest = shape_tail(c, v, 2);
+    let target = c.op("Concat", &[&batch, &groups, &rest], &[("axis", Attr::Int(0))]);
+    c.op("Reshape", &[v, &target], &[])
+}
+
+/// `dW = Transpose(Conv(X', dY', strides = dilations, dilations = strides))` where X' and
+/// dY' have batch and channels swapped (`[C/g, g·N, S]` and `[M, N, So]` with groups).
+fn weight_grad(c: &mut RuleCtx, x: &str, dy: &str, group: i64, win: &Window) -> String {
+    let rank = win.spatial() + 2;
+    let swap = swap_first_two(rank);
+    let (xt, dyt) = if group == 1 {
+        let xt = c.op("Transpose", &[x], &[("perm", Attr::Ints(swap.clone()))]);
+        let dyt = c.op("Transpose", &[dy], &[("perm", Attr::Ints(swap.clone()))]);
+        (xt, dyt)
+    } else {
+        // X: [N, g, C/g, S] → [C/g, g, N, S] → [C/g, g·N, S]: input channel j·N + n.
+        let xs = split_channels(c, x, group);
+        let mut perm = vec![2, 1, 0];
+        perm.extend(3..rank as i64 + 1);
+        let xt = c.op("Transpose", &[&xs], &[("perm", Attr::Ints(perm))]);
+        let head = c.const_i64s(&[0, -1]);
+        let tail = shape_tail(c, x, 2);
+        let target = c.op("Concat", &[&head, &tail], &[("axis", Attr::Int(0))]);
+        let xt = c.op("Reshape", &[&xt, &target], &[]);
+        // dY: [N, g, M/g, So] → [g, M/g, N, So] → [M, N, So]: output channel j·M/g + m.
+        let ds = split_channels(c, dy, group);
+        let mut perm = vec![1, 2, 0];
+        perm.extend(3..rank as i64 + 1);
+        let dyt = c.op("Transpose", &[&ds], &[("perm", Attr::Ints(perm))]);
+        let s = c.shape_of(dy);
+        let (zero, one) = (c.const_i64s(&[0]), c.const_i64s(&[1]));
+        let batch = c.op("Slice", &[&s, &zero, &one], &[]);
+        let all = c.const_i64s(&[-1]);
+        let tail = shape_tail(c, dy, 2);
+        let target = c.op("Concat", &[&all, &batch, &tail], &[("axis", Attr::Int(0))]);
+        let dyt = c.op("Reshape", &[&dyt, &target], &[]);
+        (xt, dyt)
+    };
+    // With end pad `p − r` the result is exactly the kernel's size. Where `p − r < 0`, or
+    // `r` is unknown (symbolic sizes), pad less and slice the surplus rows off instead.
+    let (pads_end, slice) = match win.remainders() {
+        Some(r) => {
+            let ends: Vec<i64> = win.pads_end.iter().zip(&r).map(|(p, r)| p - r).collect();
+            let slice = ends.iter().any(|e| *e < 0);
+            (ends.into_iter().map(|e| e.max(0)).collect(), slice)
+        }
+        None => (win.pads_end.clone(), true),
+    };
+    let pads = [win.pads_begin.clone(), pads_end].concat();
+    let attrs = [
+        ("strides", Attr::Ints(win.dilations.clone())),
+        ("dilations", Attr::Ints(win.strides.clone())),
+        ("pads", Attr::Ints(pads)),
+        ("group", Attr::Int(group)),
+    ];
+    let mut dw = c.op("Conv", &[&xt, &dyt], &attrs);
+    if slice {
+        let starts = c.const_i64s(&vec![0; win.spatial()]);
+        let ends = c.const_i64s(&win.kernel);
+        let axes = c.const_i64s(&win.spatial_axes());
+        dw = c.op("Slice", &[&dw, &starts, &ends, &axes], &[]);
+    }
+    c.op("Transpose", &[&dw], &[("perm", Attr::Ints(swap))])
+}

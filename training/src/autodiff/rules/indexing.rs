@@ -1,0 +1,109 @@
+//! Indexing: Gather and GatherElements, whose gradients scatter-add `GO` back into a
+//! zero tensor (repeated indices accumulate), and the shared helpers other data
+//! movement rules use to send a gradient back through an index map.
+
+use std::collections::HashMap;
+
+use memeguard_onnx::{Attr, Tensor};
+
+use crate::autodiff::{AutodiffError, Rule, RuleCtx};
+
+pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
+    map.insert("Gather", gather);
+    map.insert("GatherElements", gather_elements);
+}
+
+/// Zeros with the shape and element type of `like` (a float value).
+pub(super) fn zeros_like(c: &mut RuleCtx, like: &str) -> String {
+    let dtype = c.dtype(like);
+    let shape = c.shape_of(like);
+    c.op("ConstantOfShape", &[&shape], &[("value", Attr::Tensor(Tensor::full(dtype, &[1], 0.0)))])
+}
+
+/// The gradient of a pure data movement `y = f(x)` (every element of `y` is a copy of
+/// one element of `x`), given `index_of` that applies the same movement to a tensor.
+/// Applying it to `iota` (each element's flat position in `x`) tells, for every element
+/// of `y`, where it came from; `GO` is scatter-added there, so elements copied several
+/// times (Pad's reflect/edge modes) collect every contribution.
+pub(super) fn grad_through_index_map(
+    c: &mut RuleCtx,
+    x: &str,
+    g: &str,
+    index_of: impl FnOnce(&mut RuleCtx, &str) -> String,
+) -> String {
+    let zero = c.constant(Tensor::scalar_i64(0));
+    let one = c.constant(Tensor::scalar_i64(1));
+    let size = c.op("Size", &[x], &[]);
+    let flat_positions = c.op("Range", &[&zero, &size, &one], &[]);
+    let shape = c.shape_of(x);
+    let iota = c.op("Reshape", &[&flat_positions, &shape], &[]);
+    let source = index_of(c, &iota);
+    let flat = c.const_i64s(&[-1]);
+    let source = c.op("Reshape", &[&source, &flat], &[]);
+    let updates = c.op("Reshape", &[g, &flat], &[]);
+    let zeros = zeros_like(c, x);
+    let zeros = c.op("Reshape", &[&zeros, &flat], &[]);
+    let summed = c.op(
+        "ScatterElements",
+        &[&zeros, &source, &updates],
+        &[("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))],
+    );
+    c.op("Reshape", &[&summed, &shape], &[])
+}
+
+/// `y = Gather(x, idx, axis)`: `y` has shape `D[..a] + Q + D[a+1..]`. `GO` is reshaped to
+/// `D[..a] + [|Q|] + D[a+1..]`, the indices are broadcast to that shape along axis `a`,
+/// and ScatterElements with `reduction="add"` sums them into zeros shaped like `x`.
+fn gather(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    if !c.needs_grad(0) {
+        return Ok(());
+    }
+    let g = c.grad_out();
+    let (x, idx) = (c.input(0).to_string(), c.input(1).to_string());
+    let rank = c.rank(&x).ok_or_else(|| c.unsupported("the rank of the data input must be known"))? as i64;
+    let axis = c.attr_int("axis", 0);
+    let a = if axis < 0 { axis + rank } else { axis };
+    if !(0..rank).contains(&a) {
+        return Err(c.unsupported(format!("axis {axis} is out of range for rank {rank}")));
+    }
+    let shape = c.shape_of(&x);
+    let (lo, mid, hi) = (c.const_i64s(&[0]), c.const_i64s(&[a]), c.const_i64s(&[a + 1]));
+    let end = c.const_i64s(&[rank]);
+    let before = c.op("Slice", &[&shape, &lo, &mid], &[]);
+    let after = c.op("Slice", &[&shape, &hi, &end], &[]);
+    let minus_one = c.const_i64s(&[-1]);
+    let target = c.op("Concat", &[&before, &minus_one, &after], &[("axis", Attr::Int(0))]);
+    let g2 = c.op("Reshape", &[&g, &target], &[]);
+    let mut along: Vec<i64> = vec![1; rank as usize];
+    along[a as usize] = -1;
+    let along = c.const_i64s(&along);
+    let idx2 = c.op("Reshape", &[&idx, &along], &[]);
+    let g2_shape = c.shape_of(&g2);
+    let idx3 = c.op("Expand", &[&idx2, &g2_shape], &[]);
+    let zeros = zeros_like(c, &x);
+    let gi = c.op(
+        "ScatterElements",
+        &[&zeros, &idx3, &g2],
+        &[("axis", Attr::Int(a)), ("reduction", Attr::Str("add".into()))],
+    );
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = GatherElements(x, idx, axis)`: `dx = ScatterElements(0, idx, GO, axis, add)`.
+fn gather_elements(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    if !c.needs_grad(0) {
+        return Ok(());
+    }
+    let g = c.grad_out();
+    let (x, idx) = (c.input(0).to_string(), c.input(1).to_string());
+    let axis = c.attr_int("axis", 0);
+    let zeros = zeros_like(c, &x);
+    let gi = c.op(
+        "ScatterElements",
+        &[&zeros, &idx, &g],
+        &[("axis", Attr::Int(axis)), ("reduction", Attr::Str("add".into()))],
+    );
+    c.set_grad(0, gi);
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Normalisation: BatchNormalization (training mode on batch statistics, and inference
+//! mode on running statistics) and LayerNormalization.
+//!
+//! With batch statistics, `x̂ = (x − μ)·σ⁻¹` over a set of axes and `y = γ·x̂ + β`:
+//! `dx = σ⁻¹·(g − mean(g) − x̂·mean(g·x̂))` with `g = γ·dy` and the means over the
+//! normalised axes, because μ and σ depend on x. The running statistics BatchNorm
+//! outputs in training mode are buffers: no gradient flows through them.
+
+use std::collections::HashMap;
+
+use memeguard_onnx::Attr;
+
+use crate::autodiff::{AutodiffError, Rule, RuleCtx};
+
+pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
+    map.insert("BatchNormalization", batch_norm);
+    map.insert("LayerNormalization", layer_norm);
+}
+
+fn reduce(c: &mut RuleCtx, op: &str, x: &str, axes: &[i64], keepdims: bool) -> String {
+    let axes = c.const_i64s(axes);
+    c.op(op, &[x, &axes], &[("keepdims", Attr::Int(keepdims as i64))])
+}
+
+/// `1 / sqrt(var + eps)`.
+fn inv_std(c: &mut RuleCtx, var: &str) -> String {
+    let eps = c.scalar(c.attr_float("epsilon", 1e-5) as f64, var);
+    let v = c.op("Add", &[var, &eps], &[]);
+    let s = c.op("Sqrt", &[&v], &[]);
+    c.op("Reciprocal", &[&s], &[])
+}
+
+/// Mean and `1/σ` of `x` over `axes` (kept as 1s), population variance.
+fn moments(c: &mut RuleCtx, x: &str, axes: &[i64]) -> (String, String) {
+    let mean = reduce(c, "ReduceMean", x, axes, true);
+    let centred = c.op("Sub", &[x, &mean], &[]);
+    let sq = c.op("Mul", &[&centred, &centred], &[]);
+    let var = reduce(c, "ReduceMean", &sq, axes, true);
+    (mean, inv_std(c, &var))
+}
+
+/// `σ⁻¹·(g − mean(g) − x̂·mean(g·x̂))`: the input gradient of a normalisation over `axes`.
+fn normalised_input_grad(c: &mut RuleCtx, g: &str, xhat: &str, inv: &str, axes: &[i64]) -> String {
+    let m1 = reduce(c, "ReduceMean", g, axes, true);
+    let gx = c.op("Mul", &[g, xhat], &[]);
+    let m2 = reduce(c, "ReduceMean", &gx, axes, true);
+    let t = c.op("Mul", &[xhat, &m2], &[]);
+    let d = c.op("Sub", &[g, &m1], &[]);
+    let d = c.op("Sub", &[&d, &t], &[]);
+    c.op("Mul", &[&d, inv], &[])
+}
+
+fn batch_norm(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let Some(dy) = c.grad_output(0) else {
+        return Ok(()); // only the running statistics (buffers) were used
+    };
+    let x = c.input(0).to_string();
+    let rank = c.rank(&x).ok_or_else(|| c.unsupported("the input's rank must be known (declare its shape)"))?;
+    if rank < 2 {
+        return Err(c.unsupported(format!("the input must be [N, C, ...], but it has rank {rank}")));
+    }
+    let scale = c.input(1).to_string();
+    // Statistics are per channel: reduce over N and the spatial axes; [C] values
+    // broadcast against X as [C, 1, ...].
+    let mut axes = vec![0];
+    axes.extend(2..rank as i64);
+    let channel_axes: Vec<i64> = (1..rank as i64 - 1).collect();
+    let per_channel = |c: &mut RuleCtx, v: &str| -> String {
+        if channel_axes.is_empty() {
+            return v.to_string();
+        }
+        let ax = c.const_i64s(&channel_axes);
+        c.op("Unsqueeze", &[v, &ax], &[])
+    };
+    let gamma = per_channel(c, &scale);
+    if c.attr_int("training_mode", 0) != 0 {
+        let (mean, inv) = moments(c, &x, &axes);
+        let centred = c.op("Sub", &[&x, &mean], &[]);
+        let xhat = c.op("Mul", &[&centred, &inv], &[]);
+        if c.needs_grad(0) {
+            let g = c.op("Mul", &[&dy, &gamma], &[]);
+            let dx = normalised_input_grad(c, &g, &xhat, &inv, &axes);
+            c.set_grad(0, dx);
+        }
+        if c.needs_grad(1) {
+            let p = c.op("Mul", &[&dy, &xhat], &[]);
+            let ds = c.reduce_sum(&p, &axes, false);
+            c.set_grad(1, ds);
+        }
+        if c.needs_grad(2) {
+            let db = c.reduce_sum(&dy, &axes, false);
+            c.set_grad(2, db);
+        }
+        // input_mean / input_var only feed the running statistics: no gradient.
+        return Ok(());
+    }
+
+    // Inference: y = γ·(x − mean)·inv + β with inv = 1/sqrt(var + eps), an affine map.
+    let (mean, var) = (c.input(3).to_string(), c.input(4).to_string());
+    let inv = inv_std(c, &var); // [C]
+    let inv_b = per_channel(c, &inv);
+    if c.needs_grad(0) {
+        let k = c.op("Mul", &[&gamma, &inv_b], &[]);
+        let dx = c.op("Mul", &[&dy, &k], &[]);
+        c.set_grad(0, dx);
+    }
+    let sum_dy = if c.needs_grad(2) || c.needs_grad(3) { Some(c.reduce_sum(&dy, &axes, false)) } else { None }; // [C]
+    let sum_dy_xhat = if c.needs_grad(1) || c.needs_grad(4) {
+        let mean_b = per_channel(c, &mean);
+        let centred = c.op("Sub", &[&x, &mean_b], &[]);
+        let xhat = c.op("Mul", &[&centred, &inv_b], &[]);
+        let p = c.op("Mul", &[&dy, &xhat], &[]);
+        Some(c.reduce_sum(&p, &axes, false))
+    } else {
+        None
+    };
+    if c.needs_grad(1) {
+        c.set_grad(1, sum_dy_xhat.clone().expect("computed when needed"));
+    }
+    if c.needs_grad(2) {
+        c.set_grad(2, sum_dy.clone().expect("computed when needed"));
+    }
+    if c.needs_grad(3) {
+        // d/dmean = −Σdy·γ·inv
+        let k = c.op("Mul", &[&scale, &inv], &[]);
+        let p = c.op("Mul", &[&sum_dy.expect("computed when needed"), &k], &[]);
+        let dm = c.op("Neg", &[&p], &[]);
+        c.set_grad(3, dm);
+    }
+    if c.needs_grad(4) {
+        // d/dvar = −½·γ·inv²·Σ(dy·x̂)
+        let half = c.scalar(-0.5, &var);
+        let inv2 = c.op("Mul", &[&inv, &inv], &[]);
+        let k = c.op("Mul", &[&scale, &inv2], &[]);
+        let k = c.op("Mul", &[&k, &half], &[]);
+        let dv = c.op("Mul", &[&sum_dy_xhat.expect("computed when needed"), &k], &[]);
+        c.set_grad(4, dv);
+    }
+    Ok(())
+}
+
+fn layer_norm(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    if c.grad_output(1).is_some() || c.grad_output(2).is_some() {
+        return Err(c.unsupported("gradients through the Mean / InvStdDev outputs"));
+    }
+    let dy = c.grad_out();
+    let x = c.input(0).to_string();
+    let rank = c.rank(&x).ok_or_else(|| c.unsupported("the input's rank must be known (declare its shape)"))? as i64;
+    let axis = c.attr_int("axis", -1);
+    let axis = if axis < 0 { axis + rank } else { axis };
+    if !(0..rank).contains(&axis) {
+        return Err(c.unsupported(format!("axis {axis} out of range for rank {rank}")));
+    }
+    let axes: Vec<i64> = (axis..rank).collect();
+    // Reuse the forward's statistics when it returns them in X's own type (their
+    // stash type is float, so a double X recomputes them in double).
+    let (m, s) = (c.output(1).to_string(), c.output(2).to_string());
+    let (mean, inv) = if !m.is_empty() && !s.is_empty() && c.dtype(&m) == c.dtype(&x) && c.dtype(&s) == c.dtype(&x) {
+        (m, s)
+    } else {
+        moments(c, &x, &axes)
+    };
+    let centred = c.op("Sub", &[&x, &mean], &[]);
+    let xhat = c.op("Mul", &[&centred, &inv], &[]);
+    let scale = c.input(1).to_string();
+    if c.needs_grad(0) {
+        let g = c.op("Mul", &[&dy, &scale], &[]);
+        let dx = normalised_input_grad(c, &g, &xhat, &inv, &axes);
+        c.set_grad(0, dx);
+    }
+    if c.needs_grad(1) {
+        let p = c.op("Mul", &[&dy, &xhat], &[]);
+        let ds = c.unbroadcast(&p, &scale);
+        c.set_grad(1, ds);
+    }
+    if c.has_input(2) && c.needs_grad(2) {
+        let bias = c.input(2).to_string();
+        let db = c.unbroadcast(&dy, &bias);
+        c.set_grad(2, db);
+    }
+    Ok(())
+}

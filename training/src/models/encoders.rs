@@ -1,0 +1,186 @@
+//! Image and text encoders by name: the architectures recipes and the command line
+//! refer to (`resnet50`, `vit-b16@384`, `text-small`...).
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::ModelError;
+use crate::models::net::Net;
+use crate::models::resnet::{ResNetConfig, resnet};
+use crate::models::text::TextConfig;
+use crate::models::vit::{VitConfig, vit};
+
+/// An image encoder: a CNN or a ViT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ImageEncoderConfig {
+    Resnet(ResNetConfig),
+    Vit(VitConfig),
+}
+
+/// Image encoder names accepted by [`ImageEncoderConfig::parse`], with what they are.
+pub const IMAGE_ENCODERS: &[(&str, &str)] = &[
+    ("resnet18", "ResNet-18, basic blocks, 512 features"),
+    ("resnet34", "ResNet-34, basic blocks, 512 features"),
+    ("resnet50", "ResNet-50, bottleneck blocks, 2048 features"),
+    ("resnet101", "ResNet-101, bottleneck blocks, 2048 features"),
+    ("resnet-tiny", "tiny ResNet for tests and CPU recipes (width 8, one basic block per stage), 64 features"),
+    ("vit-b16", "ViT-B/16: width 768, 12 blocks, 12 heads"),
+    ("vit-s16", "ViT-S/16: width 384, 12 blocks, 6 heads"),
+    ("vit-ti16", "ViT-Ti/16: width 192, 12 blocks, 3 heads"),
+    ("vit-tiny", "tiny ViT for tests and CPU recipes (8×8 patches, width 32, 2 blocks)"),
+];
+
+impl ImageEncoderConfig {
+    /// Parses `name` or `name@size` (e.g. `resnet50`, `vit-b16@384`). Without a size,
+    /// the standard models take 224 and the tiny ones 32.
+    pub fn parse(spec: &str) -> Result<Self, ModelError> {
+        let (name, size) = match spec.split_once('@') {
+            Some((name, size)) => {
+                let size = size.parse::<usize>().map_err(|_| {
+                    ModelError::Config(format!(
+                        "`{spec}`: the image size after `@` must be a number, e.g. `vit-b16@384`"
+                    ))
+                })?;
+                (name, Some(size))
+            }
+            None => (spec, None),
+        };
+        let cfg = match name {
+            "resnet18" => ImageEncoderConfig::Resnet(ResNetConfig::resnet18()),
+            "resnet34" => ImageEncoderConfig::Resnet(ResNetConfig::resnet34()),
+            "resnet50" => ImageEncoderConfig::Resnet(ResNetConfig::resnet50()),
+            "resnet101" => ImageEncoderConfig::Resnet(ResNetConfig::resnet101()),
+            "resnet-tiny" => ImageEncoderConfig::Resnet(ResNetConfig::tiny()),
+            "vit-b16" => ImageEncoderConfig::Vit(VitConfig::vit_b16(224)),
+            "vit-s16" => ImageEncoderConfig::Vit(VitConfig::vit_s16(224)),
+            "vit-ti16" => ImageEncoderConfig::Vit(VitConfig::vit_ti16(224)),
+            "vit-tiny" => ImageEncoderConfig::Vit(VitConfig::tiny()),
+            _ => {
+                let known: Vec<&str> = IMAGE_ENCODERS.iter().map(|(n, _)| *n).collect();
+                return Err(ModelError::Config(format!(
+                    "unknown image encoder `{name}`; known: {} (optionally with @size)",
+                    known.join(", ")
+                )));
+            }
+        };
+        let cfg = match size {
+            Some(size) => cfg.at_size(size),
+            None => cfg,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The same encoder at another square input size.
+    pub fn at_size(self, size: usize) -> Self {
+        match self {
+            ImageEncoderConfig::Resnet(c) => ImageEncoderConfig::Resnet(c.at_size(size)),
+            ImageEncoderConfig::Vit(c) => ImageEncoderConfig::Vit(c.at_size(size)),
+        }
+    }
+
+    /// Checks that the configuration can be built.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        match self {
+            ImageEncoderConfig::Resnet(c) => {
+                // Five stride-2 steps: smaller inputs collapse to nothing.
+                if c.image_size < 32 {
+                    return Err(ModelError::Config(format!(
+                        "a ResNet needs inputs of at least 32 pixels, not {}",
+                        c.image_size
+                    )));
+                }
+                if c.width == 0 || c.layers.contains(&0) {
+                    return Err(ModelError::Config("a ResNet needs a width and at least one block per stage".into()));
+                }
+            }
+            ImageEncoderConfig::Vit(c) => {
+                if c.patch_size == 0 || c.image_size % c.patch_size != 0 || c.image_size == 0 {
+                    return Err(ModelError::Config(format!(
+                        "a ViT's image size ({}) must be a positive multiple of its patch size ({})",
+                        c.image_size, c.patch_size
+                    )));
+                }
+                if c.heads == 0 || c.dim % c.heads != 0 {
+                    return Err(ModelError::Config(format!(
+                        "ViT width {} is not a multiple of {} heads",
+                        c.dim, c.heads
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Width of the features the encoder returns.
+    pub fn feature_dim(&self) -> usize {
+        match self {
+            ImageEncoderConfig::Resnet(c) => c.feature_dim(),
+            ImageEncoderConfig::Vit(c) => c.feature_dim(),
+        }
+    }
+
+    /// Square input side.
+    pub fn image_size(&self) -> usize {
+        match self {
+            ImageEncoderConfig::Resnet(c) => c.image_size,
+            ImageEncoderConfig::Vit(c) => c.image_size,
+        }
+    }
+
+    /// Builds the encoder on NCHW float `pixels` under `prefix`; returns `[N, feature_dim]`.
+    pub fn build(&self, net: &mut Net, prefix: &str, pixels: &str) -> String {
+        match self {
+            ImageEncoderConfig::Resnet(c) => resnet(net, c, prefix, pixels),
+            ImageEncoderConfig::Vit(c) => vit(net, c, prefix, pixels),
+        }
+    }
+}
+
+/// Text encoder names accepted by [`parse_text_encoder`], with what they are.
+pub const TEXT_ENCODERS: &[(&str, &str)] = &[
+    ("text-base", "BERT-base sizes: width 768, 12 blocks, 12 heads"),
+    ("text-small", "width 256, 4 blocks, 4 heads"),
+    ("text-tiny", "width 32, 2 blocks, 2 heads (tests, CPU recipes)"),
+];
+
+/// The text encoder `name` for a tokenizer with `vocab_size` tokens and inputs of at
+/// most `max_length` tokens.
+pub fn parse_text_encoder(name: &str, vocab_size: usize, max_length: usize) -> Result<TextConfig, ModelError> {
+    if vocab_size == 0 || max_length == 0 {
+        return Err(ModelError::Config("a text encoder needs a vocabulary and a maximum length".into()));
+    }
+    match name {
+        "text-base" => Ok(TextConfig::base(vocab_size, max_length)),
+        "text-small" => Ok(TextConfig::small(vocab_size, max_length)),
+        "text-tiny" => Ok(TextConfig::tiny(vocab_size, max_length)),
+        _ => {
+            let known: Vec<&str> = TEXT_ENCODERS.iter().map(|(n, _)| *n).collect();
+            Err(ModelError::Config(format!("unknown text encoder `{name}`; known: {}", known.join(", "))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_sizes_parse() {
+        let cfg = ImageEncoderConfig::parse("vit-b16@384").unwrap();
+        assert_eq!(cfg.image_size(), 384);
+        assert_eq!(cfg.feature_dim(), 768);
+        assert_eq!(ImageEncoderConfig::parse("resnet50").unwrap().feature_dim(), 2048);
+        assert_eq!(ImageEncoderConfig::parse("resnet-tiny").unwrap().feature_dim(), 64);
+        for (name, _) in IMAGE_ENCODERS {
+            ImageEncoderConfig::parse(name).unwrap();
+        }
+        let err = ImageEncoderConfig::parse("vit-b16@300").unwrap_err().to_string();
+        assert!(err.contains("multiple of its patch size"), "{err}");
+        let err = ImageEncoderConfig::parse("resnet51").unwrap_err().to_string();
+        assert!(err.contains("unknown image encoder `resnet51`") && err.contains("resnet50"), "{err}");
+        assert!(ImageEncoderConfig::parse("resnet50@big").is_err());
+        assert!(parse_text_encoder("text-huge", 100, 16).is_err());
+        assert_eq!(parse_text_encoder("text-small", 100, 16).unwrap().dim, 256);
+    }
+}

@@ -1,0 +1,368 @@
+//! Importing a user's ONNX encoder (for example a CLIP image or text tower exported
+//! from another framework) into a [`Net`], so our heads can be attached and the
+//! whole graph trained or finetuned by our autodiff.
+//!
+//! Loading validates what embedding into our opset-20, default-domain graphs needs:
+//! a default-domain opset from 13 to 20 (older reductions with an `axes` attribute
+//! are rewritten to take axes as an input, as opset 18 wants), no other domains, no
+//! control-flow subgraphs, no external weight files, no ops whose meaning changed
+//! before opset 20. Attaching copies the nodes under a name prefix, turns its float32
+//! initializers into parameters (trainable or frozen), and, when it is to be trained,
+//! first checks that every op on a path from a parameter to an output has a gradient
+//! rule, reporting all that don't at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use memeguard_onnx::builder::{value_dims, value_dtype};
+use memeguard_onnx::proto::{ModelProto, TensorProto, tensor_proto::DataLocation};
+use memeguard_onnx::{DataType, Dim, OPSET_VERSION, Tensor};
+
+use crate::models::net::Net;
+
+/// Oldest default-domain opset we import: from 13 on, Split/Squeeze/Unsqueeze/ReduceSum
+/// take their axes as inputs as they do at opset 20.
+pub const MIN_IMPORT_OPSET: i64 = 13;
+
+/// Reductions whose `axes` moved from an attribute to an input at opset 18.
+const AXES_BECAME_INPUT_AT_18: &[&str] = &[
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+];
+
+/// Ops whose outputs carry no gradient (shapes, indices, booleans): they need no rule
+/// and stop gradient paths.
+const NON_DIFFERENTIABLE: &[&str] = &[
+    "Shape",
+    "Size",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "ArgMax",
+    "ArgMin",
+    "NonZero",
+    "IsNaN",
+    "IsInf",
+    "EyeLike",
+    "ConstantOfShape",
+];
+
+/// Whether the autodiff can differentiate through `op_type`: the one place import
+/// asks this.
+pub fn has_gradient_rule(op_type: &str) -> bool {
+    crate::autodiff::has_rule(op_type)
+}
+
+/// Why an encoder cannot be imported or attached.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Io(#[from] memeguard_onnx::IoError),
+    #[error("{source_name}: {problem}")]
+    Unsupported { source_name: String, problem: String },
+    #[error(
+        "{source_name} is to be trained, but these ops have no gradient rule: {}.\n\
+         Import it frozen (trainable = false), or re-export the encoder without them.",
+        .missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    MissingGradientRules { source_name: String, missing: Vec<MissingRule> },
+    #[error("{source_name}: {problem}")]
+    Inputs { source_name: String, problem: String },
+}
+
+/// An op type without a gradient rule, how often it occurs on gradient paths, and one
+/// node that uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingRule {
+    pub op_type: String,
+    pub count: usize,
+    pub example_node: String,
+}
+
+impl std::fmt::Display for MissingRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}×, e.g. node `{}`)", self.op_type, self.count, self.example_node)
+    }
+}
+
+/// A graph input or output of the imported encoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueSummary {
+    pub name: String,
+    pub dtype: Option<DataType>,
+    pub dims: Option<Vec<Dim>>,
+}
+
+/// A float32 initializer that becomes a parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedParam {
+    pub name: String,
+    pub dims: Vec<i64>,
+}
+
+/// An encoder loaded from ONNX and checked for embedding into our graphs.
+#[derive(Debug, Clone)]
+pub struct ImportedEncoder {
+    /// Where it came from (for messages).
+    pub source_name: String,
+    model: ModelProto,
+}
+
+impl ImportedEncoder {
+    /// Loads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ImportError> {
+        let model = memeguard_onnx::load_model(path)?;
+        Self::from_model(model, &path.display().to_string())
+    }
+
+    /// Checks `model` (named `source_name` in messages) and brings older reductions
+    /// to opset-20 form.
+    pub fn from_model(mut model: ModelProto, source_name: &str) -> Result<Self, ImportError> {
+        let fail = |problem: String| ImportError::Unsupported { source_name: source_name.to_string(), problem };
+        let opset = model
+            .opset_import
+            .iter()
+            .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+            .and_then(|o| o.version)
+            .ok_or_else(|| fail("imports no default-domain opset".into()))?;
+        if !(MIN_IMPORT_OPSET..=OPSET_VERSION).contains(&opset) {
+            return Err(fail(format!(
+                "uses opset {opset}; import takes opsets {MIN_IMPORT_OPSET} to {OPSET_VERSION} (re-export it with \
+                 opset 17 or {OPSET_VERSION}, e.g. torch.onnx.export(..., opset_version={OPSET_VERSION}))"
+            )));
+        }
+        let graph = model.graph.as_mut().ok_or_else(|| fail("has no graph".into()))?;
+        let mut problems = Vec::new();
+        for node in &graph.node {
+            let op = node.op_type.as_deref().unwrap_or("");
+            let label = format!("node `{}` ({op})", node.name.as_deref().unwrap_or(""));
+            let domain = node.domain.as_deref().unwrap_or("");
+            if !(domain.is_empty() || domain == "ai.onnx") {
+                problems.push(format!("{label} is in domain `{domain}`; only standard ONNX ops can be imported"));
+            }
+            if node.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()) {
+                problems.push(format!("{label} has a subgraph (control flow), which import does not support"));
+            }
+            let changed_meaning = match op {
+                "GridSample" | "DFT" => opset < 20,
+                "RoiAlign" => opset < 16,
+                _ => false,
+            };
+            if changed_meaning {
+                problems.push(format!("{label} changed meaning between opset {opset} and {OPSET_VERSION}"));
+            }
+        }
+        for t in &graph.initializer {
+            if t.data_location == Some(DataLocation::External as i32) {
+                problems.push(format!(
+                    "initializer `{}` is stored in an external file; save the model with its weights inside",
+                    t.name.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(fail(problems.join("; ")));
+        }
+        if opset < 18 {
+            move_reduction_axes_to_inputs(graph);
+        }
+        Ok(ImportedEncoder { source_name: source_name.to_string(), model })
+    }
+
+    fn graph(&self) -> &memeguard_onnx::proto::GraphProto {
+        self.model.graph.as_ref().expect("checked on load")
+    }
+
+    fn initializer_names(&self) -> HashSet<&str> {
+        self.graph().initializer.iter().filter_map(|t| t.name.as_deref()).collect()
+    }
+
+    /// The encoder's real inputs (initializers listed as inputs, as old exporters do,
+    /// are not inputs).
+    pub fn inputs(&self) -> Vec<ValueSummary> {
+        let inits = self.initializer_names();
+        self.graph().input.iter().filter(|v| !inits.contains(v.name.as_deref().unwrap_or(""))).map(summary).collect()
+    }
+
+    /// The encoder's outputs.
+    pub fn outputs(&self) -> Vec<ValueSummary> {
+        self.graph().output.iter().map(summary).collect()
+    }
+
+    /// The initializers that become parameters: float32 with more than one element.
+    /// Scalars and integer tensors stay constants.
+    pub fn parameters(&self) -> Vec<ImportedParam> {
+        self.graph()
+            .initializer
+            .iter()
+            .filter(|t| is_parameter(t))
+            .map(|t| ImportedParam { name: t.name.clone().unwrap_or_default(), dims: t.dims.clone() })
+            .collect()
+    }
+
+    /// Op types on a path from a parameter to an output that have no gradient rule
+    /// ([`has_gradient_rule`]), most frequent first.
+    pub fn ops_without_gradient_rule(&self) -> Vec<MissingRule> {
+        let graph = self.graph();
+        // Values that depend on a parameter through differentiable ops.
+        let mut from_params: HashSet<&str> =
+            graph.initializer.iter().filter(|t| is_parameter(t)).filter_map(|t| t.name.as_deref()).collect();
+        let mut differentiated = vec![false; graph.node.len()];
+        for (i, node) in graph.node.iter().enumerate() {
+            let op = node.op_type.as_deref().unwrap_or("");
+            if NON_DIFFERENTIABLE.contains(&op) || !node.input.iter().any(|v| from_params.contains(v.as_str())) {
+                continue;
+            }
+            differentiated[i] = true;
+            from_params.extend(node.output.iter().map(String::as_str));
+        }
+        // Of those nodes, the ones an output depends on.
+        let mut to_outputs: HashSet<&str> = graph.output.iter().filter_map(|v| v.name.as_deref()).collect();
+        let mut needed = vec![false; graph.node.len()];
+        for (i, node) in graph.node.iter().enumerate().rev() {
+            if node.output.iter().any(|v| to_outputs.contains(v.as_str())) {
+                needed[i] = differentiated[i];
+                to_outputs.extend(node.input.iter().map(String::as_str));
+            }
+        }
+        let mut missing: BTreeMap<String, MissingRule> = BTreeMap::new();
+        for (i, node) in graph.node.iter().enumerate() {
+            let op = node.op_type.clone().unwrap_or_default();
+            if needed[i] && !has_gradient_rule(&op) {
+                let entry = missing.entry(op.clone()).or_insert_with(|| MissingRule {
+                    op_type: op,
+                    count: 0,
+                    example_node: node.name.clone().unwrap_or_default(),
+                });
+                entry.count += 1;
+            }
+        }
+        let mut missing: Vec<MissingRule> = missing.into_values().collect();
+        missing.sort_by(|a, b| b.count.cmp(&a.count).then(a.op_type.cmp(&b.op_type)));
+        missing
+    }
+
+    /// Copies the encoder into `net` under `prefix`. `inputs` maps each of the
+    /// encoder's input names to a value of `net`. Its parameters are registered as
+    /// `{prefix}.{initializer name}`, trainable or frozen (weight decay on tensors of
+    /// rank ≥ 2 only, i.e. not on biases and norm weights). Returns the encoder's
+    /// output names mapped to their values in `net`.
+    pub fn attach(
+        &self,
+        net: &mut Net,
+        prefix: &str,
+        inputs: &[(&str, &str)],
+        trainable: bool,
+    ) -> Result<BTreeMap<String, String>, ImportError> {
+        if trainable {
+            let missing = self.ops_without_gradient_rule();
+            if !missing.is_empty() {
+                return Err(ImportError::MissingGradientRules { source_name: self.source_name.clone(), missing });
+            }
+        }
+        let input_error = |problem: String| ImportError::Inputs { source_name: self.source_name.clone(), problem };
+        let expected: Vec<String> = self.inputs().into_iter().map(|v| v.name).collect();
+        let mut renamed: HashMap<String, String> = HashMap::new();
+        for (theirs, ours) in inputs {
+            if !expected.iter().any(|e| e == theirs) {
+                return Err(input_error(format!("has no input `{theirs}` (its inputs: {})", expected.join(", "))));
+            }
+            renamed.insert(theirs.to_string(), ours.to_string());
+        }
+        let unmapped: Vec<&str> = expected.iter().filter(|e| !renamed.contains_key(*e)).map(String::as_str).collect();
+        if !unmapped.is_empty() {
+            return Err(input_error(format!("inputs not connected: {}", unmapped.join(", "))));
+        }
+
+        let graph = self.graph();
+        for t in &graph.initializer {
+            let name = t.name.clone().unwrap_or_default();
+            let ours = if is_parameter(t) {
+                let weight_decay = t.dims.len() >= 2;
+                net.param_from_proto(&format!("{prefix}.{name}"), t.clone(), trainable, weight_decay)
+            } else {
+                let ours = net.b.unique(&format!("{prefix}.{name}"));
+                let mut copy = t.clone();
+                copy.name = Some(ours.clone());
+                net.b.graph_mut().initializer.push(copy);
+                ours
+            };
+            renamed.insert(name, ours);
+        }
+        for node in &graph.node {
+            let mut copy = node.clone();
+            for input in copy.input.iter_mut().filter(|i| !i.is_empty()) {
+                *input = renamed.get(input.as_str()).cloned().ok_or_else(|| ImportError::Unsupported {
+                    source_name: self.source_name.clone(),
+                    problem: format!(
+                        "node `{}` reads `{input}`, which nothing defines before it",
+                        node.name.as_deref().unwrap_or("")
+                    ),
+                })?;
+            }
+            for output in copy.output.iter_mut().filter(|o| !o.is_empty()) {
+                let ours = net.b.unique(&format!("{prefix}.{output}"));
+                renamed.insert(output.clone(), ours.clone());
+                *output = ours;
+            }
+            let base = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| node.op_type().to_lowercase());
+            copy.name = Some(net.b.unique(&format!("{prefix}.{base}")));
+            copy.domain = Some(String::new());
+            net.b.graph_mut().node.push(copy);
+        }
+        let mut outputs = BTreeMap::new();
+        for out in graph.output.iter().filter_map(|v| v.name.as_deref()) {
+            let ours = renamed.get(out).cloned().ok_or_else(|| ImportError::Unsupported {
+                source_name: self.source_name.clone(),
+                problem: format!("output `{out}` is never produced"),
+            })?;
+            outputs.insert(out.to_string(), ours);
+        }
+        Ok(outputs)
+    }
+}
+
+fn summary(v: &memeguard_onnx::proto::ValueInfoProto) -> ValueSummary {
+    ValueSummary { name: v.name.clone().unwrap_or_default(), dtype: value_dtype(v), dims: value_dims(v) }
+}
+
+fn is_parameter(t: &TensorProto) -> bool {
+    t.data_type == Some(DataType::Float as i32) && t.dims.iter().product::<i64>() > 1
+}
+
+/// Opset < 18 reductions carry `axes` as an attribute; opset 18+ wants an input.
+fn move_reduction_axes_to_inputs(graph: &mut memeguard_onnx::proto::GraphProto) {
+    let mut used: HashSet<String> = graph.initializer.iter().filter_map(|t| t.name.clone()).collect();
+    used.extend(graph.node.iter().flat_map(|n| n.output.iter().cloned()));
+    used.extend(graph.input.iter().filter_map(|v| v.name.clone()));
+    let mut new_inits = Vec::new();
+    for (i, node) in graph.node.iter_mut().enumerate() {
+        if !AXES_BECAME_INPUT_AT_18.contains(&node.op_type()) {
+            continue;
+        }
+        let Some(pos) = node.attribute.iter().position(|a| a.name.as_deref() == Some("axes")) else { continue };
+        let axes = node.attribute.remove(pos).ints;
+        let mut name = format!("{}_axes", node.name.clone().unwrap_or_else(|| format!("reduce{i}")));
+        while used.contains(&name) {
+            name.push('_');
+        }
+        used.insert(name.clone());
+        new_inits.push(Tensor::vec_i64(&axes).to_proto(&name));
+        node.input.truncate(1);
+        node.input.push(name);
+    }
+    graph.initializer.extend(new_inits);
+}

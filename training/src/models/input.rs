@@ -1,0 +1,56 @@
+//! Graph inputs in the model-package contract (DESIGN.md): `pixel_values` uint8
+//! `[N, H, W, 3]` RGB, normalised inside the graph, and the tokenizer's `input_ids`
+//! and `attention_mask` int64 `[N, L]`.
+
+use memeguard_onnx::{Attr, DataType, Dim, dims};
+
+use crate::models::net::Net;
+
+/// The image input's name in packaged models.
+pub const PIXEL_VALUES: &str = "pixel_values";
+/// The token ids input's name.
+pub const INPUT_IDS: &str = "input_ids";
+/// The attention mask input's name.
+pub const ATTENTION_MASK: &str = "attention_mask";
+/// Symbolic batch dimension of every input and output.
+pub const BATCH: &str = "batch";
+/// Symbolic text length dimension.
+pub const SEQUENCE: &str = "sequence";
+
+/// ImageNet channel means (RGB), as torchvision normalises.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Declares the uint8 `[N, size, size, 3]` input `name` and returns the float NCHW
+/// image normalised with the ImageNet statistics: `(x / 255 − mean) / std`.
+pub fn image_input_named(net: &mut Net, name: &str, size: usize) -> String {
+    let pixels = net.b.input(name, DataType::Uint8, &dims![BATCH, size as i64, size as i64, 3]);
+    normalise_pixels(net, &pixels)
+}
+
+/// [`image_input_named`] with the package name `pixel_values`.
+pub fn image_input(net: &mut Net, size: usize) -> String {
+    image_input_named(net, PIXEL_VALUES, size)
+}
+
+/// uint8 NHWC RGB → float NCHW normalised with the ImageNet statistics.
+pub fn normalise_pixels(net: &mut Net, pixels: &str) -> String {
+    let x = net.b.op("Cast", &[pixels], &[("to", Attr::Int(DataType::Float as i64))]);
+    let x = net.b.op("Transpose", &[&x], &[("perm", Attr::Ints(vec![0, 3, 1, 2]))]);
+    // One multiply-add: x·(1 / (255·std)) − mean / std.
+    let scale: Vec<f32> = IMAGENET_STD.iter().map(|s| 1.0 / (255.0 * s)).collect();
+    let shift: Vec<f32> = IMAGENET_MEAN.iter().zip(IMAGENET_STD).map(|(m, s)| m / s).collect();
+    let scale = net.const_f32("pixel_scale", &[1, 3, 1, 1], scale);
+    let shift = net.const_f32("pixel_shift", &[1, 3, 1, 1], shift);
+    let x = net.b.op("Mul", &[&x, &scale], &[]);
+    net.b.op("Sub", &[&x, &shift], &[])
+}
+
+/// Declares `input_ids` and `attention_mask` (int64 `[N, L]`) and returns their names.
+pub fn text_inputs(net: &mut Net) -> (String, String) {
+    let shape: Vec<Dim> = dims![BATCH, SEQUENCE];
+    let ids = net.b.input(INPUT_IDS, DataType::Int64, &shape);
+    let mask = net.b.input(ATTENTION_MASK, DataType::Int64, &shape);
+    (ids, mask)
+}

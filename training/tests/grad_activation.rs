@@ -1,0 +1,90 @@
+//! Finite-difference checks of activations, softmax and matrix products.
+
+mod common;
+use common::*;
+use memeguard_onnx::Attr;
+
+#[test]
+fn activations_away_from_kinks() {
+    let v = values(12, 21, 0.2, 2.0);
+    for (op, attrs) in [
+        ("Relu", vec![]),
+        ("LeakyRelu", vec![("alpha", Attr::Float(0.1))]),
+        ("Erf", vec![]),
+        ("Gelu", vec![]),
+        ("Gelu", vec![("approximate", Attr::Str("tanh".into()))]),
+    ] {
+        check_grad(&[x("a", &[3, 4], v.clone())], &one(op, attrs));
+    }
+}
+
+#[test]
+fn softmax_and_log_softmax_on_each_axis() {
+    for op in ["Softmax", "LogSoftmax"] {
+        for axis in [-1, 0, 1] {
+            check_grad(&[x("a", &[2, 3, 4], values(24, 22, 0.0, 2.0))], &one(op, vec![("axis", Attr::Int(axis))]));
+        }
+    }
+}
+
+#[test]
+fn matmul_batched_broadcast_and_vectors() {
+    let cases: Vec<(Vec<i64>, Vec<i64>)> = vec![
+        (vec![3, 4], vec![4, 2]),
+        (vec![2, 3, 4], vec![4, 5]),
+        (vec![2, 3, 4], vec![2, 4, 5]),
+        (vec![1, 3, 4], vec![2, 4, 2]),
+        (vec![4], vec![4, 3]),
+        (vec![2, 3, 4], vec![4]),
+        (vec![4], vec![4]),
+    ];
+    for (i, (a, b)) in cases.into_iter().enumerate() {
+        let na = a.iter().product::<i64>() as usize;
+        let nb = b.iter().product::<i64>() as usize;
+        let ins = [x("a", &a, values(na, 30 + i as u64, 0.1, 1.0)), x("b", &b, values(nb, 40 + i as u64, 0.1, 1.0))];
+        check_grad(&ins, &one("MatMul", vec![]));
+    }
+}
+
+#[test]
+fn gemm_all_transposes_alpha_beta() {
+    for ta in [0, 1] {
+        for tb in [0, 1] {
+            let a = if ta == 1 { vec![4, 3] } else { vec![3, 4] };
+            let b = if tb == 1 { vec![2, 4] } else { vec![4, 2] };
+            let ins = [
+                x("a", &a, values(12, 50, 0.1, 1.0)),
+                x("b", &b, values(8, 51, 0.1, 1.0)),
+                x("c", &[2], values(2, 52, 0.1, 1.0)),
+            ];
+            let attrs = vec![
+                ("transA", Attr::Int(ta)),
+                ("transB", Attr::Int(tb)),
+                ("alpha", Attr::Float(0.7)),
+                ("beta", Attr::Float(1.3)),
+            ];
+            check_grad(&ins, &one("Gemm", attrs));
+        }
+    }
+}
+
+#[test]
+fn reductions_with_and_without_keepdims() {
+    for op in ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"] {
+        for keep in [0, 1] {
+            for axes in [vec![1], vec![0, 2], vec![-1], vec![]] {
+                let data = values(24, 60, 0.1, 2.0); // distinct values: no ties for max/min
+                let ins = [x("a", &[2, 3, 4], data)];
+                let axes2 = axes.clone();
+                check_grad(&ins, &move |b, n| {
+                    if axes2.is_empty() {
+                        b.op(op, &[&n[0]], &[("keepdims", Attr::Int(keep))])
+                    } else {
+                        let ax = b.const_i64s("axes", &axes2);
+                        b.op(op, &[&n[0], &ax], &[("keepdims", Attr::Int(keep))])
+                    }
+                });
+            }
+        }
+    }
+}

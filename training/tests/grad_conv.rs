@@ -1,0 +1,267 @@
+//! Finite-difference checks of Conv and pooling gradients: strides, pads (including the
+//! `pad − remainder < 0` case), dilations, groups and depthwise, auto_pad, symbolic
+//! spatial sizes; MaxPool with and without its Indices output; AveragePool both ways of
+//! counting the padding; GlobalAveragePool. ONNX Runtime's CPU Conv, ConvTranspose and
+//! AveragePool are float32-only, so those run in float32, with tolerances fit for ops that
+//! are linear in each input.
+
+mod common;
+use common::*;
+use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
+use memeguard_training::autodiff::gradcheck::{GradCheck, check};
+use memeguard_training::autodiff::{AutodiffError, differentiate};
+
+fn numel(d: &[i64]) -> usize {
+    d.iter().product::<i64>() as usize
+}
+
+/// One Conv case: input dims, weight dims, attributes, with or without bias.
+struct ConvCase {
+    x: Vec<i64>,
+    w: Vec<i64>,
+    attrs: Vec<(&'static str, Attr)>,
+    bias: bool,
+}
+
+fn conv_case(x: &[i64], w: &[i64], attrs: Vec<(&'static str, Attr)>, bias: bool) -> ConvCase {
+    ConvCase { x: x.to_vec(), w: w.to_vec(), attrs, bias }
+}
+
+fn conv_cases() -> Vec<ConvCase> {
+    let ints = |v: &[i64]| Attr::Ints(v.to_vec());
+    vec![
+        // 3×3, stride 1, pad 1.
+        conv_case(&[2, 2, 5, 5], &[3, 2, 3, 3], vec![("pads", ints(&[1, 1, 1, 1]))], true),
+        // Stride 2 with a remainder row covered by the end pad (r = 1 ≤ p = 1).
+        conv_case(&[1, 2, 6, 6], &[2, 2, 3, 3], vec![("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))], true),
+        // Stride 2, no pads, remainder 1: p − r < 0 (the weight gradient is sliced).
+        conv_case(&[2, 1, 6, 7], &[2, 1, 3, 3], vec![("strides", ints(&[2, 2]))], false),
+        // Stride 3, asymmetric pads, non-square kernel.
+        conv_case(&[1, 2, 8, 7], &[2, 2, 2, 3], vec![("strides", ints(&[3, 2])), ("pads", ints(&[0, 1, 2, 0]))], true),
+        // Dilation 2 with stride 2.
+        conv_case(
+            &[1, 2, 9, 8],
+            &[3, 2, 3, 2],
+            vec![("dilations", ints(&[2, 2])), ("strides", ints(&[2, 1])), ("pads", ints(&[1, 0, 1, 1]))],
+            true,
+        ),
+        // Two groups.
+        conv_case(&[2, 4, 5, 5], &[6, 2, 3, 3], vec![("group", Attr::Int(2)), ("pads", ints(&[1, 1, 1, 1]))], true),
+        // Depthwise (groups = channels), stride 2.
+        conv_case(
+            &[2, 3, 6, 6],
+            &[3, 1, 3, 3],
+            vec![("group", Attr::Int(3)), ("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))],
+            false,
+        ),
+        // Depthwise with a channel multiplier and dilation.
+        conv_case(
+            &[1, 2, 7, 7],
+            &[4, 1, 2, 2],
+            vec![("group", Attr::Int(2)), ("dilations", ints(&[2, 2])), ("strides", ints(&[2, 2]))],
+            true,
+        ),
+        // auto_pad.
+        conv_case(
+            &[1, 2, 7, 6],
+            &[2, 2, 3, 3],
+            vec![("auto_pad", Attr::Str("SAME_UPPER".into())), ("strides", ints(&[2, 2]))],
+            true,
+        ),
+        conv_case(
+            &[1, 2, 6, 6],
+            &[2, 2, 2, 2],
+            vec![("auto_pad", Attr::Str("SAME_LOWER".into())), ("strides", ints(&[1, 1]))],
+            false,
+        ),
+        conv_case(
+            &[1, 2, 5, 6],
+            &[2, 2, 3, 3],
+            vec![("auto_pad", Attr::Str("VALID".into())), ("strides", ints(&[2, 2]))],
+            true,
+        ),
+        // 1-D and 3-D.
+        conv_case(&[2, 2, 9], &[3, 2, 3], vec![("strides", ints(&[2])), ("pads", ints(&[1, 0]))], true),
+        conv_case(&[1, 2, 4, 4, 3], &[2, 2, 2, 3, 2], vec![("pads", ints(&[1, 0, 1, 0, 1, 0]))], true),
+    ]
+}
+
+fn conv_inputs(case: &ConvCase, seed: u64) -> Vec<In> {
+    let mut ins = vec![
+        x("x", &case.x, values(numel(&case.x), seed, 0.1, 1.0)),
+        x("w", &case.w, values(numel(&case.w), seed + 1, 0.1, 1.0)),
+    ];
+    if case.bias {
+        ins.push(x("b", &[case.w[0]], values(case.w[0] as usize, seed + 2, 0.1, 1.0)));
+    }
+    ins
+}
+
+/// A float32 check fit for ops that are linear in each input (Conv, AveragePool): central
+/// differences are exact for any step, so a large step divides the float32 rounding
+/// noise of the loss (~1e-5 here) by much more, and the tolerances can be 20× tighter
+/// than the defaults, which must also absorb curvature.
+fn check_linear_f32(ins: &[In], body: &dyn Fn(&mut GraphBuilder, &[String]) -> String) {
+    let wrt: Vec<&str> = ins.iter().filter(|i| i.wrt).map(|i| i.name).collect();
+    let (model, y) = graph(DataType::Float, ins, body);
+    let feeds = ins.iter().map(|i| (i.name.to_string(), Tensor::f32(i.dims.clone(), f32s(&i.data)))).collect();
+    let spec = GradCheck { eps: 0.5, rtol: 1e-3, atol: 1e-4, ..GradCheck::f32(model, &y, feeds, &wrt) };
+    check(&spec).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn conv_has_no_float64_kernel_so_checks_run_in_float32() {
+    let case = &conv_cases()[1];
+    assert_eq!(check_grad(&conv_inputs(case, 90), &one("Conv", case.attrs.clone())), Precision::F32);
+}
+
+#[test]
+fn conv_strides_pads_dilations_groups() {
+    for (i, case) in conv_cases().into_iter().enumerate() {
+        let ins = conv_inputs(&case, 100 + 3 * i as u64);
+        check_linear_f32(&ins, &one("Conv", case.attrs.clone()));
+        eprintln!("conv case {i} ok");
+    }
+}
+
+/// Symbolic spatial sizes: the input gradient is fitted to `Shape(X)` at run time and
+/// the weight gradient sliced to the kernel.
+#[test]
+fn conv_with_symbolic_spatial_sizes() {
+    let cases = [
+        (vec![2, 2, 7, 6], vec![3, 2, 3, 3], vec![2, 2], vec![0, 1, 0, 1], 1),
+        (vec![1, 2, 6, 6], vec![2, 2, 3, 3], vec![2, 2], vec![1, 1, 1, 1], 1),
+        (vec![1, 4, 6, 5], vec![4, 2, 2, 2], vec![3, 2], vec![1, 0, 0, 0], 2),
+    ];
+    for (i, (xd, wd, strides, pads, group)) in cases.into_iter().enumerate() {
+        let mut b = GraphBuilder::new("symbolic");
+        let xn = b.input("x", DataType::Float, &dims!["n", xd[1], "h", "w"]);
+        let wn = b.input("w", DataType::Float, &dims![wd[0], wd[1], wd[2], wd[3]]);
+        let attrs = [("strides", Attr::Ints(strides)), ("pads", Attr::Ints(pads)), ("group", Attr::Int(group))];
+        let y = b.op("Conv", &[&xn, &wn], &attrs);
+        let feeds = vec![
+            ("x".to_string(), Tensor::f32(xd.clone(), f32s(&values(numel(&xd), 300 + i as u64, 0.1, 1.0)))),
+            ("w".to_string(), Tensor::f32(wd.clone(), f32s(&values(numel(&wd), 310 + i as u64, 0.1, 1.0)))),
+        ];
+        let spec = GradCheck::f32(b.build(), &y, feeds, &["x", "w"]);
+        let spec = GradCheck { eps: 0.5, rtol: 1e-3, atol: 1e-4, ..spec };
+        check(&spec).unwrap_or_else(|e| panic!("case {i}: {e}"));
+    }
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// Shuffled values on a grid with spacing `step`: no ties, and no two values closer
+/// than `step`, so a finite-difference step never changes which element is the max.
+fn distinct(n: usize, seed: u64, step: f64) -> Vec<f64> {
+    let order = values(n, seed, 0.0, 1.0);
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| order[a].partial_cmp(&order[b]).expect("finite"));
+    let mut out = vec![0.0; n];
+    for (rank, &i) in idx.iter().enumerate() {
+        out[i] = (rank as f64 - n as f64 / 2.0) * step;
+    }
+    out
+}
+
+#[test]
+fn max_pool_with_and_without_indices() {
+    let ints = |v: &[i64]| Attr::Ints(v.to_vec());
+    let cases: Vec<(Vec<i64>, Vec<(&'static str, Attr)>)> = vec![
+        (vec![2, 2, 4, 4], vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))]),
+        // Overlapping windows: one input can be the max of several outputs.
+        (
+            vec![1, 2, 7, 7],
+            vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))],
+        ),
+        (
+            vec![1, 2, 6, 7],
+            vec![("kernel_shape", ints(&[3, 2])), ("strides", ints(&[2, 2])), ("ceil_mode", Attr::Int(1))],
+        ),
+        (
+            vec![1, 1, 7, 7],
+            vec![("kernel_shape", ints(&[2, 2])), ("dilations", ints(&[2, 2])), ("pads", ints(&[0, 1, 1, 0]))],
+        ),
+        (vec![1, 2, 5, 5], vec![("kernel_shape", ints(&[3, 3])), ("auto_pad", Attr::Str("SAME_UPPER".into()))]),
+        (vec![2, 3, 8], vec![("kernel_shape", ints(&[3])), ("strides", ints(&[2]))]),
+    ];
+    for (i, (xd, attrs)) in cases.into_iter().enumerate() {
+        let ins = [x("x", &xd, distinct(numel(&xd), 400 + i as u64, 0.05))];
+        // Without Indices: the rule rebuilds them.
+        check_grad(&ins, &one("MaxPool", attrs.clone()));
+        // With Indices (row-major and column-major storage).
+        for order in [0, 1] {
+            let mut a = attrs.clone();
+            a.push(("storage_order", Attr::Int(order)));
+            if xd.len() != 4 && order == 1 {
+                continue;
+            }
+            check_grad(&ins, &move |b: &mut GraphBuilder, n: &[String]| b.node("MaxPool", &[&n[0]], 2, &a).remove(0));
+        }
+    }
+}
+
+#[test]
+fn average_pool_counting_pads_both_ways() {
+    let ints = |v: &[i64]| Attr::Ints(v.to_vec());
+    let geometries: Vec<(Vec<i64>, Vec<(&'static str, Attr)>)> = vec![
+        (vec![2, 2, 4, 4], vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))]),
+        (
+            vec![1, 2, 7, 6],
+            vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))],
+        ),
+        (
+            vec![1, 2, 6, 6],
+            vec![("kernel_shape", ints(&[3, 2])), ("strides", ints(&[1, 2])), ("pads", ints(&[2, 0, 0, 1]))],
+        ),
+        (
+            vec![1, 1, 7, 7],
+            vec![("kernel_shape", ints(&[2, 2])), ("dilations", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))],
+        ),
+        (
+            vec![1, 2, 5, 6],
+            vec![
+                ("kernel_shape", ints(&[3, 3])),
+                ("auto_pad", Attr::Str("SAME_LOWER".into())),
+                ("strides", ints(&[2, 2])),
+            ],
+        ),
+        // ceil_mode where it adds no partial window.
+        (
+            vec![1, 1, 5, 5],
+            vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("ceil_mode", Attr::Int(1))],
+        ),
+        (vec![2, 2, 7], vec![("kernel_shape", ints(&[3])), ("strides", ints(&[2])), ("pads", ints(&[1, 1]))]),
+    ];
+    for (i, (xd, attrs)) in geometries.into_iter().enumerate() {
+        for include in [0, 1] {
+            let mut a = attrs.clone();
+            a.push(("count_include_pad", Attr::Int(include)));
+            let ins = [x("x", &xd, values(numel(&xd), 500 + i as u64, 0.1, 1.0))];
+            check_linear_f32(&ins, &one("AveragePool", a));
+        }
+    }
+}
+
+#[test]
+fn average_pool_with_a_partial_ceil_window_is_a_clear_error() {
+    let mut b = GraphBuilder::new("ceil");
+    let xn = b.input("x", DataType::Float, &dims![1, 1, 6, 6]);
+    let attrs =
+        [("kernel_shape", Attr::Ints(vec![3, 3])), ("strides", Attr::Ints(vec![2, 2])), ("ceil_mode", Attr::Int(1))];
+    let y = b.op("AveragePool", &[&xn], &attrs);
+    let axes = b.const_i64s("axes", &[0, 1, 2, 3]);
+    let loss = b.op("ReduceSum", &[&y, &axes], &[("keepdims", Attr::Int(0))]);
+    let err = differentiate(&b.build(), &loss, &["x".to_string()]).unwrap_err();
+    assert!(matches!(err, AutodiffError::Unsupported { ref reason, .. } if reason.contains("ceil_mode")), "{err}");
+}
+
+#[test]
+fn global_average_pool() {
+    for xd in [vec![2, 3, 4, 5], vec![1, 2, 3], vec![2, 2, 2, 3, 2]] {
+        let ins = [x("x", &xd, values(numel(&xd), 600, 0.1, 1.0))];
+        check_grad(&ins, &one("GlobalAveragePool", vec![]));
+    }
+}
