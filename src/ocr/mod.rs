@@ -10,7 +10,7 @@
 mod engine;
 pub mod prepare;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use clap::Args;
 use image::RgbImage;
@@ -46,93 +46,119 @@ pub enum OcrError {
     Engine(String),
 }
 
-/// Whether OCR runs, for the start-up log, `/model` page and tests.
+/// Whether OCR runs, for the start-up log, the model page and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OcrStatus {
-    Ready { language: String },
+    Ready {
+        language: String,
+    },
+    /// Tesseract is still loading its language data (the first second after start).
+    Starting,
     Disabled,
     Unavailable(String),
 }
 
 /// The server's OCR (cheap to clone). Reading is blocking CPU work: call
 /// [`Ocr::read_text`] from the blocking pool, never on the async runtime.
+///
+/// Loading Tesseract's language model takes a few hundred milliseconds, so it happens on
+/// a thread of its own at start (the server does not wait for it); the first meme that
+/// needs OCR before it is done waits for it instead.
 #[derive(Clone)]
 pub struct Ocr {
-    status: OcrStatus,
-    pool: Option<Arc<EnginePool>>,
+    config: Arc<OcrConfig>,
+    engines: Option<Arc<OnceLock<Result<EnginePool, String>>>>,
 }
 
 impl std::fmt::Debug for Ocr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ocr").field("status", &self.status).finish()
+        f.debug_struct("Ocr").field("status", &self.status()).finish()
     }
 }
 
 impl Ocr {
-    /// Sets OCR up as configured, trying Tesseract once so that a missing installation is
-    /// reported at start (logged) rather than at the first meme.
+    /// Sets OCR up as configured and starts loading Tesseract; whether that worked is
+    /// logged as soon as it is known (a missing installation is a warning at start).
     pub fn start(config: &OcrConfig) -> Ocr {
-        let ocr = Self::try_start(config);
-        match &ocr.status {
-            OcrStatus::Ready { language } => tracing::info!(%language, "OCR ready (Tesseract)"),
-            OcrStatus::Disabled => {
-                tracing::info!("OCR switched off: image-only memes are scored with empty text")
+        let ocr = Ocr::new(config);
+        match &ocr.engines {
+            None => tracing::info!("OCR switched off (--ocr false): image-only memes are scored with empty text"),
+            Some(_) => {
+                let loading = ocr.clone();
+                let spawned = std::thread::Builder::new().name("ocr-start".into()).spawn(move || {
+                    loading.engines();
+                    match loading.status() {
+                        OcrStatus::Ready { language } => tracing::info!(%language, "OCR ready (Tesseract)"),
+                        OcrStatus::Unavailable(reason) => tracing::warn!(
+                            %reason,
+                            "OCR UNAVAILABLE: image-only memes are scored with empty text (text_source = none); \
+                             install Tesseract with scripts/setup-ocr.sh, or pass --ocr false to silence this"
+                        ),
+                        OcrStatus::Starting | OcrStatus::Disabled => {}
+                    }
+                });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "could not start the OCR loading thread; OCR loads at first use");
+                }
             }
-            OcrStatus::Unavailable(reason) => tracing::warn!(
-                %reason,
-                "OCR UNAVAILABLE: image-only memes are scored with empty text (text_source = none); \
-                 install Tesseract with scripts/setup-ocr.sh, or pass --ocr false to silence this"
-            ),
         }
         ocr
     }
 
-    fn try_start(config: &OcrConfig) -> Ocr {
-        if !config.enabled {
-            return Ocr { status: OcrStatus::Disabled, pool: None };
-        }
-        match EnginePool::new(config.tessdata_dir.clone(), config.ocr_language.clone()) {
-            Ok(pool) => {
-                Ocr { status: OcrStatus::Ready { language: config.ocr_language.clone() }, pool: Some(Arc::new(pool)) }
-            }
-            Err(e) => Ocr { status: OcrStatus::Unavailable(e.to_string()), pool: None },
-        }
+    /// OCR as configured, loaded at first use (nothing logged).
+    pub fn new(config: &OcrConfig) -> Ocr {
+        let engines = config.enabled.then(|| Arc::new(OnceLock::new()));
+        Ocr { config: Arc::new(config.clone()), engines }
     }
 
-    /// OCR that never runs (for tools and tests that do not want it).
+    /// OCR that never runs.
     pub fn disabled() -> Ocr {
-        Ocr { status: OcrStatus::Disabled, pool: None }
+        Ocr::new(&OcrConfig { enabled: false, ..OcrConfig::default() })
     }
 
-    pub fn status(&self) -> &OcrStatus {
-        &self.status
+    /// The engines, loading them on this thread if no one has yet (blocking).
+    fn engines(&self) -> Option<&Result<EnginePool, String>> {
+        let config = &self.config;
+        self.engines.as_ref().map(|cell| {
+            cell.get_or_init(|| {
+                EnginePool::new(config.tessdata_dir.clone(), config.ocr_language.clone()).map_err(|e| e.to_string())
+            })
+        })
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.pool.is_some()
+    pub fn status(&self) -> OcrStatus {
+        match self.engines.as_ref().map(|cell| cell.get()) {
+            None => OcrStatus::Disabled,
+            Some(None) => OcrStatus::Starting,
+            Some(Some(Ok(_))) => OcrStatus::Ready { language: self.config.ocr_language.clone() },
+            Some(Some(Err(reason))) => OcrStatus::Unavailable(reason.clone()),
+        }
+    }
+
+    /// Whether OCR is switched on and not known to be unavailable.
+    pub fn is_enabled(&self) -> bool {
+        matches!(self.status(), OcrStatus::Ready { .. } | OcrStatus::Starting)
     }
 
     /// The text written on `image`, whitespace-normalised (one space between words, lines
     /// joined by spaces); empty when none is found. Blocking.
     pub fn read_text(&self, image: &RgbImage) -> Result<String, OcrError> {
-        let pool = self.pool.as_ref().ok_or_else(|| match &self.status {
-            OcrStatus::Unavailable(reason) => OcrError::Unavailable(reason.clone()),
-            _ => OcrError::Unavailable("switched off".into()),
-        })?;
+        let pool = match self.engines() {
+            None => return Err(OcrError::Unavailable("switched off".into())),
+            Some(Err(reason)) => return Err(OcrError::Unavailable(reason.clone())),
+            Some(Ok(pool)) => pool,
+        };
         let prepared = prepare::prepare_for_ocr(image);
         let raw = pool.recognize(&prepared)?;
         Ok(normalise(&raw))
     }
 
-    /// The text of an image-only meme, or `None` when OCR is off, finds nothing, or fails
-    /// (a failure is logged: the meme is still scored, on the image alone).
+    /// The text of an image-only meme, or `None` when OCR is off or unavailable, finds
+    /// nothing, or fails (a failure is logged: the meme is still scored, on the image alone).
     pub fn text_for_scoring(&self, image: &RgbImage) -> Option<String> {
-        if !self.is_ready() {
-            return None;
-        }
         match self.read_text(image) {
             Ok(text) if !text.is_empty() => Some(text),
-            Ok(_) => None,
+            Ok(_) | Err(OcrError::Unavailable(_)) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "OCR failed; scoring the image without text");
                 None

@@ -73,6 +73,7 @@ pub async fn page(State(state): State<AppState>, user: WebUser) -> Result<Respon
     });
     let ocr = match state.ocr.status() {
         OcrStatus::Ready { language } => format!("on (Tesseract, language {language})"),
+        OcrStatus::Starting => "starting (Tesseract is loading its language data)".into(),
         OcrStatus::Disabled => "switched off: memes without text are scored on the picture alone".into(),
         OcrStatus::Unavailable(reason) => {
             format!("UNAVAILABLE ({reason}): memes without text are scored on the picture alone")

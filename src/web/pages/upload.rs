@@ -47,7 +47,7 @@ fn page(state: &AppState, user: &WebUser) -> UploadPage {
         text: String::new(),
         error: None,
         result: None,
-        ocr_ready: state.ocr.is_ready(),
+        ocr_ready: state.ocr.is_enabled(),
     }
 }
 
@@ -119,6 +119,8 @@ pub async fn submit(
     let decision = decisions::get(&state.db, result.decision_id)
         .await?
         .ok_or_else(|| AppError::Internal(format!("decision {} vanished", result.decision_id)))?;
+    // The verdict shows the text that was scored; the form starts empty for the next meme.
+    shown.text.clear();
     shown.result = Some(Verdict {
         decision_id: decision.id,
         bar: ScoreBar::new(decision.score, decision.threshold),
