@@ -1,17 +1,18 @@
 //! Preparing a meme for Tesseract. Tesseract reads dark text on a light, plain page; meme
 //! text is white (or near white) with a dark outline, over a photo. So:
 //!
-//! 1. upscale small pictures (Tesseract reads best with letters 20–60 px tall);
-//! 2. find bright, unsaturated regions (candidate letter fill);
-//! 3. keep the regions whose border is mostly dark outline — letters are enclosed by
+//! 1. find bright, unsaturated regions (candidate letter fill);
+//! 2. keep the regions whose border is mostly dark outline — letters are enclosed by
 //!    their outline, while a white sky or shirt borders on many colours;
-//! 4. draw the kept regions black on white, with a margin.
+//! 3. draw the kept regions black on white, upscaled (Tesseract reads best with letters
+//!    20–60 px tall) and smoothed, with a margin.
 //!
 //! When nothing looks like outlined text (dark text on a light background, say), the
-//! plain grayscale picture goes to Tesseract, which binarises it itself.
+//! plain grayscale picture goes to Tesseract, upscaled the same way; it binarises it itself.
+//! The analysis runs at the picture's own size and only the result is upscaled, which
+//! keeps the work small.
 
-use image::imageops::{self, FilterType};
-use image::{GrayImage, Luma, RgbImage};
+use image::{GrayImage, Luma, RgbImage, imageops};
 
 /// Smallest channel of a letter-fill pixel (white text survives JPEG and blur above this).
 const BRIGHT_MIN: u8 = 170;
@@ -20,7 +21,7 @@ const BRIGHT_MAX_SPREAD: u8 = 60;
 /// Largest channel of an outline pixel.
 const DARK_MAX: u8 = 90;
 /// How far (px) from a region's border its outline may start (anti-aliasing ramp).
-const OUTLINE_REACH: usize = 3;
+const OUTLINE_REACH: usize = 2;
 /// Share of a region's border that must touch dark outline for it to count as lettering.
 const MIN_OUTLINED_SHARE: f32 = 0.6;
 /// Short side the picture is brought up to before reading.
@@ -33,18 +34,18 @@ const MARGIN: u32 = 16;
 /// The picture Tesseract reads: black lettering on white, or the plain grayscale picture
 /// when no outlined lettering was found.
 pub fn prepare_for_ocr(image: &RgbImage) -> GrayImage {
-    let image = upscale(image);
     let (width, height) = image.dimensions();
     let (w, h) = (width as usize, height as usize);
     let bright: Vec<bool> = image.pixels().map(|p| is_bright(p.0)).collect();
     let dark: Vec<bool> = image.pixels().map(|p| p.0.iter().all(|&c| c <= DARK_MAX)).collect();
     let near_dark = dilate(&dark, w, h, OUTLINE_REACH);
     let lettering = outlined_regions(&bright, &near_dark, w, h);
+    let factor = upscale_factor(width, height);
 
     let kept = lettering.iter().filter(|&&k| k).count();
     // Fewer than ~0.05% of pixels: no outlined lettering here.
     if kept * 2000 < w * h {
-        return with_margin(&imageops::grayscale(&image));
+        return with_margin(&upscale(&imageops::grayscale(image), factor));
     }
     let page =
         GrayImage::from_fn(
@@ -54,6 +55,10 @@ pub fn prepare_for_ocr(image: &RgbImage) -> GrayImage {
                 if lettering[y as usize * w + x as usize] { Luma([0]) } else { Luma([255]) }
             },
         );
+    // Interpolating the two-tone page and cutting at the middle rounds the staircase
+    // edges that plain pixel repetition would give the letters.
+    let mut page = upscale(&page, factor);
+    page.pixels_mut().for_each(|p| p.0[0] = if p.0[0] < 128 { 0 } else { 255 });
     with_margin(&page)
 }
 
@@ -62,15 +67,37 @@ fn is_bright([r, g, b]: [u8; 3]) -> bool {
     lo >= BRIGHT_MIN && hi - lo <= BRIGHT_MAX_SPREAD
 }
 
-fn upscale(image: &RgbImage) -> RgbImage {
-    let short = image.width().min(image.height()).max(1);
-    let factor = (TARGET_SHORT_SIDE as f32 / short as f32).min(MAX_UPSCALE);
+fn upscale_factor(width: u32, height: u32) -> f32 {
+    let short = width.min(height).max(1);
+    (TARGET_SHORT_SIDE as f32 / short as f32).clamp(1.0, MAX_UPSCALE)
+}
+
+/// `image` scaled up by `factor` with bilinear interpolation (pixel centres aligned).
+fn upscale(image: &GrayImage, factor: f32) -> GrayImage {
     if factor <= 1.05 {
         return image.clone();
     }
-    let width = (image.width() as f32 * factor).round() as u32;
-    let height = (image.height() as f32 * factor).round() as u32;
-    imageops::resize(image, width, height, FilterType::CatmullRom)
+    let (w, h) = image.dimensions();
+    let (out_w, out_h) = ((w as f32 * factor).round() as u32, (h as f32 * factor).round() as u32);
+    let source = |x: u32, scale: f32, len: u32| {
+        let s = ((x as f32 + 0.5) / scale - 0.5).clamp(0.0, (len - 1) as f32);
+        let i = s.floor() as u32;
+        (i, (i + 1).min(len - 1), s - i as f32)
+    };
+    let (sx, sy) = (out_w as f32 / w as f32, out_h as f32 / h as f32);
+    let columns: Vec<(u32, u32, f32)> = (0..out_w).map(|x| source(x, sx, w)).collect();
+    let raw = image.as_raw();
+    let at = |x: u32, y: u32| f32::from(raw[(y * w + x) as usize]);
+    let mut out = GrayImage::new(out_w, out_h);
+    for y in 0..out_h {
+        let (y0, y1, fy) = source(y, sy, h);
+        for (x, &(x0, x1, fx)) in columns.iter().enumerate() {
+            let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+            let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+            out.put_pixel(x as u32, y, Luma([(top * (1.0 - fy) + bottom * fy).round() as u8]));
+        }
+    }
+    out
 }
 
 /// `mask` grown by `radius` pixels (a square neighbourhood), in two separable passes.
@@ -221,6 +248,15 @@ mod tests {
         let grown = dilate(&mask, 7, 7, 2);
         assert_eq!(grown.iter().filter(|&&b| b).count(), 25);
         assert!(grown[7 + 1] && !grown[0]);
+    }
+
+    #[test]
+    fn upscale_interpolates_between_pixel_centres() {
+        let image = GrayImage::from_raw(2, 1, vec![0, 200]).unwrap();
+        let up = upscale(&image, 2.0);
+        assert_eq!(up.dimensions(), (4, 2));
+        assert_eq!(up.as_raw()[..4], [0, 50, 150, 200]);
+        assert_eq!(upscale(&image, 1.0).as_raw(), image.as_raw());
     }
 
     #[test]
