@@ -87,7 +87,8 @@ pub struct ServeConfig {
     /// package is served; when there is none, an untrained placeholder is written here.
     #[arg(long, env = "MEMEGUARD_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,
-    /// Serve this package (`name@version`, or `name` for its newest version) instead of the newest.
+    /// Serve this package instead of the newest: `name@version`, `name` (its newest
+    /// version), or the path of a package directory. No placeholder is written when set.
     #[arg(long, env = "MEMEGUARD_MODEL")]
     pub model: Option<String>,
     /// Where the model runs: cpu, cuda or cuda:N.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::db::DbTime;
-use crate::db::decisions::{self, DecisionImage, NewDecision, TextSource};
+use crate::db::decisions::{DecisionImage, NewDecision, TextSource};
 use crate::error::AppError;
 use crate::scoring::ScoreInput;
 use crate::state::AppState;
@@ -177,7 +177,7 @@ pub async fn moderate(
         });
     }
 
-    let ids = decisions::insert_all(&state.db, &new_decisions).await?;
+    let ids = state.decisions.insert(new_decisions).await?;
     for (result, id) in results.iter_mut().zip(ids) {
         result.decision_id = id;
         state.metrics.record_decision(result.flagged);

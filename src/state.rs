@@ -5,7 +5,7 @@ use std::sync::Arc;
 use memeguard_package::ImageLimits;
 
 use crate::config::ServeConfig;
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, DecisionWriter};
 use crate::metrics::{Gauges, Metrics};
 use crate::ocr::Ocr;
 use crate::scoring::{ModelRegistry, RegistryConfig, ReloadError, Scorer};
@@ -14,6 +14,8 @@ use crate::scoring::{ModelRegistry, RegistryConfig, ReloadError, Scorer};
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Records decisions with group commit (see [`DecisionWriter`]).
+    pub decisions: DecisionWriter,
     pub scorer: Scorer,
     pub config: Arc<ServeConfig>,
     pub metrics: Arc<Metrics>,
@@ -53,8 +55,9 @@ impl AppState {
         // Logged inside; the server still starts so that /readyz and reloads work.
         let _ = registry.reload(None).await;
         let scorer = Scorer::new(registry, config.queue_capacity as usize, metrics.clone());
+        let decisions = DecisionWriter::start(db.clone());
         let ocr = Ocr::start(&config.ocr);
-        Ok(AppState { db, scorer, config: Arc::new(config), metrics, ocr })
+        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics, ocr })
     }
 
     pub fn image_limits(&self) -> ImageLimits {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::header;
 use common::images::{b64, data_url, jpeg, png, png_bomb_header, truncated_png};
-use common::{Backend, TestApp, backends, multipart, request};
+use common::{Backend, TestApp, backends, request};
 use serde_json::{Value, json};
 
 fn parts(text: &str, image: &[u8]) -> Value {
@@ -88,15 +88,7 @@ async fn every_input_form_is_scored_and_recorded() {
 async fn multipart_upload_and_store_false() {
     let t = TestApp::start(Backend::Sqlite, &[]).await;
     let image = png(16, 16, 3);
-    let (content_type, body) = multipart(&[("image", Some("meme.png"), &image), ("text", None, b"caption")]);
-    let reply = t
-        .send(
-            request("POST", "/v1/moderations", Some(&t.scorer_key))
-                .header(header::CONTENT_TYPE, content_type)
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await;
+    let reply = t.moderate_form(&[("image", Some("meme.png"), &image), ("text", None, b"caption")]).await;
     let body = reply.expect(200);
     assert_eq!(body["results"][0]["category_applied_input_types"]["hate"], json!(["text", "image"]));
 
@@ -114,15 +106,7 @@ async fn multipart_upload_and_store_false() {
     t.get(&format!("/v1/decisions/{id}/image"), Some(&t.moderator_key)).await.expect(404);
 
     // Multipart with store=false too.
-    let (content_type, body) = multipart(&[("image", Some("m.png"), &image), ("store", None, b"false")]);
-    let reply = t
-        .send(
-            request("POST", "/v1/moderations", Some(&t.scorer_key))
-                .header(header::CONTENT_TYPE, content_type)
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await;
+    let reply = t.moderate_form(&[("image", Some("m.png"), &image), ("store", None, b"false")]).await;
     let id = reply.expect(200)["results"][0]["decision_id"].as_i64().unwrap();
     let d = t.get(&format!("/v1/decisions/{id}"), Some(&t.moderator_key)).await.expect(200);
     assert_eq!((d["stored"].clone(), d["has_image"].clone()), (json!(false), json!(false)));
@@ -176,23 +160,9 @@ async fn bad_inputs_are_refused_clearly_and_write_nothing() {
     let big = json!({"input": {"image": b64(&vec![0u8; 1_600_000])}});
     let reply = t.moderate(&big).await;
     reply.expect(413);
-    let reply = t
-        .send(
-            request("POST", "/v1/moderations", Some(&t.scorer_key))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from("{not json"))
-                .unwrap(),
-        )
-        .await;
+    let reply = t.post_raw("/v1/moderations", Some(&t.scorer_key), "application/json", "{not json").await;
     reply.expect(400);
-    let reply = t
-        .send(
-            request("POST", "/v1/moderations", Some(&t.scorer_key))
-                .header(header::CONTENT_TYPE, "text/plain")
-                .body(Body::from("hi"))
-                .unwrap(),
-        )
-        .await;
+    let reply = t.post_raw("/v1/moderations", Some(&t.scorer_key), "text/plain", "hi").await;
     reply.expect(415);
 
     // Multipart: not an image, unknown field, empty form.
@@ -201,15 +171,7 @@ async fn bad_inputs_are_refused_clearly_and_write_nothing() {
         (vec![("picture", Some("x.png"), &b"..."[..])], 400, "unknown form field `picture`"),
         (vec![("text", None, &b""[..])], 400, "empty"),
     ] {
-        let (content_type, body) = multipart(&form);
-        let reply = t
-            .send(
-                request("POST", "/v1/moderations", Some(&t.scorer_key))
-                    .header(header::CONTENT_TYPE, content_type)
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await;
+        let reply = t.moderate_form(&form).await;
         reply.expect(status);
         assert!(reply.message().contains(needle), "`{}` should mention `{needle}`", reply.message());
     }

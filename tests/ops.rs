@@ -231,3 +231,18 @@ async fn reload_under_load_fails_no_request() {
     assert_eq!(by_model.len(), 2, "both models served during the test: {by_model:?}");
     t.finish().await;
 }
+
+#[tokio::test]
+async fn a_pinned_package_directory_is_served_and_nothing_is_written() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let package = elsewhere.path().join("demo/3");
+    write_test_package(&package, "demo", "3", "2025-01-01T00:00:00Z", 0.5);
+    let models = tempfile::tempdir().unwrap();
+    let t = TestApp::start_with_models(Backend::Sqlite, models, &["--model", &package.display().to_string()]).await;
+    assert_eq!(t.moderate(&json!({"input": "x"})).await.expect(200)["model"], "demo@3");
+    assert_eq!(std::fs::read_dir(t.models.path()).unwrap().count(), 0, "no placeholder next to a pinned package");
+    // Over HTTP only names are accepted, never paths.
+    let path = package.display().to_string();
+    t.post_json("/v1/admin/reload", Some(&t.admin_key), &json!({"package": path})).await.expect(404);
+    t.finish().await;
+}

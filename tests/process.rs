@@ -202,3 +202,35 @@ async fn the_official_openai_client_gets_parsed_results() {
     assert_eq!(report["bad_key_status"], 401);
     assert_eq!(report["remote_url_status"], 400);
 }
+
+/// `keys list` and `keys revoke` and `migrate` from the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_commands_manage_access() {
+    let setup = Setup::new();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::server::BINARY)
+            .args(args)
+            .args(["--database-url", &setup.database_url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(run(&["migrate"]).contains("migrations applied"));
+    let key = create_key(&setup.database_url, "scorer");
+    let listing = run(&["keys", "list"]);
+    assert!(listing.contains("process test scorer") && listing.contains("active"), "{listing}");
+    assert!(!listing.contains(&key), "a listing never shows secrets");
+    let server = ServerProcess::start(&setup.database_url, &setup.models(), setup.dir.path(), &[]).await;
+    let client = HttpClient::new();
+    let url = server.url("/v1/moderations");
+    assert_eq!(client.post(&url, Some(&key), &json!({"input": "x"})).await.unwrap().0, 200);
+    let id = listing.split('\t').next().unwrap().trim().to_string();
+    assert!(run(&["keys", "revoke", &id]).contains("revoked"));
+    assert_eq!(client.post(&url, Some(&key), &json!({"input": "x"})).await.unwrap().0, 401);
+    let bad = std::process::Command::new(common::server::BINARY)
+        .args(["keys", "create", "--role", "superuser", "--name", "x", "--database-url", &setup.database_url])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("scorer, moderator or admin"));
+}

@@ -114,6 +114,11 @@ LEFT JOIN reviews r ON r.id = (SELECT MAX(r2.id) FROM reviews r2 WHERE r2.decisi
 /// Records all decisions of one request in one transaction and returns their ids in order.
 /// Nothing is written unless everything is.
 pub async fn insert_all(db: &Db, decisions: &[NewDecision]) -> Result<Vec<i64>, DbError> {
+    insert_refs(db, &decisions.iter().collect::<Vec<_>>()).await
+}
+
+/// [`insert_all`] over borrowed decisions (the group writer's several requests).
+pub(super) async fn insert_refs(db: &Db, decisions: &[&NewDecision]) -> Result<Vec<i64>, DbError> {
     let ids = with_pool!(db, pool => {
         let mut tx = pool.begin().await?;
         let mut ids = Vec::with_capacity(decisions.len());

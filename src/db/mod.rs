@@ -12,6 +12,7 @@ pub mod decisions;
 pub mod keys;
 pub mod reviews;
 mod time;
+pub mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use self::time::DbTime;
+pub use self::writer::DecisionWriter;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -34,6 +36,8 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the decision writer has stopped (the server is shutting down)")]
+    WriterStopped,
 }
 
 /// A connection pool to the decision log.
@@ -67,7 +71,9 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+            // Each connection to `sqlite::memory:` would be its own empty database.
+            let connections = if url.contains(":memory:") { 1 } else { 8 };
+            let pool = SqlitePoolOptions::new().max_connections(connections).connect_with(options).await?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;

@@ -85,7 +85,7 @@ impl Scorer {
         }
         let permits =
             u32::try_from(inputs.len()).map_err(|_| ScorerError::TooManyPairs(inputs.len(), self.capacity))?;
-        let _admitted = self.admission.clone().try_acquire_many_owned(permits).map_err(|_| {
+        let admitted = self.admission.clone().try_acquire_many_owned(permits).map_err(|_| {
             self.metrics.record_queue_rejection();
             ScorerError::QueueFull
         })?;
@@ -101,9 +101,10 @@ impl Scorer {
         .map_err(|e| ScorerError::Model(format!("preprocessing failed: {e}")))?;
 
         let scores = model
-            .submit(prepared)
+            .submit(prepared, admitted)
             .await
-            .map_err(|_| ScorerError::Model("the model thread stopped".into()))?
+            // Only a closed model drops a job unanswered (shutdown): try again elsewhere.
+            .map_err(|_| ScorerError::NoModel("the model was unloaded; retry".into()))?
             .map_err(ScorerError::Model)?;
         Ok(Scores {
             model: model.id().to_string(),

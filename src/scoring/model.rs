@@ -1,7 +1,8 @@
 //! A model package being served: its preprocessing, its queue, and the threads that run
 //! its sessions. Loading validates the package, creates the sessions and warms them up
-//! before anything is swapped in; dropping the last handle closes the queue, lets the
-//! threads finish what is queued, and joins them.
+//! before anything is swapped in. [`LoadedModel::close`] (graceful shutdown) closes the
+//! queue and waits for the threads to answer what is queued; dropping the last handle
+//! does the same without making the dropping thread wait.
 
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use memeguard_package::{
     DecodedImage, ImageFormat, Manifest, ModelPackage, PackageSession, PreparedItem, Preprocessor, SessionOptions,
     collate,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::worker::{self, Job, WorkerContext};
 use crate::config::BatchConfig;
@@ -28,7 +29,8 @@ pub struct LoadedModel {
     manifest: Manifest,
     preprocessor: Preprocessor,
     blank: DecodedImage,
-    queue: Option<Sender<Job>>,
+    /// `None` once closed.
+    queue: Mutex<Option<Sender<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -114,7 +116,7 @@ impl LoadedModel {
             manifest: package.manifest.clone(),
             preprocessor,
             blank,
-            queue: Some(sender),
+            queue: Mutex::new(Some(sender)),
             threads: Mutex::new(threads),
         })
     }
@@ -144,28 +146,53 @@ impl LoadedModel {
         self.preprocessor.prepare(image.unwrap_or(&self.blank), text)
     }
 
-    /// Queues prepared items; the receiver yields their scores in order.
-    pub fn submit(&self, items: Vec<PreparedItem>) -> oneshot::Receiver<Result<Vec<f32>, String>> {
+    /// Queues prepared items; the receiver yields their scores in order. `admission` is
+    /// held until the items are scored, so the scorer's queue depth counts them even if
+    /// the requester goes away meanwhile.
+    pub fn submit(
+        &self,
+        items: Vec<PreparedItem>,
+        admission: OwnedSemaphorePermit,
+    ) -> oneshot::Receiver<Result<Vec<f32>, String>> {
         let (reply, receiver) = oneshot::channel();
-        let queue = self.queue.as_ref().expect("the queue is only taken in Drop");
-        // If the threads are gone the reply sender is dropped and the caller sees it.
-        let _ = queue.send(Job { items, reply });
+        // If the queue is closed the job (and its reply sender) is dropped: the caller
+        // sees a closed channel.
+        if let Some(queue) = self.queue.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = queue.send(Job { items, reply, admission });
+        }
         receiver
+    }
+
+    /// Closes the queue and waits until the threads have answered every queued job and
+    /// stopped. Blocking: call it off the async runtime.
+    pub fn close(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        join(&self.id, threads);
+    }
+}
+
+fn join(id: &str, threads: Vec<JoinHandle<()>>) {
+    let had_threads = !threads.is_empty();
+    for handle in threads {
+        if handle.join().is_err() {
+            tracing::error!(model = %id, "a model thread panicked");
+        }
+    }
+    if had_threads {
+        tracing::info!(model = %id, "model unloaded");
     }
 }
 
 impl Drop for LoadedModel {
     fn drop(&mut self) {
-        // Closing the queue ends each thread once it has answered every queued job.
-        // The last handle is dropped by whoever finished last with this model, so no job
-        // is waiting by now and the join is immediate.
-        self.queue.take();
+        // The last handle may be dropped on an async worker thread (a cancelled request),
+        // with jobs still queued: close the queue and let another thread wait for the rest.
+        self.queue.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         let threads = std::mem::take(self.threads.get_mut().unwrap_or_else(|p| p.into_inner()));
-        for handle in threads {
-            if handle.join().is_err() {
-                tracing::error!(model = %self.id, "a model thread panicked");
-            }
+        if !threads.is_empty() {
+            let id = self.id.clone();
+            let _ = std::thread::Builder::new().name(format!("unload-{id}")).spawn(move || join(&id, threads));
         }
-        tracing::info!(model = %self.id, "model unloaded");
     }
 }

@@ -101,9 +101,22 @@ impl ModelRegistry {
         &self.config.models_dir
     }
 
+    /// The configured pin when it is a package directory rather than a name.
+    fn pinned_dir(&self) -> Option<PathBuf> {
+        self.config
+            .pinned
+            .as_deref()
+            .map(PathBuf::from)
+            .filter(|p| p.join(memeguard_package::manifest::MANIFEST_FILE).is_file())
+    }
+
     /// Writes the untrained placeholder into the models directory when it holds no
     /// package at all, and says loudly that scores will mean nothing. Returns whether it wrote one.
     pub async fn ensure_some_package(&self) -> Result<bool, ReloadError> {
+        if self.config.pinned.is_some() {
+            // The operator chose a package; a missing one is an error to report, not to paper over.
+            return Ok(false);
+        }
         let dir = self.config.models_dir.clone();
         tokio::task::spawn_blocking(move || {
             if !find_candidates(&dir)?.is_empty() {
@@ -148,8 +161,13 @@ impl ModelRegistry {
     }
 
     async fn reload_locked(&self, wanted: Option<&str>) -> Result<ReloadOutcome, ReloadError> {
-        let dir = self.config.models_dir.clone();
-        let wanted = wanted.map(str::to_string).or_else(|| self.config.pinned.clone());
+        // The configured pin may be a package directory (`--model /opt/models/x/1`); a
+        // request names packages of the models directory only (no paths over HTTP).
+        let (dir, wanted) = match (wanted, self.pinned_dir()) {
+            (Some(w), _) => (self.config.models_dir.clone(), Some(w.to_string())),
+            (None, Some(pinned_dir)) => (pinned_dir, None),
+            (None, None) => (self.config.models_dir.clone(), self.config.pinned.clone()),
+        };
         let previous = self.current();
         let (session, batching, metrics) = (self.config.session.clone(), self.config.batching, self.metrics.clone());
         let chosen_wanted = wanted.clone();
@@ -187,21 +205,19 @@ impl ModelRegistry {
         };
         let old = self.current.write().unwrap_or_else(|p| p.into_inner()).replace(Arc::new(model));
         *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = None;
-        // Unload the old model off the async runtime: if no request holds it any more,
-        // this drop joins its threads.
-        if let Some(old) = old {
-            tokio::task::spawn_blocking(move || drop(old));
-        }
+        // Requests in flight still hold the old model and finish on it; it unloads when
+        // the last of them lets go.
+        drop(old);
         Ok(outcome)
     }
 
-    /// Stops serving: takes the model out so its threads stop once the requests that
-    /// still hold it are done, and waits for that when this was the last handle.
+    /// Stops serving: takes the model out, closes its queue and waits for its threads to
+    /// answer what is queued. Call once the HTTP server has finished its requests.
     pub async fn shutdown(&self) {
         let model = self.current.write().unwrap_or_else(|p| p.into_inner()).take();
         *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = Some("the server is shutting down".into());
         if let Some(model) = model {
-            let _ = tokio::task::spawn_blocking(move || drop(model)).await;
+            let _ = tokio::task::spawn_blocking(move || model.close()).await;
         }
     }
 }

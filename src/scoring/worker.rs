@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use memeguard_package::{PackageSession, PreparedItem, collate};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::config::BatchConfig;
 use crate::metrics::Metrics;
@@ -17,6 +17,8 @@ use crate::metrics::Metrics;
 pub struct Job {
     pub items: Vec<PreparedItem>,
     pub reply: oneshot::Sender<Result<Vec<f32>, String>>,
+    /// The scorer's admission for these items, released once they are answered.
+    pub admission: OwnedSemaphorePermit,
 }
 
 /// What a worker needs besides its session.
@@ -75,10 +77,13 @@ fn next_batch(queue: &Receiver<Job>, carried: &mut Option<Job>, batching: &Batch
 fn run_batch(session: &mut PackageSession, jobs: Vec<Job>, ctx: &WorkerContext) {
     let mut sizes = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
+    // Dropped at the end of this function, after every reply is sent.
+    let mut _admissions = Vec::with_capacity(jobs.len());
     let mut items = Vec::new();
     for job in jobs {
         sizes.push(job.items.len());
         replies.push(job.reply);
+        _admissions.push(job.admission);
         items.extend(job.items);
     }
     let started = Instant::now();

@@ -203,6 +203,18 @@ impl TestApp {
         .await
     }
 
+    /// `POST path` with a raw body and content type.
+    pub async fn post_raw(&self, path: &str, key: Option<&str>, content_type: &str, body: impl Into<Body>) -> Reply {
+        self.send(request("POST", path, key).header(header::CONTENT_TYPE, content_type).body(body.into()).unwrap())
+            .await
+    }
+
+    /// `POST /v1/moderations` as multipart/form-data with a scorer key.
+    pub async fn moderate_form(&self, parts: &[(&str, Option<&str>, &[u8])]) -> Reply {
+        let (content_type, body) = multipart(parts);
+        self.post_raw("/v1/moderations", Some(&self.scorer_key), &content_type, body).await
+    }
+
     /// `POST /v1/moderations` with a scorer key.
     pub async fn moderate(&self, body: &Value) -> Reply {
         self.post_json("/v1/moderations", Some(&self.scorer_key), body).await
@@ -218,6 +230,25 @@ impl TestApp {
     pub async fn finish(self) {
         self.state.shutdown().await;
         self.db.drop_database().await;
+    }
+}
+
+/// A decision as the server would record it, for tests that write the log directly.
+pub fn sample_decision(request_id: &str, text: &str, score: f64) -> memeguard::db::decisions::NewDecision {
+    memeguard::db::decisions::NewDecision {
+        created_at: memeguard::db::DbTime::now(),
+        request_id: request_id.into(),
+        model: "m@1".into(),
+        score,
+        threshold: 0.5,
+        flagged: score >= 0.5,
+        text: Some(text.into()),
+        text_sha256: "0".repeat(64),
+        text_source: memeguard::db::decisions::TextSource::Given,
+        image: None,
+        stored: true,
+        latency_ms: 1.0,
+        caller: "test".into(),
     }
 }
 

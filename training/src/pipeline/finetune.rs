@@ -40,6 +40,9 @@ pub struct FinetuneOptions {
     pub freeze_encoders: bool,
     pub threshold: Threshold,
     pub workers: usize,
+    /// Memes added to the training split (e.g. reviewed decisions), each `extra_repeat` times.
+    pub extra_train: Vec<crate::data::Meme>,
+    pub extra_repeat: usize,
 }
 
 impl Default for FinetuneOptions {
@@ -51,6 +54,8 @@ impl Default for FinetuneOptions {
             freeze_encoders: false,
             threshold: Threshold::BestAccuracy,
             workers: 2,
+            extra_train: Vec::new(),
+            extra_repeat: 1,
         }
     }
 }
@@ -124,7 +129,10 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
 
     let size = recipe.image_size()? as u32;
     let max_len = recipe.model.max_length;
-    let train_memes = data.split(Split::Train)?;
+    let mut train_memes = data.split(Split::Train)?;
+    for _ in 0..opts.extra_repeat.max(1) {
+        train_memes.extend(opts.extra_train.iter().cloned());
+    }
     let dev_memes = data.dev()?;
     let views = if recipe.data.augment { Views::finetune(size) } else { Views::eval(size, RESIZE) };
     let sampling = if recipe.data.class_balanced { Sampling::ClassBalanced } else { Sampling::Shuffle };
@@ -186,6 +194,7 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
     };
     if let Some(r) = run_dir {
         r.write_json("metrics.json", &report)?;
+        r.write_json("data.json", &data.summary())?;
         let mut curves = vec![("dev", report.dev_scores.roc())];
         if let Some(t) = &report.test_scores {
             curves.push(("test", t.roc()));

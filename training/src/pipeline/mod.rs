@@ -3,8 +3,11 @@
 //! The CLI only parses arguments and calls these.
 
 pub mod dataset;
+pub mod export;
 pub mod finetune;
 pub mod pretrain;
+pub mod refresh;
+pub mod reviews;
 pub mod score;
 
 pub use dataset::{Dataset, DatasetError};
