@@ -68,8 +68,9 @@ impl EnginePool {
             .map_err(|e| OcrError::Engine(format!("configuring Tesseract: {e}")))
     }
 
-    /// Reads the text of a prepared (dark text on light) grayscale image.
-    pub(super) fn recognize(&self, image: &GrayImage) -> Result<String, OcrError> {
+    /// Reads the text of a prepared (dark text on light) grayscale image, with Tesseract's
+    /// mean word confidence (0–100).
+    pub(super) fn recognize(&self, image: &GrayImage) -> Result<(String, i32), OcrError> {
         let engine = self.take()?;
         let (width, height) = (image.width() as i32, image.height() as i32);
         // Each step consumes the instance; on an error it is dropped, not pooled.
@@ -79,8 +80,9 @@ impl EnginePool {
             .recognize()
             .map_err(|e| OcrError::Engine(format!("recognising: {e}")))?;
         let text = engine.get_text().map_err(|e| OcrError::Engine(format!("reading the text: {e}")))?;
+        let confidence = engine.mean_text_conf();
         self.give_back(engine);
-        Ok(text)
+        Ok((text, confidence))
     }
 }
 
@@ -91,7 +93,7 @@ impl EnginePool {
         Err(OcrError::Unavailable("this build of memeguard has no OCR (built without the `ocr` feature)".into()))
     }
 
-    pub(super) fn recognize(&self, _image: &GrayImage) -> Result<String, OcrError> {
+    pub(super) fn recognize(&self, _image: &GrayImage) -> Result<(String, i32), OcrError> {
         self.take().map(|engine| self.give_back(engine))?;
         Err(OcrError::Unavailable("this build of memeguard has no OCR".into()))
     }
