@@ -5,10 +5,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ORT_DIR := .cache/onnxruntime/cpu
 
+<<<<<<< HEAD
 .PHONY: run test onnxruntime onnxruntime-gpu setup-test clean-cache demo-model
+=======
+.PHONY: run test onnxruntime onnxruntime-gpu setup-test setup-ocr setup-browser clean-cache
+>>>>>>> h/web
 
 ## run: build and start the server on its embedded defaults (http://127.0.0.1:8080)
-run: onnxruntime
+run: onnxruntime setup-ocr
 	$(CARGO) run --release -p memeguard -- serve
 
 ## test: everything CI runs
@@ -33,9 +37,18 @@ onnxruntime:
 onnxruntime-gpu:
 	@scripts/onnxruntime.sh gpu
 
-## setup-test: the test-only tools (Python onnx/numpy for reference checks)
-setup-test:
+## setup-test: the test-only tools (Python onnx/numpy for reference checks, Tesseract,
+## headless Chromium and its WebDriver for the moderators' pages test)
+setup-test: setup-ocr setup-browser
 	@scripts/setup-test.sh
+
+## setup-ocr: Tesseract OCR and the headers its Rust binding builds against (apt)
+setup-ocr:
+	@scripts/setup-ocr.sh
+
+## setup-browser: Debian's chromium and chromium-driver (apt)
+setup-browser:
+	@scripts/setup-browser.sh
 
 clean-cache:
 	rm -rf .cache

@@ -37,6 +37,11 @@ pub enum Command {
     },
     /// Apply the database migrations and exit (`serve` also applies them at start).
     Migrate(DatabaseArgs),
+    /// Create or list moderators' accounts for the web pages.
+    Users {
+        #[command(subcommand)]
+        command: crate::web::cli::UsersCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +130,10 @@ pub struct ServeConfig {
     /// Log format: text (for people) or json (for log collectors).
     #[arg(long, env = "MEMEGUARD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    #[command(flatten)]
+    pub ocr: crate::ocr::OcrConfig,
+    #[command(flatten)]
+    pub web: crate::web::WebConfig,
 }
 
 impl ServeConfig {

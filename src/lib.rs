@@ -12,10 +12,12 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod moderation;
+pub mod ocr;
 pub mod routes;
 pub mod scoring;
 pub mod serve;
 pub mod state;
+pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -41,6 +43,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::ops::router())
         .merge(routes::openapi::router())
         .merge(routes::pages::router())
+        .merge(web::router())
         .fallback(|| async { AppError::NotFound("no such route; see /docs".into()) })
         .method_not_allowed_fallback(|| async {
             AppError::MethodNotAllowed("this route does not take this method; see /docs".into())

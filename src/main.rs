@@ -20,6 +20,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Keys { command }) => manage_keys(command).await,
+        Some(Command::Users { command }) => {
+            init_logs("text");
+            let db = open(command.database_url()).await?;
+            Ok(memeguard::web::cli::run(&db, command).await?)
+        }
     }
 }
 

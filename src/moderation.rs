@@ -94,8 +94,10 @@ pub async fn moderate(
 
     // Decoding is CPU work on untrusted bytes: the blocking pool, never the async runtime.
     let limits = state.image_limits();
-    let (items, inputs) = tokio::task::spawn_blocking(move || {
+    let ocr = state.ocr.clone();
+    let (items, inputs, ocr_texts) = tokio::task::spawn_blocking(move || {
         let mut inputs = Vec::with_capacity(items.len());
+        let mut ocr_texts = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let image = match &item.image {
                 Some(bytes) => {
@@ -103,10 +105,13 @@ pub async fn moderate(
                 }
                 None => None,
             };
-            // Seam for OCR (moderators' issue): an image without text gets its text here.
-            inputs.push(ScoreInput { image, text: item.text.clone().unwrap_or_default() });
+            // An image without text gets its text read by OCR (when OCR is available).
+            let no_text = item.text.as_deref().is_none_or(|t| t.trim().is_empty());
+            let ocr_text = image.as_ref().filter(|_| no_text).and_then(|d| ocr.text_for_scoring(&d.image));
+            inputs.push(ScoreInput { image, text: ocr_text.clone().or_else(|| item.text.clone()).unwrap_or_default() });
+            ocr_texts.push(ocr_text);
         }
-        Ok::<_, AppError>((items, inputs))
+        Ok::<_, AppError>((items, inputs, ocr_texts))
     })
     .await
     .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))??;
@@ -120,11 +125,16 @@ pub async fn moderate(
     let created_at = DbTime::now();
     let mut new_decisions = Vec::with_capacity(items.len());
     let mut results = Vec::with_capacity(items.len());
-    for ((item, score), dims) in items.into_iter().zip(&scores.scores).zip(dims) {
-        let text = item.text.unwrap_or_default();
+    for (((item, score), dims), ocr_text) in items.into_iter().zip(&scores.scores).zip(dims).zip(ocr_texts) {
+        let from_ocr = ocr_text.is_some();
+        let text = ocr_text.or(item.text).unwrap_or_default();
         let has_text = !text.trim().is_empty();
         let flagged = *score >= scores.threshold;
-        let text_source = if has_text { TextSource::Given } else { TextSource::None };
+        let text_source = match (from_ocr, has_text) {
+            (true, _) => TextSource::Ocr,
+            (false, true) => TextSource::Given,
+            (false, false) => TextSource::None,
+        };
         let image = match (item.image, dims) {
             (Some(bytes), Some((width, height, mime))) => Some(DecisionImage {
                 sha256: sha256_hex(&bytes),

@@ -7,6 +7,7 @@ use memeguard_package::ImageLimits;
 use crate::config::ServeConfig;
 use crate::db::{Db, DbError, DecisionWriter};
 use crate::metrics::{Gauges, Metrics};
+use crate::ocr::Ocr;
 use crate::scoring::{ModelRegistry, RegistryConfig, ReloadError, Scorer};
 
 /// Shared state of the server (cheap to clone).
@@ -18,6 +19,8 @@ pub struct AppState {
     pub scorer: Scorer,
     pub config: Arc<ServeConfig>,
     pub metrics: Arc<Metrics>,
+    /// Reads the text of memes sent without text.
+    pub ocr: Ocr,
 }
 
 /// Why the server could not start.
@@ -53,7 +56,8 @@ impl AppState {
         let _ = registry.reload(None).await;
         let scorer = Scorer::new(registry, config.queue_capacity as usize, metrics.clone());
         let decisions = DecisionWriter::start(db.clone());
-        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics })
+        let ocr = Ocr::start(&config.ocr);
+        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics, ocr })
     }
 
     pub fn image_limits(&self) -> ImageLimits {

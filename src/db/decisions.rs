@@ -103,7 +103,7 @@ pub struct DecisionFilter {
 }
 
 /// Columns of [`Decision`], with the latest review joined in.
-const SELECT_DECISION: &str = "
+pub(crate) const SELECT_DECISION: &str = "
 SELECT d.id, d.created_at, d.request_id, d.model, d.score, d.threshold, d.flagged, d.text,
        d.text_sha256, d.text_source, d.image_sha256, d.image_mime, d.width, d.height, d.stored,
        (d.image IS NOT NULL) AS has_image, d.latency_ms, d.caller,

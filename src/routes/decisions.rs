@@ -23,7 +23,7 @@ mod export;
 const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
 /// Longest review note in characters.
-const MAX_NOTE_CHARS: usize = 4000;
+pub const MAX_NOTE_CHARS: usize = 4000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
