@@ -363,6 +363,10 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                     let s: Vec<Dim> = s.into_iter().map(Dim::Known).collect();
                     Some(broadcast_shapes(&[d, &s]))
                 }
+                // A shape computed at run time: its length still gives the rank.
+                (Some(d), None) => input(1).and_then(|t| t.known_dims()).and_then(|l| l.first().copied()).map(|len| {
+                    broadcast_shapes(&[d, &vec![unknown(); len as usize]])
+                }),
                 _ => None,
             };
             same(dims)
@@ -685,6 +689,24 @@ mod tests {
         let map = infer_shapes(&b.build());
         assert_eq!(map.dims(&y).unwrap(), &dims!["batch", 6, 6, 8][..]);
         assert_eq!(map.dtype(&y), Some(DataType::Double));
+    }
+
+    #[test]
+    fn expand_to_a_run_time_shape_keeps_the_rank() {
+        // A ViT's class token expanded to [batch, 1, D] with a shape computed by Concat.
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Float, &dims!["batch", 16, 8]);
+        let cls = b.initializer("cls", &Tensor::f32(vec![1, 1, 8], vec![0.0; 8]));
+        let s = b.op("Shape", &[&x], &[]);
+        let zero = b.const_i64s("zero", &[0]);
+        let one = b.const_i64s("one", &[1]);
+        let n = b.op("Slice", &[&s, &zero, &one], &[]);
+        let rest = b.const_i64s("rest", &[1, 8]);
+        let target = b.op("Concat", &[&n, &rest], &[("axis", Attr::Int(0))]);
+        let y = b.op("Expand", &[&cls, &target], &[]);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&y).map(|d| d.len()), Some(3));
+        assert_eq!(map.dims(&y).unwrap()[2], Dim::Known(8));
     }
 
     #[test]
