@@ -9,8 +9,13 @@
 
 pub mod autodiff;
 pub mod data;
+pub mod eval;
 pub mod losses;
 pub mod graph_spec;
 pub mod models;
+pub mod objectives;
+pub mod pipeline;
 pub mod optim;
+pub mod recipe;
+pub mod run;
 pub mod runtime;

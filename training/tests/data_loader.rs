@@ -7,7 +7,9 @@ use std::path::Path;
 use memeguard_package::{ResizeRule, TextTokenizer};
 use memeguard_training::data::augment::{MultiCrop, Views};
 use memeguard_training::data::synth::{Difficulty, SynthConfig, generate};
-use memeguard_training::data::{Batch, HatefulMemes, ImageCheck, Loader, LoaderConfig, LoaderError, Meme, Sampling, Split};
+use memeguard_training::data::{
+    Batch, HatefulMemes, ImageCheck, Loader, LoaderConfig, LoaderError, Meme, Sampling, Split,
+};
 
 const MAX_LEN: usize = 12;
 
@@ -26,7 +28,13 @@ fn config(workers: usize, prefetch: usize) -> LoaderConfig {
 }
 
 fn small_multicrop() -> Views {
-    Views::dino(MultiCrop { global_size: 32, global_scale: [0.4, 1.0], local_size: 16, local_scale: [0.05, 0.4], local_crops: 3 })
+    Views::dino(MultiCrop {
+        global_size: 32,
+        global_scale: [0.4, 1.0],
+        local_size: 16,
+        local_scale: [0.05, 0.4],
+        local_crops: 3,
+    })
 }
 
 #[test]
@@ -110,9 +118,11 @@ fn class_balanced_sampling_balances_a_skewed_set() {
     let mut memes = synthetic(dir.path(), 16);
     // Keep 2 hateful memes and all the others.
     let mut hateful = 0;
-    memes.retain(|m| m.label == Some(0) || {
-        hateful += 1;
-        hateful <= 2
+    memes.retain(|m| {
+        m.label == Some(0) || {
+            hateful += 1;
+            hateful <= 2
+        }
     });
     let cfg = LoaderConfig { sampling: Sampling::ClassBalanced, samples_per_epoch: Some(20), ..config(2, 2) };
     let loader = Loader::new(memes.clone(), None, Views::eval(8, ResizeRule::Stretch), cfg).unwrap();
@@ -123,9 +133,15 @@ fn class_balanced_sampling_balances_a_skewed_set() {
     let mut unlabelled = memes.clone();
     unlabelled[0].label = None;
     let cfg = LoaderConfig { sampling: Sampling::ClassBalanced, ..config(1, 1) };
-    assert!(matches!(Loader::new(unlabelled, None, Views::eval(8, ResizeRule::Stretch), cfg.clone()), Err(LoaderError::Unlabelled { .. })));
+    assert!(matches!(
+        Loader::new(unlabelled, None, Views::eval(8, ResizeRule::Stretch), cfg.clone()),
+        Err(LoaderError::Unlabelled { .. })
+    ));
     let only_benign: Vec<Meme> = memes.into_iter().filter(|m| m.label == Some(0)).collect();
-    assert!(matches!(Loader::new(only_benign, None, Views::eval(8, ResizeRule::Stretch), cfg), Err(LoaderError::MissingClass(1))));
+    assert!(matches!(
+        Loader::new(only_benign, None, Views::eval(8, ResizeRule::Stretch), cfg),
+        Err(LoaderError::MissingClass(1))
+    ));
 }
 
 #[test]

@@ -278,3 +278,72 @@ fn big_configurations_run_forward() {
         assert_eq!(out["features"].0, vec![1, cfg.feature_dim() as i64], "{spec}");
     }
 }
+
+/// The bicubic position-embedding resize equals ONNX Runtime's `Resize` (cubic,
+/// a = −0.75, half-pixel coordinates, PyTorch's convention) on a random grid.
+#[test]
+fn position_embedding_resize_matches_onnx_runtime_resize() {
+    use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor};
+    use memeguard_training::models::vit::bicubic_matrix;
+    for (from, to) in [(4usize, 6usize), (14, 6), (5, 3), (4, 4)] {
+        let mut rng = models_support::Lcg(from as u64);
+        let grid: Vec<f32> = (0..from * from).map(|_| rng.uniform()).collect();
+        let mut b = GraphBuilder::new("resize");
+        let x = b.input("x", DataType::Float, &dims![1, 1, from as i64, from as i64]);
+        let sizes = b.constant("sizes", Tensor::vec_i64(&[1, 1, to as i64, to as i64]));
+        let y = b.op(
+            "Resize",
+            &[&x, "", "", &sizes],
+            &[
+                ("mode", Attr::Str("cubic".into())),
+                ("cubic_coeff_a", Attr::Float(-0.75)),
+                ("coordinate_transformation_mode", Attr::Str("half_pixel".into())),
+            ],
+        );
+        b.named_output(&y, "y", DataType::Float, &dims![1, 1, to as i64, to as i64]);
+        models_support::init_ort();
+        let input = ort::value::Tensor::from_array((vec![1i64, 1, from as i64, from as i64], grid.clone())).unwrap();
+        let want = &run(&b.build(), vec![("x", input.into_dyn())])["y"].1;
+        let m = bicubic_matrix(from, to);
+        for oy in 0..to {
+            for ox in 0..to {
+                let got: f32 = (0..from)
+                    .flat_map(|iy| (0..from).map(move |ix| (iy, ix)))
+                    .map(|(iy, ix)| m[oy * from + iy] * m[ox * from + ix] * grid[iy * from + ix])
+                    .sum();
+                let w = want[oy * to + ox];
+                assert!((got - w).abs() < 1e-5, "{from}→{to} at ({oy},{ox}): {got} vs {w}");
+            }
+        }
+    }
+}
+
+/// One ViT (shared weights) on global and local crops in one graph, as DINO's student.
+#[test]
+fn a_shared_vit_runs_on_several_input_sizes_in_one_graph() {
+    let cfg = VitConfig::tiny();
+    let mut net = Net::new("student", Mode::Train, 3);
+    net.set_weight_sharing(true);
+    let global = image_input_named(&mut net, "global", 32);
+    let local = image_input_named(&mut net, "local", 16);
+    let g = vit(&mut net, &cfg, "student", &global);
+    let l = vit_at_input_size(&mut net, &cfg, "student", &local, 16);
+    let graph = net.finish(&[
+        GraphOutput::f32(&g, "global_features", dims![BATCH, 32]),
+        GraphOutput::f32(&l, "local_features", dims![BATCH, 32]),
+    ]);
+    check_model(&graph.model, true).unwrap();
+    let mut net = Net::new("plain", Mode::Train, 3);
+    let x = image_input(&mut net, 32);
+    let f = vit(&mut net, &cfg, "student", &x);
+    let alone = net.finish(&[GraphOutput::f32(&f, "features", dims![BATCH, 32])]);
+    assert_eq!(graph.parameter_count(), alone.parameter_count());
+    let out = run(&graph.model, vec![("global", pixels(2, 32, 1)), ("local", pixels(5, 16, 2))]);
+    assert_eq!(out["global_features"].0, vec![2, 32]);
+    assert_eq!(out["local_features"].0, vec![5, 32]);
+    // At its own size the shared build computes what the plain one does.
+    let plain = run(&alone.model, vec![(PIXEL_VALUES, pixels(2, 32, 1))]);
+    for (a, b) in plain["features"].1.iter().zip(&out["global_features"].1) {
+        assert!((a - b).abs() < 1e-5);
+    }
+}

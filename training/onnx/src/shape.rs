@@ -35,6 +35,10 @@ impl ValueType {
 pub struct ShapeMap {
     pub types: HashMap<String, ValueType>,
     pub constants: HashMap<String, Tensor>,
+    /// Contents of small int64 values computed from shapes (`Shape`, then `Gather`,
+    /// `Concat`, `Unsqueeze`...), element by element, known or symbolic: what lets a
+    /// `Reshape` or `Expand` to a run-time shape keep `batch` and the known sizes.
+    pub shape_values: HashMap<String, Vec<Dim>>,
 }
 
 impl ShapeMap {
@@ -59,15 +63,69 @@ impl ShapeMap {
             _ => None,
         }
     }
+    /// The contents of an int64 value as dims: a constant, or a value computed from shapes.
+    pub fn dim_values(&self, name: &str) -> Option<Vec<Dim>> {
+        if let Some(v) = self.const_i64s(name) {
+            return Some(v.into_iter().map(Dim::Known).collect());
+        }
+        self.shape_values.get(name).cloned()
+    }
+
     /// Infers the node's outputs and records them (for graphs extended after inference).
     pub fn add_node(&mut self, node: &NodeProto) {
         record_constant(node, &mut self.constants);
+        if let Some(v) = propagate_shape_value(node, self) {
+            if let Some(out) = node.output.first() {
+                self.shape_values.insert(out.clone(), v);
+            }
+        }
         let outs = infer_node(node, self);
         for (name, t) in node.output.iter().zip(outs) {
             if let Some(t) = t {
                 self.types.insert(name.clone(), t);
             }
         }
+    }
+}
+
+/// The contents of a node's output when it computes with shapes.
+fn propagate_shape_value(node: &NodeProto, map: &ShapeMap) -> Option<Vec<Dim>> {
+    let op = node.op_type.as_deref().unwrap_or("");
+    let arg = |i: usize| node.input.get(i).filter(|s| !s.is_empty()).and_then(|n| map.dim_values(n));
+    match op {
+        "Shape" => {
+            let d = map.dims(node.input.first()?)?.to_vec();
+            let r = d.len() as i64;
+            let norm = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) } as usize;
+            let start = norm(attr_int(node, "start", 0));
+            let end = crate::builder::attribute(node, "end").and_then(|a| a.i).map(norm).unwrap_or(d.len());
+            Some(d.get(start..end.max(start))?.to_vec())
+        }
+        "Identity" | "Squeeze" | "Unsqueeze" | "Cast" => arg(0),
+        "Concat" => {
+            let mut out = Vec::new();
+            for i in 0..node.input.len() {
+                out.extend(arg(i)?);
+            }
+            Some(out)
+        }
+        "Gather" => {
+            let data = arg(0)?;
+            let idx = map.const_i64s(node.input.get(1)?)?;
+            idx.iter().map(|&i| data.get(if i < 0 { (i + data.len() as i64) as usize } else { i as usize }).cloned()).collect()
+        }
+        "Slice" => {
+            let data = arg(0)?;
+            let (s, e) = (map.const_i64s(node.input.get(1)?)?, map.const_i64s(node.input.get(2)?)?);
+            if node.input.len() > 4 && !node.input[4].is_empty() {
+                return None;
+            }
+            let n = data.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
+            let (a, b) = (clamp(*s.first()?), clamp(*e.first()?));
+            Some(data.get(a..b.max(a))?.to_vec())
+        }
+        _ => None,
     }
 }
 
@@ -205,7 +263,7 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                 .and_then(|t| t.data_type)
                 .and_then(|d| DataType::try_from(d).ok())
                 .unwrap_or(DataType::Float);
-            let dims = node.input.first().and_then(|n| map.const_i64s(n)).map(|v| v.into_iter().map(Dim::Known).collect())
+            let dims = node.input.first().and_then(|n| map.dim_values(n))
                 .or_else(|| input(0).and_then(|t| t.known_dims()).map(|d| vec![unknown(); d.first().copied().unwrap_or(0) as usize]));
             Some(ValueType { dtype, dims })
         }
@@ -249,6 +307,22 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                 perm.iter().map(|&p| d[p as usize].clone()).collect()
             });
             same(dims)
+        }
+        "Reshape" if node.input.get(1).and_then(|n| map.const_i64s(n)).is_none()
+            && node.input.get(1).and_then(|n| map.dim_values(n)).is_some() =>
+        {
+            // A shape computed from other shapes: 0 copies, -1 is left unknown.
+            let target = node.input.get(1).and_then(|n| map.dim_values(n)).expect("checked");
+            let dims = target
+                .iter()
+                .enumerate()
+                .map(|(i, d)| match d {
+                    Dim::Known(0) => dims0.as_ref().and_then(|x| x.get(i).cloned()).unwrap_or_else(unknown),
+                    Dim::Known(-1) => unknown(),
+                    other => other.clone(),
+                })
+                .collect();
+            same(Some(dims))
         }
         "Reshape" => {
             let target = node.input.get(1).and_then(|n| map.const_i64s(n));
@@ -357,12 +431,9 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             same(dims)
         }
         "Expand" => {
-            let shape = node.input.get(1).and_then(|n| map.const_i64s(n));
+            let shape = node.input.get(1).and_then(|n| map.dim_values(n));
             let dims = match (dims0.as_ref(), shape) {
-                (Some(d), Some(s)) => {
-                    let s: Vec<Dim> = s.into_iter().map(Dim::Known).collect();
-                    Some(broadcast_shapes(&[d, &s]))
-                }
+                (Some(d), Some(s)) => Some(broadcast_shapes(&[d, &s])),
                 // A shape computed at run time: its length still gives the rank.
                 (Some(d), None) => input(1).and_then(|t| t.known_dims()).and_then(|l| l.first().copied()).map(|len| {
                     broadcast_shapes(&[d, &vec![unknown(); len as usize]])
@@ -675,6 +746,27 @@ mod tests {
     }
 
     #[test]
+    fn shapes_computed_at_run_time_keep_symbolic_dims() {
+        // cls token [1,1,D] expanded to [batch,1,D] with a shape made from Shape(x).
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Float, &dims!["batch", 4, 8]);
+        let cls = b.initializer("cls", &Tensor::f32(vec![1, 1, 8], vec![0.0; 8]));
+        let s = b.op("Shape", &[&x], &[]);
+        let i0 = b.const_i64s("i0", &[0]);
+        let n = b.op("Gather", &[&s, &i0], &[("axis", Attr::Int(0))]);
+        let rest = b.const_i64s("rest", &[1, 8]);
+        let target = b.op("Concat", &[&n, &rest], &[("axis", Attr::Int(0))]);
+        let e = b.op("Expand", &[&cls, &target], &[]);
+        let flat = b.const_i64s("flat", &[0, -1]);
+        let t2 = b.op("Concat", &[&n, &flat], &[("axis", Attr::Int(0))]);
+        let r = b.op("Reshape", &[&x, &t2], &[]);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&e).unwrap(), &dims!["batch", 1, 8][..]);
+        assert_eq!(map.dims(&r).unwrap().len(), 3);
+        assert_eq!(map.dims(&r).unwrap()[0], Dim::Sym("batch".into()));
+    }
+
+    #[test]
     fn conv_transpose_inverts_the_conv_size() {
         let mut b = GraphBuilder::new("g");
         let x = b.input("x", DataType::Double, &dims!["batch", 6, 3, 4]);
@@ -693,16 +785,11 @@ mod tests {
 
     #[test]
     fn expand_to_a_run_time_shape_keeps_the_rank() {
-        // A ViT's class token expanded to [batch, 1, D] with a shape computed by Concat.
+        // A shape whose values are unknown until run time (here fed as an input): its
+        // length still gives the rank.
         let mut b = GraphBuilder::new("g");
-        let x = b.input("x", DataType::Float, &dims!["batch", 16, 8]);
+        let target = b.input("target", DataType::Int64, &dims![3]);
         let cls = b.initializer("cls", &Tensor::f32(vec![1, 1, 8], vec![0.0; 8]));
-        let s = b.op("Shape", &[&x], &[]);
-        let zero = b.const_i64s("zero", &[0]);
-        let one = b.const_i64s("one", &[1]);
-        let n = b.op("Slice", &[&s, &zero, &one], &[]);
-        let rest = b.const_i64s("rest", &[1, 8]);
-        let target = b.op("Concat", &[&n, &rest], &[("axis", Attr::Int(0))]);
         let y = b.op("Expand", &[&cls, &target], &[]);
         let map = infer_shapes(&b.build());
         assert_eq!(map.dims(&y).map(|d| d.len()), Some(3));

@@ -98,3 +98,16 @@ impl PackageSession {
         Ok(values.to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The server moves sessions to worker threads and shares packages between them.
+    #[test]
+    fn sessions_move_between_threads_and_packages_are_shared() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<super::PackageSession>();
+        send_sync::<crate::ModelPackage>();
+        send_sync::<crate::Preprocessor>();
+    }
+}

@@ -2,6 +2,12 @@
 //! an `Args` struct (clap derive) and a `run(args) -> anyhow::Result<()>`; add a
 //! subcommand by adding a module, a variant of [`Command`] and its arm in [`run`].
 
+mod common;
+pub mod eval;
+pub mod finetune;
+pub mod models;
+pub mod pretrain;
+pub mod refresh;
 pub mod synth;
 
 use clap::{Parser, Subcommand};
@@ -33,11 +39,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Synth(synth::Args),
+    Pretrain(pretrain::Args),
+    Finetune(finetune::Args),
+    Eval(eval::Args),
+    Models(models::Args),
+    Refresh(refresh::Args),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Synth(args) => synth::run(args),
+        Command::Pretrain(args) => pretrain::run(args),
+        Command::Finetune(args) => finetune::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Refresh(args) => refresh::run(args),
     }
 }

@@ -14,8 +14,10 @@ caption rendered on it in DejaVu Sans Bold, white with a dark outline; the capti
 also the `text` field. Labels follow a benign-confounder design: with K subjects and K
 caption topics, the pair (subject s, topic t) is labelled hateful when
 (s + t) mod K < K/2. Every caption and every subject therefore appears equally often
-with both labels: an image-only or a text-only model stays at chance (AUROC 0.5), while
-a model that combines both can reach AUROC 1. The captions are harmless everyday
+with both labels: a model that sees only the caption, or only the picture (without
+reading the caption drawn on it), stays at chance (AUROC 0.5), while a model that
+combines both can reach AUROC 1. Captions of every topic have matched lengths, so the
+size of the drawn text gives the topic away no more than the subject does. The captions are harmless everyday
 phrases; 'hateful' is only the name of the synthetic label.
 
 Output (DIR):

@@ -2,7 +2,7 @@
 //! parameter count, output width and the ops its graph uses. Graphs are built
 //! [`Weights::Hollow`], so listing even ViT-B/16 at 384 takes milliseconds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use memeguard_onnx::dims;
@@ -172,11 +172,62 @@ pub fn models_report(name: Option<&str>, vocab_size: usize, max_length: usize) -
     }
 }
 
+/// Every op type the built-in model graphs use, in `Train` and `Infer` mode: every
+/// encoder (ResNet with both block types, ViT at its own and at another input size,
+/// the text encoder with both poolings), the projection and DINO heads, and every
+/// classifier head. Checks such as "does ONNX Runtime's CUDA provider have a kernel
+/// for each op" start from this list (gradient and optimizer ops come on top).
+pub fn builtin_model_ops() -> BTreeSet<String> {
+    use crate::graph_spec::ModelGraph;
+    use crate::models::classifier::{ClassifierConfig, build_classifier};
+    use crate::models::fusion::{HateClipperHead, HeadConfig, Interaction};
+    use crate::models::heads::{DinoHeadConfig, dino_head, projection_head};
+    use crate::models::net::Weights;
+    use crate::models::resnet::{Block, ResNetConfig};
+    use crate::models::text::{Pooling, TextConfig};
+    use crate::models::vit::{VitConfig, vit_at_input_size};
+
+    let text = |pooling| TextConfig { pooling, dropout: 0.1, ..TextConfig::tiny(16, 8) };
+    let heads = [
+        HeadConfig::default(),
+        HeadConfig::HateClipper(HateClipperHead::new(Interaction::Cross)),
+        HeadConfig::HateClipper(HateClipperHead::new(Interaction::Align)),
+    ];
+    let images = [
+        ImageEncoderConfig::Resnet(ResNetConfig::tiny()),
+        ImageEncoderConfig::Resnet(ResNetConfig { block: Block::Bottleneck, ..ResNetConfig::tiny() }),
+        ImageEncoderConfig::Vit(VitConfig { dropout: 0.1, ..VitConfig::tiny() }),
+    ];
+    let mut ops = BTreeSet::new();
+    let mut add = |graph: &ModelGraph| ops.extend(graph_stats(graph).ops.into_keys());
+    for mode in [Mode::Train, Mode::Infer] {
+        for image in &images {
+            for (head, pooling) in heads.iter().zip([Pooling::Cls, Pooling::Mean, Pooling::Cls]) {
+                let cfg =
+                    ClassifierConfig { image: Some(image.clone()), text: Some(text(pooling)), head: head.clone() };
+                add(&build_classifier(&cfg, mode, Weights::Hollow).expect("built-in classifier builds"));
+            }
+            let cfg = ClassifierConfig { image: Some(image.clone()), text: None, head: HeadConfig::default() };
+            add(&build_classifier(&cfg, mode, Weights::Hollow).expect("built-in classifier builds"));
+        }
+        let mut net = Net::hollow("heads", mode);
+        let pixels = image_input(&mut net, 32);
+        let f = vit_at_input_size(&mut net, &VitConfig::tiny(), "image", &pixels, 16);
+        let p = projection_head(&mut net, "proj", &f, 32, 16, 0.1);
+        let d = dino_head(&mut net, "dino", &f, 32, &DinoHeadConfig::tiny());
+        add(&net.finish(&[
+            GraphOutput::f32(&p, "projection", dims![BATCH, 16]),
+            GraphOutput::f32(&d, "dino", dims![BATCH, 64]),
+        ]));
+    }
+    ops
+}
+
 fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -206,5 +257,27 @@ mod tests {
         assert!(models_report(Some("vit-b16@100"), 1000, 32).is_err());
         assert_eq!(group_thousands(86_567_656), "86,567,656");
         assert_eq!(group_thousands(999), "999");
+    }
+
+    #[test]
+    fn builtin_ops_cover_every_model_family() {
+        let ops = builtin_model_ops();
+        for op in [
+            "Conv",
+            "MaxPool",
+            "LayerNormalization",
+            "Gelu",
+            "Softmax",
+            "Gather",
+            "CumSum",
+            "Dropout",
+            "Pad",
+            "ReduceL2",
+            "Sigmoid",
+        ] {
+            assert!(ops.contains(op), "{op} missing from {ops:?}");
+        }
+        // Training graphs write batch norm with elementwise ops; inference ones fuse it.
+        assert!(ops.contains("BatchNormalization") && ops.contains("Sqrt"));
     }
 }

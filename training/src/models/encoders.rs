@@ -7,7 +7,7 @@ use crate::models::ModelError;
 use crate::models::net::Net;
 use crate::models::resnet::{ResNetConfig, resnet};
 use crate::models::text::TextConfig;
-use crate::models::vit::{VitConfig, vit};
+use crate::models::vit::{VitConfig, vit_at_input_size};
 
 /// An image encoder: a CNN or a ViT.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,9 +130,16 @@ impl ImageEncoderConfig {
 
     /// Builds the encoder on NCHW float `pixels` under `prefix`; returns `[N, feature_dim]`.
     pub fn build(&self, net: &mut Net, prefix: &str, pixels: &str) -> String {
+        self.build_at_size(net, prefix, pixels, self.image_size())
+    }
+
+    /// [`ImageEncoderConfig::build`] for inputs of side `input_size` (e.g. DINO's local
+    /// crops): a ResNet takes any size; a ViT resizes its position embeddings
+    /// ([`vit_at_input_size`]).
+    pub fn build_at_size(&self, net: &mut Net, prefix: &str, pixels: &str, input_size: usize) -> String {
         match self {
             ImageEncoderConfig::Resnet(c) => resnet(net, c, prefix, pixels),
-            ImageEncoderConfig::Vit(c) => vit(net, c, prefix, pixels),
+            ImageEncoderConfig::Vit(c) => vit_at_input_size(net, c, prefix, pixels, input_size),
         }
     }
 }

@@ -76,11 +76,13 @@ pub fn batch_norm2d(net: &mut Net, name: &str, x: &str, channels: usize) -> Stri
     if !net.training() {
         return net.b.op("BatchNormalization", &[x, &gamma, &beta, &mean, &var], &[eps]);
     }
+    // With shared weights a second use continues from the first use's update.
+    let (old_mean, old_var) = (net.buffer_current(&mean), net.buffer_current(&var));
     match net.train_batch_norm {
         TrainBatchNorm::Fused => {
             let outs = net.b.node(
                 "BatchNormalization",
-                &[x, &gamma, &beta, &mean, &var],
+                &[x, &gamma, &beta, &old_mean, &old_var],
                 3,
                 &[eps, ("momentum", Attr::Float(1.0 - BATCH_NORM_MOMENTUM)), ("training_mode", Attr::Int(1))],
             );
@@ -88,12 +90,18 @@ pub fn batch_norm2d(net: &mut Net, name: &str, x: &str, channels: usize) -> Stri
             net.set_buffer_update(&var, &outs[2]);
             outs[0].clone()
         }
-        TrainBatchNorm::Decomposed => batch_norm2d_decomposed(net, x, [&gamma, &beta, &mean, &var]),
+        TrainBatchNorm::Decomposed => {
+            let (y, new_mean, new_var) = batch_norm2d_decomposed(net, x, [&gamma, &beta, &old_mean, &old_var]);
+            net.set_buffer_update(&mean, &new_mean);
+            net.set_buffer_update(&var, &new_var);
+            y
+        }
     }
 }
 
 /// Training-mode batch norm from standard ops; see [`TrainBatchNorm::Decomposed`].
-fn batch_norm2d_decomposed(net: &mut Net, x: &str, [gamma, beta, mean, var]: [&str; 4]) -> String {
+/// Returns the output and the new running mean and variance.
+fn batch_norm2d_decomposed(net: &mut Net, x: &str, [gamma, beta, mean, var]: [&str; 4]) -> (String, String, String) {
     let b = &mut net.b;
     let axes = b.const_i64s("bn_axes", &[0, 2, 3]);
     let batch_mean = b.op("ReduceMean", &[x, &axes], &[("keepdims", Attr::Int(1))]);
@@ -131,9 +139,7 @@ fn batch_norm2d_decomposed(net: &mut Net, x: &str, [gamma, beta, mean, var]: [&s
     let take = b.constant("bn_take", memeguard_onnx::Tensor::scalar_f32(BATCH_NORM_MOMENTUM));
     let new_mean = running_update(b, mean, &mean_c, &keep, &take);
     let new_var = running_update(b, var, &unbiased, &keep, &take);
-    net.set_buffer_update(mean, &new_mean);
-    net.set_buffer_update(var, &new_var);
-    y
+    (y, new_mean, new_var)
 }
 
 fn running_update(b: &mut memeguard_onnx::GraphBuilder, old: &str, batch: &str, keep: &str, take: &str) -> String {

@@ -48,7 +48,7 @@ pub use input::{image_input, image_input_named, text_inputs};
 pub use net::{GraphOutput, Net, TrainBatchNorm, Weights};
 pub use resnet::{ResNetConfig, resnet};
 pub use text::{Pooling, TextConfig, text_encoder};
-pub use vit::{VitConfig, vit};
+pub use vit::{VitConfig, vit, vit_at_input_size};
 
 /// A model that cannot be built as asked.
 #[derive(Debug, thiserror::Error)]

@@ -77,7 +77,11 @@ pub struct Net {
     weights: Weights,
     params: Vec<Param>,
     buffers: Vec<Buffer>,
-    buffer_dims: HashMap<String, Vec<i64>>,
+    /// Shape of every parameter and buffer registered here.
+    shapes: HashMap<String, Vec<i64>>,
+    /// The latest value of each buffer updated so far in this graph.
+    buffer_updates: HashMap<String, String>,
+    share_weights: bool,
     dropout_count: u64,
 }
 
@@ -101,7 +105,9 @@ impl Net {
             weights,
             params: Vec::new(),
             buffers: Vec::new(),
-            buffer_dims: HashMap::new(),
+            shapes: HashMap::new(),
+            buffer_updates: HashMap::new(),
+            share_weights: false,
             dropout_count: 0,
         }
     }
@@ -126,12 +132,33 @@ impl Net {
         &self.buffers
     }
 
+    /// With sharing on, building a layer whose parameter names already exist reuses
+    /// those parameters (and buffers) instead of failing: the same encoder applied to
+    /// several inputs in one graph (DINO's student on global and local crops). Their
+    /// gradients then sum over the uses, and batch-norm running statistics are
+    /// updated once per use, in build order, as sequential forward passes would.
+    pub fn set_weight_sharing(&mut self, on: bool) {
+        self.share_weights = on;
+    }
+
+    /// The existing parameter or buffer `name` when weight sharing allows reusing it.
+    fn reuse(&self, name: &str, shape: &[i64]) -> Option<String> {
+        let existing = self.shapes.get(name)?;
+        assert!(
+            self.share_weights,
+            "graph name `{name}` is registered twice: give each encoder and head its own prefix"
+        );
+        assert_eq!(existing.as_slice(), shape, "shared parameter `{name}` is used with two shapes");
+        Some(name.to_string())
+    }
+
     /// Adds a float32 initializer `name` of `shape` filled by `init` (or hollow).
     fn float_initializer(&mut self, name: &str, shape: &[i64], init: Init) -> String {
         assert!(
             !self.b.is_used(name),
             "graph name `{name}` is registered twice: give each encoder and head its own prefix"
         );
+        self.shapes.insert(name.to_string(), shape.to_vec());
         match self.weights {
             Weights::Random { seed } => {
                 let data = init::generate(init, shape, seed, name);
@@ -153,6 +180,9 @@ impl Net {
     /// Registers a trainable float32 parameter and returns its name (= `name`).
     /// `weight_decay` is false for biases and normalisation weights.
     pub fn param(&mut self, name: &str, shape: &[i64], init: Init, weight_decay: bool) -> String {
+        if let Some(existing) = self.reuse(name, shape) {
+            return existing;
+        }
         let name = self.float_initializer(name, shape, init);
         self.push_param(&name, true, weight_decay);
         name
@@ -161,6 +191,9 @@ impl Net {
     /// Registers a parameter whose value stays fixed (not trained), e.g. DINO's
     /// weight-norm magnitude.
     pub fn frozen_param(&mut self, name: &str, shape: &[i64], init: Init) -> String {
+        if let Some(existing) = self.reuse(name, shape) {
+            return existing;
+        }
         let name = self.float_initializer(name, shape, init);
         self.push_param(&name, false, false);
         name
@@ -178,6 +211,7 @@ impl Net {
         assert!(!self.b.is_used(name), "graph name `{name}` is registered twice");
         let name = self.b.unique(name);
         tensor.name = Some(name.clone());
+        self.shapes.insert(name.clone(), tensor.dims.clone());
         self.b.graph_mut().initializer.push(tensor);
         self.push_param(&name, trainable, weight_decay);
         name
@@ -191,19 +225,25 @@ impl Net {
     /// Registers a buffer (state updated by the forward pass in training, e.g. batch
     /// norm running statistics) and returns its name.
     pub fn buffer(&mut self, name: &str, shape: &[i64], init: Init) -> String {
+        if let Some(existing) = self.reuse(name, shape) {
+            return existing;
+        }
         let name = self.float_initializer(name, shape, init);
         self.buffers.push(Buffer { name: name.clone(), updated: String::new() });
-        self.buffer_dims.insert(name.clone(), shape.to_vec());
         name
     }
 
-    /// Records `value` as the new value of `buffer` after a training step. It becomes
-    /// the graph output `<buffer>.updated` when the graph is finished.
+    /// The current value of `buffer` at this point of the graph: its latest update,
+    /// or the initializer when nothing has updated it yet.
+    pub fn buffer_current(&self, buffer: &str) -> String {
+        self.buffer_updates.get(buffer).cloned().unwrap_or_else(|| buffer.to_string())
+    }
+
+    /// Records `value` as the new value of `buffer`. The last update becomes the
+    /// graph output `<buffer>.updated` when the graph is finished.
     pub fn set_buffer_update(&mut self, buffer: &str, value: &str) {
-        let updated = format!("{buffer}.updated");
-        self.b.node_with_outputs("Identity", &[value], &[&updated], &[]);
-        let entry = self.buffers.iter_mut().find(|b| b.name == buffer).expect("buffer registered before its update");
-        entry.updated = updated;
+        assert!(self.buffers.iter().any(|b| b.name == buffer), "buffer `{buffer}` is updated before it is registered");
+        self.buffer_updates.insert(buffer.to_string(), value.to_string());
     }
 
     /// A float32 constant (not a parameter) under a fresh name derived from `base`.
@@ -232,6 +272,15 @@ impl Net {
         n
     }
 
+    /// Drops the parameters and buffers whose names start with `prefix`, after their
+    /// initializers were merged into others (weight sharing, see
+    /// `objectives::share`).
+    pub fn forget(&mut self, prefix: &str) {
+        self.params.retain(|p| !p.name.starts_with(prefix));
+        self.buffers.retain(|b| !b.name.starts_with(prefix));
+        self.buffer_dims.retain(|k, _| !k.starts_with(prefix));
+    }
+
     /// A seed for the next Dropout node: derived from the model seed and a counter,
     /// so masks are reproducible for a seed.
     pub fn next_dropout_seed(&mut self) -> i64 {
@@ -251,9 +300,12 @@ impl Net {
             self.b.named_output(&out.value, &out.name, out.dtype, &out.dims);
         }
         if self.mode == Mode::Train {
-            for buffer in &self.buffers {
-                assert!(!buffer.updated.is_empty(), "buffer `{}` has no update in a Train graph", buffer.name);
-                let dims: Vec<Dim> = self.buffer_dims[&buffer.name].iter().map(|&d| Dim::Known(d)).collect();
+            for buffer in &mut self.buffers {
+                let value = self.buffer_updates.get(&buffer.name);
+                let value = value.unwrap_or_else(|| panic!("buffer `{}` has no update in a Train graph", buffer.name));
+                buffer.updated = format!("{}.updated", buffer.name);
+                self.b.node_with_outputs("Identity", &[value], &[&buffer.updated], &[]);
+                let dims: Vec<Dim> = self.shapes[&buffer.name].iter().map(|&d| Dim::Known(d)).collect();
                 self.b.output(&buffer.updated, DataType::Float, &dims);
             }
         } else {
@@ -295,6 +347,37 @@ mod tests {
         assert_eq!(graph.trainable(), vec!["head.fc.bias".to_string()]);
         let init = &graph.model.graph.as_ref().unwrap().initializer[0];
         assert!(init.raw_data.is_none() && init.float_data.is_empty());
+    }
+
+    #[test]
+    fn shared_weights_are_registered_once_and_buffers_chain_their_updates() {
+        let mut net = Net::new("g", Mode::Train, 0);
+        net.set_weight_sharing(true);
+        let a = net.param("enc.w", &[2, 2], Init::Ones, true);
+        assert_eq!(net.param("enc.w", &[2, 2], Init::Ones, true), a);
+        let m = net.buffer("enc.bn.running_mean", &[2], Init::Zeros);
+        assert_eq!(net.buffer_current(&m), m);
+        let first = net.b.op("Neg", &[&m], &[]);
+        net.set_buffer_update(&m, &first);
+        assert_eq!(net.buffer("enc.bn.running_mean", &[2], Init::Zeros), m);
+        assert_eq!(net.buffer_current(&m), first);
+        let second = net.b.op("Neg", &[&first], &[]);
+        net.set_buffer_update(&m, &second);
+        let graph = net.finish(&[]);
+        assert_eq!(graph.params.len(), 1);
+        assert_eq!(graph.buffers[0].updated, "enc.bn.running_mean.updated");
+        let g = graph.model.graph.unwrap();
+        let identity = g.node.iter().find(|n| n.output[0] == "enc.bn.running_mean.updated").unwrap();
+        assert_eq!(identity.input[0], second);
+    }
+
+    #[test]
+    #[should_panic(expected = "two shapes")]
+    fn shared_weights_must_keep_their_shape() {
+        let mut net = Net::new("g", Mode::Train, 0);
+        net.set_weight_sharing(true);
+        net.param("w", &[2], Init::Zeros, false);
+        net.param("w", &[3], Init::Zeros, false);
     }
 
     #[test]

@@ -71,13 +71,7 @@ impl TextConfig {
         self.dim
     }
     fn block_shape(&self) -> BlockShape {
-        BlockShape {
-            dim: self.dim,
-            heads: self.heads,
-            mlp_hidden: self.dim * self.mlp_ratio,
-            eps: self.eps,
-            dropout: self.dropout,
-        }
+        BlockShape::new(self.dim, self.heads, self.mlp_ratio, self.eps, self.dropout)
     }
 }
 
@@ -88,12 +82,18 @@ pub fn text_encoder(net: &mut Net, cfg: &TextConfig, prefix: &str, input_ids: &s
     let table = net.param(&format!("{prefix}.token_embed"), &[cfg.vocab_size as i64, d], Init::TRUNC_002, false);
     let tokens = net.b.op("Gather", &[&table, input_ids], &[("axis", Attr::Int(0))]);
 
-    // Position embeddings for the first L positions.
+    // Position embeddings for positions 0..L, gathered by position ids [N, L]
+    // (cumulative sums of ones shaped like the ids, minus one). Gathering instead of
+    // slicing the table to a run-time length keeps every rank known to shape inference.
     let pos = net.param(&format!("{prefix}.pos_embed"), &[cfg.max_length as i64, d], Init::TRUNC_002, false);
-    let length = net.b.op("Shape", &[input_ids], &[("start", Attr::Int(1)), ("end", Attr::Int(2))]);
-    let zero = net.const_i64s("zero", &[0]);
-    let axis0 = net.const_i64s("axis0", &[0]);
-    let pos = net.b.op("Slice", &[&pos, &zero, &length, &axis0], &[]);
+    let zero = net.b.constant("zero_i64", Tensor::scalar_i64(0));
+    let one = net.b.constant("one_i64", Tensor::scalar_i64(1));
+    let zeros = net.b.op("Mul", &[input_ids, &zero], &[]);
+    let ones = net.b.op("Add", &[&zeros, &one], &[]);
+    let axis1 = net.b.constant("axis1_i64", Tensor::scalar_i64(1));
+    let counts = net.b.op("CumSum", &[&ones, &axis1], &[]);
+    let positions = net.b.op("Sub", &[&counts, &one], &[]);
+    let pos = net.b.op("Gather", &[&pos, &positions], &[("axis", Attr::Int(0))]);
     let x = net.b.op("Add", &[&tokens, &pos], &[]);
     let mut x = dropout(net, &x, cfg.dropout);
 

@@ -24,6 +24,13 @@ pub struct BlockShape {
     pub dropout: f32,
 }
 
+impl BlockShape {
+    /// A block of width `dim` with an MLP `mlp_ratio` times wider.
+    pub fn new(dim: usize, heads: usize, mlp_ratio: usize, eps: f32, dropout: f32) -> Self {
+        BlockShape { dim, heads, mlp_hidden: dim * mlp_ratio, eps, dropout }
+    }
+}
+
 /// One pre-norm block on tokens `x` `[N, T, dim]`. `mask` is an optional additive
 /// attention mask broadcastable to `[N, heads, T, T]` (0 where attending is allowed,
 /// a large negative number where not).
@@ -44,7 +51,7 @@ pub fn block(net: &mut Net, name: &str, x: &str, shape: &BlockShape, mask: Optio
 /// Multi-head self-attention on `x` `[N, T, dim]`:
 /// softmax(q·kᵀ/√d_head + mask)·v per head, heads concatenated, then projected.
 pub fn attention(net: &mut Net, name: &str, x: &str, shape: &BlockShape, mask: Option<&str>) -> String {
-    assert!(shape.dim % shape.heads == 0, "width {} is not a multiple of {} heads", shape.dim, shape.heads);
+    assert!(shape.dim.is_multiple_of(shape.heads), "width {} is not a multiple of {} heads", shape.dim, shape.heads);
     let head_dim = shape.dim / shape.heads;
     let qkv = linear(net, &format!("{name}.qkv"), x, shape.dim, 3 * shape.dim, true);
     let parts = net.b.node("Split", &[&qkv], 3, &[("axis", Attr::Int(-1)), ("num_outputs", Attr::Int(3))]);

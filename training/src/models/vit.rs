@@ -68,25 +68,30 @@ impl VitConfig {
         self.dim
     }
     fn block_shape(&self) -> BlockShape {
-        BlockShape {
-            dim: self.dim,
-            heads: self.heads,
-            mlp_hidden: self.dim * self.mlp_ratio,
-            eps: self.eps,
-            dropout: self.dropout,
-        }
+        BlockShape::new(self.dim, self.heads, self.mlp_ratio, self.eps, self.dropout)
     }
 }
 
 /// Builds the ViT on NCHW float `pixels` (`[N, 3, image_size, image_size]`) under
 /// `prefix`; returns the normalised class-token features `[N, dim]`.
 pub fn vit(net: &mut Net, cfg: &VitConfig, prefix: &str, pixels: &str) -> String {
-    assert!(
-        cfg.image_size % cfg.patch_size == 0,
-        "image size {} is not a multiple of the patch size {}",
-        cfg.image_size,
-        cfg.patch_size
-    );
+    vit_at_input_size(net, cfg, prefix, pixels, cfg.image_size)
+}
+
+/// [`vit`] on inputs of side `input_size`, which may differ from the size the
+/// position embeddings are made for (`cfg.image_size`), as DINO's local crops do:
+/// the patch position embeddings are then resized bicubically (PyTorch's
+/// `interpolate(mode="bicubic", align_corners=False)`), by a constant interpolation
+/// matrix so that the resizing is a `MatMul` the autodiff differentiates. With
+/// [`Net::set_weight_sharing`], one ViT can run on several input sizes in one graph.
+pub fn vit_at_input_size(net: &mut Net, cfg: &VitConfig, prefix: &str, pixels: &str, input_size: usize) -> String {
+    for size in [cfg.image_size, input_size] {
+        assert!(
+            size.is_multiple_of(cfg.patch_size),
+            "image size {size} is not a multiple of the patch size {}",
+            cfg.patch_size
+        );
+    }
     let d = cfg.dim as i64;
     let patch = Conv2d {
         in_channels: 3,
@@ -102,16 +107,21 @@ pub fn vit(net: &mut Net, cfg: &VitConfig, prefix: &str, pixels: &str) -> String
     let x = net.b.op("Reshape", &[&x, &flat], &[]);
     let tokens = net.b.op("Transpose", &[&x], &[("perm", Attr::Ints(vec![0, 2, 1]))]);
 
-    // The class token [1, 1, D], expanded to [N, 1, D] and put first.
+    // Prepend the class token: a zero row in front of the patch tokens, plus the class
+    // token padded to the whole sequence ([cls; 0; ...; 0]) and the position
+    // embeddings. The same as concatenating an expanded class token, but every shape
+    // stays static (no batch-sized Expand), so shape inference knows them all.
+    let grid = input_size / cfg.patch_size;
+    let t = (grid * grid + 1) as i64;
     let cls = net.param(&format!("{prefix}.cls_token"), &[1, 1, d], Init::Normal { std: 1e-6 }, false);
-    let shape = net.b.op("Shape", &[&tokens], &[("start", Attr::Int(0)), ("end", Attr::Int(1))]);
-    let ones = net.b.constant("ones_2", Tensor::vec_i64(&[1, 1]));
-    let expand_shape = net.b.op("Concat", &[&shape, &ones], &[("axis", Attr::Int(0))]);
-    let cls = net.b.op("Expand", &[&cls, &expand_shape], &[]);
-    let x = net.b.op("Concat", &[&cls, &tokens], &[("axis", Attr::Int(1))]);
-
+    let front = net.const_i64s("pad_front", &[0, 1, 0, 0, 0, 0]);
+    let tokens = net.b.op("Pad", &[&tokens, &front], &[]);
+    let back = net.const_i64s("pad_back", &[0, 0, 0, 0, t - 1, 0]);
+    let cls = net.b.op("Pad", &[&cls, &back], &[]);
     let pos = net.param(&format!("{prefix}.pos_embed"), &[1, cfg.tokens() as i64, d], Init::TRUNC_002, false);
-    let x = net.b.op("Add", &[&x, &pos], &[]);
+    let pos = if grid == cfg.grid() { pos } else { resize_position_embeddings(net, &pos, cfg.grid(), grid) };
+    let start = net.b.op("Add", &[&cls, &pos], &[]);
+    let x = net.b.op("Add", &[&tokens, &start], &[]);
     let mut x = dropout(net, &x, cfg.dropout);
     let shape = cfg.block_shape();
     for i in 0..cfg.depth {
@@ -120,4 +130,48 @@ pub fn vit(net: &mut Net, cfg: &VitConfig, prefix: &str, pixels: &str) -> String
     let x = layer_norm(net, &format!("{prefix}.norm"), &x, cfg.dim, cfg.eps);
     let first = net.b.constant("cls_index", Tensor::scalar_i64(0));
     net.b.op("Gather", &[&x, &first], &[("axis", Attr::Int(1))])
+}
+
+/// Position embeddings `[1, 1 + g², D]` → `[1, 1 + h², D]`: the class position kept,
+/// the g×g patch grid resized to h×h bicubically.
+fn resize_position_embeddings(net: &mut Net, pos: &str, from: usize, to: usize) -> String {
+    let axis1 = net.const_i64s("axis1", &[1]);
+    let zero = net.const_i64s("start0", &[0]);
+    let one = net.const_i64s("start1", &[1]);
+    let end = net.const_i64s("end_patches", &[(from * from + 1) as i64]);
+    let cls_pos = net.b.op("Slice", &[pos, &zero, &one, &axis1], &[]);
+    let patch_pos = net.b.op("Slice", &[pos, &one, &end, &axis1], &[]);
+    let rows = bicubic_matrix(from, to);
+    // 2-D resizing of a row-major grid = kron(rows, rows): [h², g²].
+    let mut matrix = Vec::with_capacity(to * to * from * from);
+    for (oy, ox) in (0..to).flat_map(|y| (0..to).map(move |x| (y, x))) {
+        for (iy, ix) in (0..from).flat_map(|y| (0..from).map(move |x| (y, x))) {
+            matrix.push(rows[oy * from + iy] * rows[ox * from + ix]);
+        }
+    }
+    let matrix = net.const_f32("pos_resize", &[(to * to) as i64, (from * from) as i64], matrix);
+    let resized = net.b.op("MatMul", &[&matrix, &patch_pos], &[]);
+    net.b.op("Concat", &[&cls_pos, &resized], &[("axis", Attr::Int(1))])
+}
+
+/// The `[to, from]` matrix of 1-D bicubic interpolation as PyTorch computes it with
+/// `align_corners=False`: source coordinate (i + ½)·from/to − ½, cubic convolution
+/// with a = −0.75, indices clamped to the edges.
+pub fn bicubic_matrix(from: usize, to: usize) -> Vec<f32> {
+    const A: f64 = -0.75;
+    let near = |t: f64| ((A + 2.0) * t - (A + 3.0)) * t * t + 1.0; // |t| ≤ 1
+    let far = |t: f64| ((A * t - 5.0 * A) * t + 8.0 * A) * t - 4.0 * A; // 1 < |t| < 2
+    let mut m = vec![0.0f32; to * from];
+    let scale = from as f64 / to as f64;
+    for i in 0..to {
+        let src = (i as f64 + 0.5) * scale - 0.5;
+        let x0 = src.floor();
+        let t = src - x0;
+        let weights = [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)];
+        for (k, w) in weights.iter().enumerate() {
+            let j = (x0 as i64 - 1 + k as i64).clamp(0, from as i64 - 1) as usize;
+            m[i * from + j] += *w as f32;
+        }
+    }
+    m
 }

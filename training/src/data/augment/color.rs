@@ -14,9 +14,10 @@ pub fn luma(p: [u8; 3]) -> u8 {
     ((p[0] as u32 * 19595 + p[1] as u32 * 38470 + p[2] as u32 * 7471 + 0x8000) >> 16) as u8
 }
 
+/// Rounds and clamps to 0..=255 (float-to-int `as` casts saturate, so no branches).
 #[inline]
 fn clamp_u8(v: f32) -> u8 {
-    v.round().clamp(0.0, 255.0) as u8
+    (v + 0.5) as u8
 }
 
 /// Applies a 256-entry table to every channel.
@@ -42,50 +43,67 @@ pub fn adjust_contrast(img: &mut RgbImage, factor: f32) {
     apply_lut(img, &lut);
 }
 
-/// Blends each pixel with its own luma (ImageEnhance.Color): gray + factor·(v − gray).
+/// Blends each pixel with its own luma (ImageEnhance.Color): gray + factor·(v − gray),
+/// in 16.16 fixed point (the factor is clamped to 0..=100).
 pub fn adjust_saturation(img: &mut RgbImage, factor: f32) {
-    for p in img.pixels_mut() {
-        let gray = luma(p.0) as f32;
-        for c in p.0.iter_mut() {
-            *c = clamp_u8(gray + factor * (*c as f32 - gray));
+    let f = (factor.clamp(0.0, 100.0) * 65536.0).round() as i64;
+    for px in img.chunks_exact_mut(3) {
+        let gray = luma([px[0], px[1], px[2]]) as i64;
+        for c in px.iter_mut() {
+            *c = (gray + ((f * (*c as i64 - gray) + 32768) >> 16)).clamp(0, 255) as u8;
         }
     }
 }
 
-/// Rotates the hue by `shift` turns (−0.5..=0.5) in HSV space, keeping S and V.
+/// Rotates the hue by `shift` turns (−0.5..=0.5) in HSV space, keeping S and V. Works in
+/// 0..255 units: with max, min and delta = max − min fixed, only which channel is the
+/// max, mid and min and the mid value change.
 pub fn adjust_hue(img: &mut RgbImage, shift: f32) {
-    if shift == 0.0 {
+    let shift6 = shift.rem_euclid(1.0) * 6.0;
+    if shift6 == 0.0 {
         return;
     }
-    for p in img.pixels_mut() {
-        let [r, g, b] = p.0.map(|v| v as f32 / 255.0);
+    // Reciprocals of every possible delta: a multiply per pixel instead of a divide.
+    let reciprocal: [f32; 256] = std::array::from_fn(|d| if d == 0 { 0.0 } else { 1.0 / d as f32 });
+    for px in img.chunks_exact_mut(3) {
+        let (r, g, b) = (px[0] as i32, px[1] as i32, px[2] as i32);
         let max = r.max(g).max(b);
         let min = r.min(g).min(b);
         let delta = max - min;
-        if delta == 0.0 {
+        if delta == 0 {
             continue; // grey: no hue to rotate
         }
-        let hue = if max == r {
-            ((g - b) / delta).rem_euclid(6.0)
+        let (d, inv) = (delta as f32, reciprocal[delta as usize]);
+        // Hue in sixths of a turn, 0..6.
+        let mut h = if max == r {
+            (g - b) as f32 * inv
         } else if max == g {
-            (b - r) / delta + 2.0
+            (b - r) as f32 * inv + 2.0
         } else {
-            (r - g) / delta + 4.0
-        } / 6.0;
-        let h = (hue + shift).rem_euclid(1.0) * 6.0;
-        let (v, s) = (max, delta / max);
-        let sector = (h.floor() as i32).rem_euclid(6);
-        let f = h - h.floor();
-        let (pv, qv, tv) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-        let rgb = match sector {
-            0 => [v, tv, pv],
-            1 => [qv, v, pv],
-            2 => [pv, v, tv],
-            3 => [pv, qv, v],
-            4 => [tv, pv, v],
-            _ => [v, pv, qv],
+            (r - g) as f32 * inv + 4.0
         };
-        p.0 = rgb.map(|c| clamp_u8(c * 255.0));
+        if h < 0.0 {
+            h += 6.0;
+        }
+        h += shift6;
+        if h >= 6.0 {
+            h -= 6.0;
+        }
+        let sector = h as u32; // h ≥ 0: truncation is floor
+        let f = h - sector as f32;
+        let (v, p) = (max as f32, min as f32);
+        let (q, t) = (v - d * f, p + d * f);
+        let (nr, ng, nb) = match sector {
+            0 => (v, t, p),
+            1 => (q, v, p),
+            2 => (p, v, t),
+            3 => (p, q, v),
+            4 => (t, p, v),
+            _ => (v, p, q),
+        };
+        px[0] = clamp_u8(nr);
+        px[1] = clamp_u8(ng);
+        px[2] = clamp_u8(nb);
     }
 }
 
@@ -190,6 +208,65 @@ mod tests {
         for (a, b) in img.pixels().zip(sample().pixels()) {
             for c in 0..3 {
                 assert!((a.0[c] as i32 - b.0[c] as i32).abs() <= 1, "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    /// Textbook RGB → HSV → RGB in [0, 1] floats, the reference for the fast path.
+    fn hue_reference(p: [u8; 3], shift: f32) -> [u8; 3] {
+        let [r, g, b] = p.map(|v| v as f64 / 255.0);
+        let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+        let delta = max - min;
+        if delta == 0.0 {
+            return p;
+        }
+        let hue = if max == r {
+            ((g - b) / delta).rem_euclid(6.0)
+        } else if max == g {
+            (b - r) / delta + 2.0
+        } else {
+            (r - g) / delta + 4.0
+        } / 6.0;
+        let h = (hue + shift as f64).rem_euclid(1.0) * 6.0;
+        let (v, s) = (max, delta / max);
+        let f = h - h.floor();
+        let (pv, qv, tv) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+        let rgb = match h.floor() as i32 {
+            0 => [v, tv, pv],
+            1 => [qv, v, pv],
+            2 => [pv, v, tv],
+            3 => [pv, qv, v],
+            4 => [tv, pv, v],
+            _ => [v, pv, qv],
+        };
+        rgb.map(|c| (c * 255.0).round() as u8)
+    }
+
+    #[test]
+    fn fast_hue_and_saturation_match_float_references() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let img = RgbImage::from_fn(64, 64, |_, _| Rgb([rng.random(), rng.random(), rng.random()]));
+        for shift in [-0.5, -0.31, -0.02, 0.1, 0.25, 0.49] {
+            let mut fast = img.clone();
+            adjust_hue(&mut fast, shift);
+            for (a, b) in fast.pixels().zip(img.pixels()) {
+                let want = hue_reference(b.0, shift);
+                assert!(
+                    (0..3).all(|c| (a.0[c] as i32 - want[c] as i32).abs() <= 1),
+                    "{b:?} {shift}: {a:?} vs {want:?}"
+                );
+            }
+        }
+        for factor in [0.0, 0.6, 1.3, 2.0] {
+            let mut fast = img.clone();
+            adjust_saturation(&mut fast, factor);
+            for (a, b) in fast.pixels().zip(img.pixels()) {
+                let gray = luma(b.0) as f32;
+                for c in 0..3 {
+                    let want = (gray + factor * (b.0[c] as f32 - gray)).round().clamp(0.0, 255.0);
+                    assert!((a.0[c] as f32 - want).abs() <= 1.0, "{b:?} x{factor}: {a:?}");
+                }
             }
         }
     }

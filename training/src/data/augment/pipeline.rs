@@ -24,7 +24,10 @@ pub enum Op {
     },
     /// The serving resize (`memeguard_package::resize_for_model` with the package's rule):
     /// evaluation views use it so a model sees the same pixels in training and serving.
-    Model { size: u32, rule: ResizeRule },
+    Model {
+        size: u32,
+        rule: ResizeRule,
+    },
     /// Resize so the shorter side is `size`, then take the centre `size`×`size` square.
     ResizeCenterCrop {
         size: u32,

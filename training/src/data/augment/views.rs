@@ -162,7 +162,9 @@ mod tests {
     fn presets_are_valid_and_dino_has_two_global_and_n_local_views() {
         let dino = Views::dino(MultiCrop { local_crops: 6, ..MultiCrop::default() });
         assert_eq!(dino.sizes(), vec![224, 224, 96, 96, 96, 96, 96, 96]);
-        for views in [dino, Views::cass(384), Views::clip(224), Views::finetune(224), Views::eval(64, ResizeRule::Letterbox)] {
+        for views in
+            [dino, Views::cass(384), Views::clip(224), Views::finetune(224), Views::eval(64, ResizeRule::Letterbox)]
+        {
             views.validate().unwrap();
         }
     }

@@ -142,7 +142,8 @@ impl Loader {
         if memes.is_empty() {
             return Err(LoaderError::Empty);
         }
-        for (value, name) in [(config.batch_size, "batch_size"), (config.workers, "workers"), (config.prefetch, "prefetch")]
+        for (value, name) in
+            [(config.batch_size, "batch_size"), (config.workers, "workers"), (config.prefetch, "prefetch")]
         {
             if value == 0 {
                 return Err(LoaderError::Zero(name));
@@ -272,7 +273,8 @@ impl Loader {
             .collect();
         if let Some(l) = text_len {
             batch.input_ids = Some(Array2::from_shape_vec((n, l), ids_flat).expect("encode pads to max_text_len"));
-            batch.attention_mask = Some(Array2::from_shape_vec((n, l), mask_flat).expect("encode pads to max_text_len"));
+            batch.attention_mask =
+                Some(Array2::from_shape_vec((n, l), mask_flat).expect("encode pads to max_text_len"));
         }
         batch
     }
@@ -280,7 +282,9 @@ impl Loader {
     fn read_image(&self, meme: &Meme) -> Result<image::RgbImage, Problem> {
         let bytes = match fs::read(&meme.image) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Problem::MissingImage(meme.image.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Problem::MissingImage(meme.image.clone()));
+            }
             Err(e) => return Err(Problem::UnreadableImage { path: meme.image.clone(), reason: e.to_string() }),
         };
         decode_image(&bytes, &self.shared.config.limits)

@@ -8,8 +8,9 @@
 //!
 //! - each subject is hateful with half the topics and each topic with half the
 //!   subjects: with all cells equally frequent, the label rate given the image concept
-//!   alone, or given the text alone, is 0.5 (image-only and text-only models stay at
-//!   chance), the situation of Hateful Memes' "benign confounders";
+//!   alone, or given the text alone, is 0.5 (text-only models, and image-only models
+//!   that do not read the caption drawn on the picture, stay at chance), the situation
+//!   of Hateful Memes' "benign confounders";
 //! - the pair decides the label exactly, so a model that combines both can reach
 //!   AUROC 1.
 //!
@@ -115,7 +116,7 @@ impl PlannedMeme {
 impl Design {
     /// A design with `k` subjects and `k` topics (`k` even, 2..=6).
     pub fn new(k: usize) -> Result<Self, BadConceptCount> {
-        if k < 2 || k > MAX_CONCEPTS || k % 2 != 0 {
+        if !(2..=MAX_CONCEPTS).contains(&k) || !k.is_multiple_of(2) {
             return Err(BadConceptCount(k));
         }
         Ok(Design { k })

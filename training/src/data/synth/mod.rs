@@ -180,7 +180,7 @@ pub fn generate(
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads.max(1)).map(|_| scope.spawn(render_all)).collect();
-        handles.into_iter().map(|h| h.join().expect("render thread panicked")).collect::<Result<(), _>>()
+        handles.into_iter().try_for_each(|h| h.join().expect("render thread panicked"))
     })?;
     Ok(summary)
 }

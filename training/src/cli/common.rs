@@ -1,0 +1,56 @@
+//! Options shared by the training subcommands.
+
+use std::path::PathBuf;
+
+use memeguard_package::Device;
+
+/// Where and how to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// `cpu`, `cuda` or `cuda:N`. CUDA needs the GPU build of ONNX Runtime (`make onnxruntime-gpu`).
+    #[arg(long, default_value = "cpu", env = "MEMEGUARD_DEVICE")]
+    pub device: Device,
+    /// ONNX Runtime intra-op threads (0: let ONNX Runtime choose).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Data-loading worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `NAME=VALUE` overrides of recipe fields, e.g. `train.epochs=3`.
+pub fn apply_overrides(recipe: &mut memeguard_training::recipe::Recipe, sets: &[String]) -> anyhow::Result<()> {
+    if sets.is_empty() {
+        return Ok(());
+    }
+    let mut value: toml::Value = toml::from_str(&recipe.to_toml())?;
+    for set in sets {
+        let (path, raw) = set.split_once('=').ok_or_else(|| anyhow::anyhow!("--set `{set}`: use KEY=VALUE, e.g. train.epochs=3"))?;
+        let parsed: toml::Value = toml::from_str(&format!("v = {raw}"))
+            .map(|t: toml::Table| t["v"].clone())
+            .unwrap_or_else(|_| toml::Value::String(raw.to_string()));
+        let mut slot = &mut value;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let table = slot.as_table_mut().ok_or_else(|| anyhow::anyhow!("--set `{set}`: `{part}` is not a table"))?;
+            if i == parts.len() - 1 {
+                table.insert(part.to_string(), parsed.clone());
+                break;
+            }
+            slot = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+        }
+    }
+    *recipe = toml::from_str(&toml::to_string(&value)?)?;
+    Ok(())
+}
+
+/// A fresh run directory under `runs/` unless one is given.
+pub fn run_dir(given: Option<PathBuf>, recipe: &str) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let stamp = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        PathBuf::from("runs").join(format!("{recipe}-{}", stamp.replace(':', "-")))
+    })
+}

@@ -1,0 +1,157 @@
+//! `memeguard-train finetune`: supervised classifiers, optionally over several seeds,
+//! optionally exported as a model package.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use memeguard_package::TextTokenizer;
+use memeguard_training::eval::summary::{results_table, ResultRow};
+use memeguard_training::eval::{mean_std, Threshold};
+use memeguard_training::pipeline::export::{export_package, ExportInfo};
+use memeguard_training::pipeline::finetune::{finetune, FinetuneOptions};
+use memeguard_training::pipeline::Dataset;
+use memeguard_training::recipe::Recipe;
+use memeguard_training::run::{install_interrupt_handler, RunDir, RunOptions};
+
+use super::common::{apply_overrides, run_dir, RunArgs};
+
+const LONG_ABOUT: &str = "\
+Finetune a classifier (image-only, text-only or multimodal, as the recipe says) on the
+labelled memes of a data set: from scratch, or from a pretraining checkpoint
+(--init-from), with the encoders frozen (--freeze-encoders) or end to end.
+
+After every epoch the dev AUROC is measured (probabilities over the whole dev split);
+the best epoch is kept, and training stops after `data.patience` epochs without
+improvement. The decision threshold is chosen on dev; test metrics are reported at it.
+With --seeds N the run is repeated for N seeds and the table reports mean ± std.
+With --export DIR the best model becomes a model package the server can load.
+
+Examples:
+  memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml --data data/synth-tiny
+  memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml --data data/synth-tiny \\
+      --init-from runs/cass-mm/checkpoint.safetensors --rename cnn.image.=image. --rename cnn.text.=text. \\
+      --tokenizer runs/cass-mm/tokenizer.json --seeds 3 --export models/meme/1.0.0";
+
+/// Options of `memeguard-train finetune`.
+#[derive(Debug, clap::Args)]
+#[command(about = "Finetune and evaluate a classifier; optionally export a model package", long_about = LONG_ABOUT)]
+pub struct Args {
+    #[arg(long)]
+    pub recipe: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run directory (default: runs/<recipe>-<time>); seeds get subfolders.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Pretraining checkpoint to start from.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// Rename checkpoint parameters by prefix, FROM=TO (repeatable).
+    #[arg(long = "rename", value_name = "FROM=TO")]
+    pub renames: Vec<String>,
+    /// Use this tokenizer (e.g. the pretraining run's) instead of training one.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Train the head only.
+    #[arg(long)]
+    pub freeze_encoders: bool,
+    /// Runs with seeds recipe.seed, +1, ... (mean ± std reported).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// Threshold rule: `accuracy`, `precision:0.9`, `recall:0.9`.
+    #[arg(long, default_value = "accuracy")]
+    pub threshold: String,
+    /// Write the (first seed's) model as a package here.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    /// Package name (default: the recipe's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Pretraining method recorded in the manifest (default: none, or from --init-from's run).
+    #[arg(long)]
+    pub pretraining: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Parses `accuracy`, `precision:P`, `recall:R`.
+pub fn parse_threshold(s: &str) -> anyhow::Result<Threshold> {
+    Ok(match s.split_once(':') {
+        None if s == "accuracy" => Threshold::BestAccuracy,
+        Some(("precision", v)) => Threshold::Precision(v.parse()?),
+        Some(("recall", v)) => Threshold::Recall(v.parse()?),
+        _ => anyhow::bail!("--threshold `{s}`: use accuracy, precision:P or recall:R"),
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut recipe = Recipe::load(&args.recipe)?;
+    apply_overrides(&mut recipe, &args.sets)?;
+    let tokenizer = match &args.tokenizer {
+        Some(p) => Some(TextTokenizer::from_file(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let data = Dataset::load(&args.data, tokenizer, recipe.model.vocab_size).context("loading the data set")?;
+    let renames: Vec<(String, String)> = args
+        .renames
+        .iter()
+        .map(|r| r.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| anyhow::anyhow!("--rename `{r}`: use FROM=TO")))
+        .collect::<anyhow::Result<_>>()?;
+    let threshold = parse_threshold(&args.threshold)?;
+    let base = run_dir(args.out.clone(), &recipe.name);
+    install_interrupt_handler();
+    let mut aurocs = Vec::new();
+    let mut accs = Vec::new();
+    let mut first = None;
+    for k in 0..args.seeds.max(1) {
+        let mut r = recipe.clone();
+        r.train.seed = recipe.train.seed + k;
+        let dir = if args.seeds > 1 { base.join(format!("seed-{}", r.train.seed)) } else { base.clone() };
+        let mut run_dir = RunDir::create(&dir)?;
+        run_dir.write_config(&r)?;
+        let opts = FinetuneOptions {
+            run: RunOptions { device: args.run.device, threads: args.run.threads, progress: !args.run.quiet, ..Default::default() },
+            init_from: args.init_from.clone(),
+            renames: renames.clone(),
+            freeze_encoders: args.freeze_encoders,
+            threshold,
+            workers: args.run.workers,
+            ..Default::default()
+        };
+        let done = finetune(&r, &data, Some(&mut run_dir), &opts)?;
+        let rep = &done.report;
+        println!(
+            "seed {}: dev AUROC {:.4} accuracy {:.4} (threshold {:.3}, best epoch {}/{}){}",
+            r.train.seed,
+            rep.dev.auroc.unwrap_or(f64::NAN),
+            rep.dev.accuracy,
+            rep.threshold,
+            rep.best_epoch,
+            rep.epochs_run,
+            rep.test.as_ref().map(|t| format!("; test AUROC {:.4} accuracy {:.4}", t.auroc.unwrap_or(f64::NAN), t.accuracy)).unwrap_or_default()
+        );
+        aurocs.push(rep.dev.auroc.unwrap_or(f64::NAN));
+        accs.push(rep.dev.accuracy);
+        if first.is_none() {
+            first = Some(done);
+        }
+    }
+    let row = ResultRow { model: recipe.name.clone(), auroc: mean_std(&aurocs), accuracy: mean_std(&accs) };
+    let table = results_table(&[row]);
+    println!("\ndev split, {} seed(s):\n{table}", aurocs.len());
+    std::fs::write(base.join("results.md"), &table)?;
+    if let (Some(out), Some(done)) = (&args.export, first) {
+        let pretraining = args.pretraining.clone().unwrap_or_else(|| if args.init_from.is_some() { "imported".into() } else { "none".into() });
+        let info = ExportInfo {
+            name: args.name.clone().unwrap_or_else(|| recipe.name.clone()),
+            version: None,
+            pretraining,
+            seeds: (aurocs.len() > 1).then(|| (mean_std(&aurocs), mean_std(&accs))),
+        };
+        let pkg = export_package(out, &recipe, &data, &done, &info)?;
+        println!("exported {} to {}", pkg.id(), out.display());
+    }
+    Ok(())
+}

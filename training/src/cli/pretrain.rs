@@ -1,0 +1,70 @@
+//! `memeguard-train pretrain`: self-supervised pretraining.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use memeguard_training::pipeline::{pretrain::pretrain, Dataset};
+use memeguard_training::recipe::Recipe;
+use memeguard_training::run::{install_interrupt_handler, RunDir, RunOptions};
+
+use super::common::{apply_overrides, run_dir, RunArgs};
+
+const LONG_ABOUT: &str = "\
+Pretrain encoders with a self-supervised method (clip, dino, cass, cass-mm) on the
+training split of a data set (labels are not used).
+
+The run directory gets config.toml (the resolved recipe), checkpoint.safetensors
+(written after every epoch and on Ctrl-C), tokenizer.json, log.csv and loss.svg.
+Continue an interrupted run with --resume RUN/checkpoint.safetensors.
+
+Examples:
+  memeguard-train pretrain --recipe training/recipes/tiny-cass-mm.toml --data data/synth-tiny --out runs/cass-mm
+  memeguard-train pretrain --recipe training/recipes/study-clip-vit-b16-224.toml --data data/hateful_memes --device cuda
+  memeguard-train pretrain --recipe training/recipes/tiny-clip.toml --data data/synth-tiny --set train.epochs=2";
+
+/// Options of `memeguard-train pretrain`.
+#[derive(Debug, clap::Args)]
+#[command(about = "Self-supervised pretraining: CLIP, DINO, CASS, CASS-MM", long_about = LONG_ABOUT)]
+pub struct Args {
+    /// Recipe file (see training/recipes/).
+    #[arg(long)]
+    pub recipe: PathBuf,
+    /// Data set directory (Hateful Memes layout).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run directory (default: runs/<recipe>-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override recipe fields, e.g. --set train.epochs=3 --set train.lr=1e-3.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Resume from a checkpoint of the same recipe.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut recipe = Recipe::load(&args.recipe)?;
+    apply_overrides(&mut recipe, &args.sets)?;
+    let data = Dataset::load(&args.data, None, recipe.model.vocab_size).context("loading the data set")?;
+    let dir = run_dir(args.out, &recipe.name);
+    let mut run_dir = RunDir::create(&dir)?;
+    run_dir.write_config(&recipe)?;
+    install_interrupt_handler();
+    let opts = RunOptions {
+        device: args.run.device,
+        threads: args.run.threads,
+        resume: args.resume,
+        progress: !args.run.quiet,
+        ..Default::default()
+    };
+    let trained = pretrain(&recipe, &data, &mut run_dir, &opts, args.run.workers)?;
+    let last = trained.log.last().map(|s| s.loss).unwrap_or(f32::NAN);
+    let first = trained.log.first().map(|s| s.loss).unwrap_or(f32::NAN);
+    println!("pretrained `{}` ({}): loss {first:.4} → {last:.4} over {} steps", recipe.name, recipe.method.name(), trained.log.len());
+    println!("run directory: {}", dir.display());
+    println!("next: memeguard-train finetune --recipe <finetune recipe> --data {} --init-from {}", args.data.display(), run_dir.checkpoint_path().display());
+    Ok(())
+}

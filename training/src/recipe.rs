@@ -1,0 +1,233 @@
+//! Recipes: a whole training setup in one TOML file (method, model, schedule, data
+//! options), so a run is reproducible from its run directory's `config.toml`.
+//! `training/recipes/` holds the study's setups and tiny CPU recipes.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::classifier::ClassifierConfig;
+use crate::models::encoders::{parse_text_encoder, ImageEncoderConfig};
+use crate::models::fusion::{ConcatHead, HateClipperHead, HeadConfig, Interaction};
+use crate::models::heads::DinoHeadConfig;
+use crate::models::ModelError;
+use crate::objectives::cass::CassConfig;
+use crate::objectives::cass_mm::CassMmConfig;
+use crate::objectives::clip::ClipConfig;
+use crate::objectives::dino::DinoConfig;
+use crate::objectives::{self, Objective};
+use crate::run::TrainConfig;
+
+/// The training method of a recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    Clip,
+    Dino,
+    Cass,
+    CassMm,
+    /// Supervised finetuning of a classifier.
+    Finetune,
+}
+
+impl Method {
+    /// The name used on the command line and in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Clip => "clip",
+            Method::Dino => "dino",
+            Method::Cass => "cass",
+            Method::CassMm => "cass-mm",
+            Method::Finetune => "finetune",
+        }
+    }
+}
+
+/// Which inputs a classifier uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Modality {
+    Image,
+    Text,
+    #[default]
+    Multimodal,
+}
+
+/// The model part of a recipe. Encoders are named as `memeguard-train models` lists
+/// them (`resnet50`, `vit-b16@384`, `resnet-tiny@64`, `text-tiny`...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelSpec {
+    /// Image encoder (CLIP, DINO, finetune).
+    pub image: String,
+    /// CNN and ViT (CASS, CASS-MM).
+    pub cnn: String,
+    pub vit: String,
+    /// Text encoder.
+    pub text: String,
+    /// Tokenizer vocabulary size (when a tokenizer is trained) and maximum text length.
+    pub vocab_size: usize,
+    pub max_length: usize,
+    /// Projection / fusion width of the pretraining heads.
+    pub projection_dim: usize,
+    pub dropout: f32,
+    /// Finetune: which inputs and which head (`concat`, `cross`, `align`).
+    pub modality: Modality,
+    pub head: String,
+    /// DINO: prototypes, local crops and their size.
+    pub dino_out_dim: usize,
+    pub local_crops: usize,
+    pub local_size: usize,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec {
+            image: "resnet-tiny@64".into(),
+            cnn: "resnet-tiny@64".into(),
+            vit: "vit-tiny@64".into(),
+            text: "text-tiny".into(),
+            vocab_size: 2000,
+            max_length: 24,
+            projection_dim: 64,
+            dropout: 0.1,
+            modality: Modality::Multimodal,
+            head: "concat".into(),
+            dino_out_dim: 256,
+            local_crops: 2,
+            local_size: 32,
+        }
+    }
+}
+
+/// Data options of a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataSpec {
+    /// Augment training images (method-specific pipelines); off for evaluation always.
+    pub augment: bool,
+    /// Sample classes equally often (finetuning).
+    pub class_balanced: bool,
+    /// Early stopping: epochs without a dev AUROC improvement (finetuning; 0 = off).
+    pub patience: u64,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        DataSpec { augment: true, class_balanced: false, patience: 0 }
+    }
+}
+
+/// A whole training setup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub method: Method,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub data: DataSpec,
+}
+
+/// Errors reading recipes.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("cannot read recipe {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("recipe {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl Recipe {
+    /// Reads a recipe file.
+    pub fn load(path: &Path) -> Result<Self, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text).map_err(|e| RecipeError::Parse { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// The recipe as TOML (what a run directory's `config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The objective's training graph for a tokenizer of `vocab_size` tokens.
+    pub fn objective(&self, vocab_size: usize, seed: u64) -> Result<Objective, RecipeError> {
+        let m = &self.model;
+        let text = || parse_text_encoder(&m.text, vocab_size, m.max_length);
+        Ok(match self.method {
+            Method::Clip => objectives::clip::build(
+                &ClipConfig {
+                    image: ImageEncoderConfig::parse(&m.image)?,
+                    text: text()?,
+                    projection_dim: m.projection_dim,
+                    dropout: m.dropout,
+                },
+                seed,
+            )?,
+            Method::Cass => objectives::cass::build(
+                &CassConfig {
+                    cnn: ImageEncoderConfig::parse(&m.cnn)?,
+                    vit: ImageEncoderConfig::parse(&m.vit)?,
+                    projection_dim: m.projection_dim,
+                    dropout: m.dropout,
+                },
+                seed,
+            )?,
+            Method::CassMm => objectives::cass_mm::build(
+                &CassMmConfig {
+                    cnn: ImageEncoderConfig::parse(&m.cnn)?,
+                    vit: ImageEncoderConfig::parse(&m.vit)?,
+                    text: text()?,
+                    fusion_dim: m.projection_dim,
+                },
+                seed,
+            )?,
+            Method::Dino => {
+                let mut head = if m.dino_out_dim >= 4096 { DinoHeadConfig::reference(m.dino_out_dim) } else { DinoHeadConfig::tiny() };
+                head.out_dim = m.dino_out_dim;
+                let mut cfg = DinoConfig::reference(ImageEncoderConfig::parse(&m.image)?, head);
+                cfg.local_crops = m.local_crops;
+                cfg.local_size = m.local_size;
+                objectives::dino::build(&cfg, seed)?
+            }
+            Method::Finetune => objectives::classify::build(&self.classifier(vocab_size)?, seed)?,
+        })
+    }
+
+    /// The classifier this recipe finetunes (and exports).
+    pub fn classifier(&self, vocab_size: usize) -> Result<ClassifierConfig, RecipeError> {
+        let m = &self.model;
+        let image = match m.modality {
+            Modality::Text => None,
+            _ => Some(ImageEncoderConfig::parse(&m.image)?),
+        };
+        let text = match m.modality {
+            Modality::Image => None,
+            _ => Some(parse_text_encoder(&m.text, vocab_size, m.max_length)?),
+        };
+        let head = match m.head.as_str() {
+            "concat" => HeadConfig::Concat(ConcatHead::default()),
+            "cross" => HeadConfig::HateClipper(HateClipperHead::new(Interaction::Cross)),
+            "align" => HeadConfig::HateClipper(HateClipperHead::new(Interaction::Align)),
+            other => {
+                return Err(ModelError::Config(format!("unknown head `{other}`: use concat, cross or align")).into());
+            }
+        };
+        Ok(ClassifierConfig { image, text, head })
+    }
+
+    /// The image side the recipe's models take.
+    pub fn image_size(&self) -> Result<usize, RecipeError> {
+        let spec = match self.method {
+            Method::Cass | Method::CassMm => &self.model.cnn,
+            _ => &self.model.image,
+        };
+        Ok(ImageEncoderConfig::parse(spec)?.image_size())
+    }
+}
