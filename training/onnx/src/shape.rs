@@ -443,6 +443,7 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             let shape = node.input.get(1).and_then(|n| map.dim_values(n));
             let dims = match (dims0.as_ref(), shape) {
                 (Some(d), Some(s)) => Some(broadcast_shapes(&[d, &s])),
+<<<<<<< HEAD
                 // A shape fed at run time (not traced from shapes): its length gives the rank,
                 // and every dim of the input other than 1 is kept (the shape may only have 1
                 // or that size there).
@@ -454,6 +455,11 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                             _ => unknown(),
                         })
                         .collect()
+=======
+                // A shape computed at run time: its length still gives the rank.
+                (Some(d), None) => input(1).and_then(|t| t.known_dims()).and_then(|l| l.first().copied()).map(|len| {
+                    broadcast_shapes(&[d, &vec![unknown(); len as usize]])
+>>>>>>> h/rules-conv
                 }),
                 _ => None,
             };
@@ -819,6 +825,19 @@ mod tests {
         let map = infer_shapes(&b.build());
         assert_eq!(map.dims(&y).unwrap(), &dims!["batch", 6, 6, 8][..]);
         assert_eq!(map.dtype(&y), Some(DataType::Double));
+    }
+
+    #[test]
+    fn expand_to_a_run_time_shape_keeps_the_rank() {
+        // A shape whose values are unknown until run time (here fed as an input): its
+        // length still gives the rank.
+        let mut b = GraphBuilder::new("g");
+        let target = b.input("target", DataType::Int64, &dims![3]);
+        let cls = b.initializer("cls", &Tensor::f32(vec![1, 1, 8], vec![0.0; 8]));
+        let y = b.op("Expand", &[&cls, &target], &[]);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&y).map(|d| d.len()), Some(3));
+        assert_eq!(map.dims(&y).unwrap()[2], Dim::Known(8));
     }
 
     #[test]
