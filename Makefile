@@ -5,11 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ORT_DIR := .cache/onnxruntime/cpu
 
-<<<<<<< HEAD
-.PHONY: run test onnxruntime onnxruntime-gpu setup-test clean-cache demo-model
-=======
-.PHONY: run test onnxruntime onnxruntime-gpu setup-test setup-ocr setup-browser clean-cache
->>>>>>> h/web
+.PHONY: run test onnxruntime onnxruntime-gpu setup-test setup-ocr setup-browser clean-cache demo-model
 
 ## run: build and start the server on its embedded defaults (http://127.0.0.1:8080)
 run: onnxruntime setup-ocr

@@ -443,7 +443,6 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             let shape = node.input.get(1).and_then(|n| map.dim_values(n));
             let dims = match (dims0.as_ref(), shape) {
                 (Some(d), Some(s)) => Some(broadcast_shapes(&[d, &s])),
-<<<<<<< HEAD
                 // A shape fed at run time (not traced from shapes): its length gives the rank,
                 // and every dim of the input other than 1 is kept (the shape may only have 1
                 // or that size there).
@@ -455,11 +454,6 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                             _ => unknown(),
                         })
                         .collect()
-=======
-                // A shape computed at run time: its length still gives the rank.
-                (Some(d), None) => input(1).and_then(|t| t.known_dims()).and_then(|l| l.first().copied()).map(|len| {
-                    broadcast_shapes(&[d, &vec![unknown(); len as usize]])
->>>>>>> h/rules-conv
                 }),
                 _ => None,
             };
