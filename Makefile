@@ -5,15 +5,25 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ORT_DIR := .cache/onnxruntime/cpu
 
-.PHONY: run test onnxruntime onnxruntime-gpu setup-test clean-cache
+.PHONY: run test onnxruntime onnxruntime-gpu setup-test setup-ocr setup-browser clean-cache demo-model
 
 ## run: build and start the server on its embedded defaults (http://127.0.0.1:8080)
-run: onnxruntime
+run: onnxruntime setup-ocr
 	$(CARGO) run --release -p memeguard -- serve
 
 ## test: everything CI runs
+test: export MEMEGUARD_TEST_POSTGRES_URL ?= $(shell scripts/setup-postgres.sh)
 test: onnxruntime setup-test
 	$(CARGO) test --workspace --no-fail-fast
+
+## demo-model: retrain the demo package served by `make run` (tiny recipe on synthetic memes,
+## about 10 minutes on 2 cores); the result goes to models/demo/<time stamp>
+DEMO_DATA := data/synth-demo
+demo-model: onnxruntime
+	$(CARGO) build --release -p memeguard-training --bin memeguard-train
+	target/release/memeguard-train synth --out $(DEMO_DATA) --train 2048 --dev 256 --test 256 --size 96 --difficulty easy --seed 7 --force
+	target/release/memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml \
+	    --data $(DEMO_DATA) --out runs/demo --name demo --export models/demo/$$(date -u +%Y.%m.%d-%H%M%S)
 
 ## onnxruntime: ONNX Runtime 1.31.1 (CPU) from PyPI into .cache/onnxruntime/cpu
 onnxruntime:
@@ -23,9 +33,18 @@ onnxruntime:
 onnxruntime-gpu:
 	@scripts/onnxruntime.sh gpu
 
-## setup-test: the test-only tools (Python onnx/numpy for reference checks)
-setup-test:
+## setup-test: the test-only tools (Python onnx/numpy for reference checks, Tesseract,
+## headless Chromium and its WebDriver for the moderators' pages test)
+setup-test: setup-ocr setup-browser
 	@scripts/setup-test.sh
+
+## setup-ocr: Tesseract OCR and the headers its Rust binding builds against (apt)
+setup-ocr:
+	@scripts/setup-ocr.sh
+
+## setup-browser: Debian's chromium and chromium-driver (apt)
+setup-browser:
+	@scripts/setup-browser.sh
 
 clean-cache:
 	rm -rf .cache

@@ -10,8 +10,8 @@
 //! contiguous uint8 NHWC array. The images are synthetic memes of `--source` pixels,
 //! once as PNG (as the generator writes them) and once re-encoded as JPEG quality 90
 //! (as most memes in the wild). Rounds alternate Rust and Python; medians are printed
-//! as a Markdown table for docs/benchmarks.md. Without the Python venv
-//! (`make setup-test` plus `pip install pillow`) only the Rust rows are printed.
+//! as a Markdown table for docs/benchmarks.md. Without the Python venv with Pillow
+//! (`make setup-test`) only the Rust rows are printed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

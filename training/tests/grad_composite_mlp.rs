@@ -1,6 +1,7 @@
 //! A small MLP classifier, differentiated end to end: Gemm → layer norm → Relu →
 //! Gemm (transB) → Tanh → MatMul + bias → cross-entropy against class indices. The
-//! batch size is symbolic. Checked against finite differences for every parameter, and
+//! layer norm is the `LayerNormalization` op or the same computation written from
+//! elementwise ops (as older exporters emit it). The batch size is symbolic. Checked against finite differences for every parameter, and
 //! its training graph checked to use default-domain ops only, to pass `onnx.checker`
 //! and to run in ONNX Runtime.
 
@@ -40,9 +41,16 @@ fn decomposed_layer_norm(b: &mut GraphBuilder, h: &str, gamma: &str, beta: &str)
     b.op("Add", &[&scaled, beta], &[])
 }
 
+/// How the MLP normalises its hidden layer.
+#[derive(Clone, Copy, Debug)]
+enum Norm {
+    LayerNormalization,
+    Decomposed,
+}
+
 /// The MLP and its loss, in float64, parameters as initializers. Returns the model and
 /// the loss value's name.
-fn mlp() -> (ModelProto, String) {
+fn mlp(norm: Norm) -> (ModelProto, String) {
     let mut b = GraphBuilder::new("mlp");
     let x = b.input("x", DataType::Double, &dims!["batch", 5]);
     let labels = b.input("labels", DataType::Int64, &dims!["batch"]);
@@ -60,7 +68,12 @@ fn mlp() -> (ModelProto, String) {
         })
         .collect();
     let h = b.op("Gemm", &[&x, &p[0], &p[1]], &[]);
-    let h = decomposed_layer_norm(&mut b, &h, &p[2], &p[3]);
+    let h = match norm {
+        Norm::LayerNormalization => {
+            b.op("LayerNormalization", &[&h, &p[2], &p[3]], &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(1e-5))])
+        }
+        Norm::Decomposed => decomposed_layer_norm(&mut b, &h, &p[2], &p[3]),
+    };
     let h = b.op("Relu", &[&h], &[]);
     let h = b.op("Gemm", &[&h, &p[4], &p[5]], &[("transB", Attr::Int(1))]);
     let h = b.op("Tanh", &[&h], &[]);
@@ -84,15 +97,18 @@ fn param_names() -> Vec<&'static str> {
 
 #[test]
 fn mlp_gradients_match_finite_differences() {
-    let (model, loss) = mlp();
-    let report = check(&GradCheck::f64(model, &loss, feeds(), &param_names())).unwrap();
-    let total: i64 = PARAMS.iter().map(|(_, s)| s.iter().product::<i64>()).sum();
-    assert_eq!(report.checked as i64, total);
+    for norm in [Norm::LayerNormalization, Norm::Decomposed] {
+        let (model, loss) = mlp(norm);
+        let report =
+            check(&GradCheck::f64(model, &loss, feeds(), &param_names())).unwrap_or_else(|e| panic!("{norm:?}: {e}"));
+        let total: i64 = PARAMS.iter().map(|(_, s)| s.iter().product::<i64>()).sum();
+        assert_eq!(report.checked as i64, total);
+    }
 }
 
 #[test]
 fn mlp_training_graph_is_standard_onnx_and_runs() {
-    let (model, loss) = mlp();
+    let (model, loss) = mlp(Norm::LayerNormalization);
     let wrt: Vec<String> = param_names().iter().map(|s| s.to_string()).collect();
     let d = differentiate(&model, &loss, &wrt).unwrap();
     let mut b = GraphBuilder::from_model(&d.model);

@@ -278,8 +278,18 @@ fn dropout_graph(training: Option<bool>, expose_mask: bool) -> (memeguard_onnx::
     (b.build(), w)
 }
 
-/// Runs the differentiated dropout graph once; returns (x, y, mask, x_grad, w).
-fn run_dropout(training: Option<bool>, feed_training: bool) -> (Vec<f64>, Vec<f64>, Vec<bool>, Vec<f64>, Vec<f64>) {
+/// One run of the differentiated dropout graph.
+struct DropoutRun {
+    x: Vec<f64>,
+    y: Vec<f64>,
+    mask: Vec<bool>,
+    x_grad: Vec<f64>,
+    /// The fixed weights of the loss: dloss/dy.
+    w: Vec<f64>,
+}
+
+/// Runs the differentiated dropout graph once.
+fn run_dropout(training: Option<bool>, feed_training: bool) -> DropoutRun {
     let (model, w) = dropout_graph(training, true);
     let d = differentiate(&model, "loss", &["x".to_string()]).unwrap();
     let mut b = GraphBuilder::from_model(&d.model);
@@ -297,7 +307,7 @@ fn run_dropout(training: Option<bool>, feed_training: bool) -> (Vec<f64>, Vec<f6
         memeguard_onnx::TensorData::Bool(m) => m.clone(),
         other => panic!("mask is not boolean: {other:?}"),
     };
-    (xs, out[0].to_f64_vec(), mask, out[2].to_f64_vec(), w)
+    DropoutRun { x: xs, y: out[0].to_f64_vec(), mask, x_grad: out[2].to_f64_vec(), w }
 }
 
 #[test]
@@ -306,7 +316,7 @@ fn dropout_in_training_reuses_the_forward_mask() {
     // checked in the same run against the mask the forward pass drew:
     // y = x·mask/(1−p) and dx = w·mask/(1−p).
     for (training, feed) in [(Some(true), true), (None, true)] {
-        let (xs, y, mask, grad, w) = run_dropout(training, feed);
+        let DropoutRun { x: xs, y, mask, x_grad: grad, w } = run_dropout(training, feed);
         let dropped = mask.iter().filter(|&&m| !m).count();
         assert!((4..40).contains(&dropped), "{dropped} of 64 dropped at ratio 0.25");
         for i in 0..64 {
@@ -316,7 +326,7 @@ fn dropout_in_training_reuses_the_forward_mask() {
         }
     }
     // training_mode fed as false at run time: identity, no rescaling.
-    let (_, _, mask, grad, w) = run_dropout(None, false);
+    let DropoutRun { mask, x_grad: grad, w, .. } = run_dropout(None, false);
     assert!(mask.iter().all(|&m| m));
     assert_eq!(grad, w);
 }

@@ -1,74 +1,18 @@
 //! Every model's training graph builds with the autodiff, loads in ONNX Runtime and
-//! gives finite gradients of the right shapes for every trainable parameter. While
-//! gradient rules are still landing (issue 3), a model may wait only on an op the
-//! autodiff has promised a rule for; once all its ops have rules it is checked in
-//! full automatically.
+//! gives finite gradients of the right shapes for every trainable parameter; the
+//! transformer encoders' and the DINO head's gradients match finite differences.
 
 mod models_support;
 
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{Attr, DataType, Dim, GraphBuilder, Tensor, check_model, dims};
+use memeguard_training::autodiff::differentiate;
 use memeguard_training::autodiff::gradcheck::{GradCheck, check};
-use memeguard_training::autodiff::{AutodiffError, differentiate};
 use memeguard_training::graph_spec::{Mode, ModelGraph};
 use memeguard_training::models::input::{ATTENTION_MASK, BATCH, INPUT_IDS, PIXEL_VALUES};
 use memeguard_training::models::*;
 use models_support::{Lcg, pixels, run, tokens};
 use ort::value::DynValue;
-
-/// The ops issue 3 requires gradient rules for.
-const PROMISED: &[&str] = &[
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Neg",
-    "Pow",
-    "Sqrt",
-    "Reciprocal",
-    "Exp",
-    "Log",
-    "Tanh",
-    "Sigmoid",
-    "Erf",
-    "Relu",
-    "LeakyRelu",
-    "Gelu",
-    "Softmax",
-    "LogSoftmax",
-    "MatMul",
-    "Gemm",
-    "Conv",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "BatchNormalization",
-    "LayerNormalization",
-    "Dropout",
-    "ReduceSum",
-    "ReduceMean",
-    "ReduceMax",
-    "ReduceL2",
-    "Reshape",
-    "Flatten",
-    "Transpose",
-    "Squeeze",
-    "Unsqueeze",
-    "Concat",
-    "Split",
-    "Slice",
-    "Gather",
-    "Expand",
-    "Tile",
-    "Where",
-    "Identity",
-    "Cast",
-    "Clip",
-    "Abs",
-    "Min",
-    "Max",
-    "Pad",
-];
 
 /// A model in Train mode with a scalar loss `mean(output²)` appended.
 struct Case {
@@ -177,39 +121,23 @@ fn with_gradient_outputs(
 
 #[test]
 fn training_graphs_build_run_and_give_finite_gradients() {
-    let mut checked = Vec::new();
-    let mut waiting = Vec::new();
     for case in cases() {
         let trainable = case.graph.trainable();
-        match differentiate(&case.graph.model, "loss", &trainable) {
-            Ok(diff) => {
-                assert_eq!(diff.grads.len(), trainable.len(), "{}", case.name);
-                let model = with_gradient_outputs(&diff.model, &case.graph, &diff.grads);
-                check_model(&model, true).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-                let out = run(&model, (case.inputs)());
-                let mut total = 0.0f64;
-                for (param, grad) in &diff.grads {
-                    let (_, values) = &out[grad];
-                    total += values.iter().map(|v| v.abs() as f64).sum::<f64>();
-                    assert!(!values.is_empty(), "{}: empty gradient for {param}", case.name);
-                }
-                assert!(total > 0.0, "{}: every gradient is zero", case.name);
-                checked.push(case.name);
-            }
-            Err(AutodiffError::NoRule { op, node }) => {
-                assert!(
-                    PROMISED.contains(&op.as_str()),
-                    "{}: op `{op}` (node `{node}`) has no rule and none is planned",
-                    case.name
-                );
-                waiting.push(format!("{} (on {op})", case.name));
-            }
-            Err(e) => panic!("{}: {e}", case.name),
+        let diff =
+            differentiate(&case.graph.model, "loss", &trainable).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(diff.grads.len(), trainable.len(), "{}", case.name);
+        let model = with_gradient_outputs(&diff.model, &case.graph, &diff.grads);
+        check_model(&model, true).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let out = run(&model, (case.inputs)());
+        let inits = &case.graph.model.graph.as_ref().unwrap().initializer;
+        let mut total = 0.0f64;
+        for (param, grad) in &diff.grads {
+            let (shape, values) = &out[grad];
+            assert_eq!(shape, &inits.iter().find(|t| t.name() == param).unwrap().dims, "{}: {param}", case.name);
+            total += values.iter().map(|v| v.abs() as f64).sum::<f64>();
         }
+        assert!(total > 0.0, "{}: every gradient is zero", case.name);
     }
-    eprintln!("training graphs checked: {checked:?}; waiting for gradient rules: {waiting:?}");
-    // The DINO head's ops (MatMul, Gelu, ReduceL2, Div...) all have rules today.
-    assert!(checked.contains(&"dino head"), "{checked:?} / {waiting:?}");
 }
 
 /// The DINO head's gradients (through L2 normalisation and the weight-normalised last
@@ -258,4 +186,44 @@ fn every_value_has_a_shape_known_to_inference() {
             .collect();
         assert!(unknown.is_empty(), "{}: no shape for {unknown:?}", case.name);
     }
+}
+
+/// Gradients of small transformer encoders against central finite differences, for
+/// the parameters whose gradients pass through the less common ops: the class token
+/// (Pad, Gather), position embeddings (Gather by position ids; the bicubic resize
+/// MatMul, Slice and Concat when the input size differs), token embeddings (Gather),
+/// and the attention's fused qkv bias (Split, Softmax).
+#[test]
+fn transformer_encoder_gradients_match_finite_differences() {
+    let vit_cfg =
+        VitConfig { image_size: 16, patch_size: 8, dim: 8, depth: 1, heads: 2, mlp_ratio: 2, eps: 1e-6, dropout: 0.0 };
+    let text_cfg =
+        TextConfig { dim: 8, depth: 1, heads: 2, mlp_ratio: 2, pooling: Pooling::Mean, ..TextConfig::tiny(10, 6) };
+    let mut net = Net::new("encoders", Mode::Train, 6);
+    let pixels = net.b.input("pixels", DataType::Float, &dims![BATCH, 3, 24, 24]);
+    let (ids, mask) = text_inputs(&mut net);
+    let image = vit_at_input_size(&mut net, &vit_cfg, "image", &pixels, 24);
+    let text = text_encoder(&mut net, &text_cfg, "text", &ids, &mask);
+    let both = net.b.op("Concat", &[&image, &text], &[("axis", Attr::Int(-1))]);
+    let mut graph = net.finish(&[GraphOutput::f32(&both, "features", dims![BATCH, 16])]);
+    spread(&mut graph);
+    let mut rng = Lcg(3);
+    let pixels = Tensor::f32(vec![2, 3, 24, 24], (0..2 * 3 * 576).map(|_| rng.uniform()).collect());
+    let ids = Tensor::i64(vec![2, 6], vec![2, 5, 9, 1, 0, 0, 3, 3, 7, 8, 4, 6]);
+    let mask = Tensor::i64(vec![2, 6], vec![1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1]);
+    let wrt = [
+        "image.cls_token",
+        "image.pos_embed",
+        "image.blocks.0.attn.qkv.bias",
+        "image.norm.weight",
+        "text.token_embed",
+        "text.pos_embed",
+        "text.blocks.0.attn.qkv.bias",
+        "text.blocks.0.mlp.fc2.bias",
+    ];
+    let inputs =
+        vec![("pixels".to_string(), pixels), ("input_ids".to_string(), ids), ("attention_mask".to_string(), mask)];
+    let spec = GradCheck::f32(graph.model.clone(), &both, inputs, &wrt);
+    let report = check(&spec).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checked, 8 + 5 * 8 + 24 + 8 + 10 * 8 + 6 * 8 + 24 + 8, "{report:?}");
 }

@@ -251,7 +251,15 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
         }
         "Cast" => Some(ValueType { dtype: dtype_from_attr(node, "to").unwrap_or(first_dtype), dims: dims0.clone() }),
         "CastLike" => Some(ValueType { dtype: input(1).map(|t| t.dtype).unwrap_or(first_dtype), dims: dims0.clone() }),
-        "Shape" => Some(ValueType { dtype: DataType::Int64, dims: rank0.map(|r| vec![Dim::Known(r as i64)]) }),
+        "Shape" => {
+            // Optional start/end (opset 15) select a range of the dims, clamped to [0, rank].
+            let len = rank0.map(|r| {
+                let r = r as i64;
+                let at = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r);
+                (at(attr_int(node, "end", r)) - at(attr_int(node, "start", 0))).max(0)
+            });
+            Some(ValueType { dtype: DataType::Int64, dims: len.map(|n| vec![Dim::Known(n)]) })
+        }
         "Size" => Some(ValueType { dtype: DataType::Int64, dims: Some(vec![]) }),
         "NonZero" => Some(ValueType { dtype: DataType::Int64, dims: rank0.map(|r| vec![Dim::Known(r as i64), unknown()]) }),
         "Constant" => attribute(node, "value").and_then(|a| a.t.as_ref()).and_then(|t| Tensor::from_proto(t).ok()).map(|t| {
@@ -418,7 +426,8 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
         }
         "Concat" => {
             let all: Option<Vec<Vec<Dim>>> = node.input.iter().map(|n| map.get(n).and_then(|t| t.dims.clone())).collect();
-            let dims = all.filter(|a| !a.is_empty()).map(|all| {
+            // Inputs of different ranks are an invalid graph: leave the shape unknown.
+            let dims = all.filter(|a| !a.is_empty() && a.iter().all(|d| d.len() == a[0].len() && !d.is_empty())).map(|all| {
                 let axis = norm_axis(attr_int(node, "axis", 0), all[0].len());
                 let mut d = all[0].clone();
                 d[axis] = all
@@ -434,6 +443,18 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             let shape = node.input.get(1).and_then(|n| map.dim_values(n));
             let dims = match (dims0.as_ref(), shape) {
                 (Some(d), Some(s)) => Some(broadcast_shapes(&[d, &s])),
+                // A shape fed at run time (not traced from shapes): its length gives the rank,
+                // and every dim of the input other than 1 is kept (the shape may only have 1
+                // or that size there).
+                (Some(d), None) => input(1).and_then(|t| t.known_dims()).and_then(|k| k.first().copied()).map(|k| {
+                    let rank = (k as usize).max(d.len());
+                    (0..rank)
+                        .map(|i| match i.checked_sub(rank - d.len()).map(|j| &d[j]) {
+                            Some(x) if *x != Dim::Known(1) => x.clone(),
+                            _ => unknown(),
+                        })
+                        .collect()
+                }),
                 _ => None,
             };
             same(dims)
@@ -742,6 +763,27 @@ mod tests {
     }
 
     #[test]
+    fn run_time_shapes_keep_ranks() {
+        // Shape's start/end set its length; shapes fed at run time (not traced from
+        // other shapes) still give Expand, Reshape and Slice their ranks.
+        let mut b = GraphBuilder::new("g");
+        let tokens = b.input("tokens", DataType::Float, &dims!["batch", 4, 8]);
+        let target = b.input("target", DataType::Int64, &dims![3]);
+        let cls = b.initializer("cls", &Tensor::f32(vec![1, 1, 8], vec![0.0; 8]));
+        let n = b.op("Shape", &[&tokens], &[("start", Attr::Int(0)), ("end", Attr::Int(1))]);
+        let tail = b.op("Shape", &[&tokens], &[("start", Attr::Int(-2))]);
+        let e = b.op("Expand", &[&cls, &target], &[]);
+        let r = b.op("Reshape", &[&tokens, &target], &[]);
+        let s = b.op("Slice", &[&tokens, &n, &n], &[]);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&n).unwrap(), &dims![1][..]);
+        assert_eq!(map.dims(&tail).unwrap(), &dims![2][..]);
+        assert_eq!(map.dims(&e).unwrap(), &[Dim::Sym("?".into()), Dim::Sym("?".into()), Dim::Known(8)][..]);
+        assert_eq!(map.get(&r).unwrap().rank(), Some(3));
+        assert_eq!(map.get(&s).unwrap().rank(), Some(3));
+    }
+
+    #[test]
     fn shapes_computed_at_run_time_keep_symbolic_dims() {
         // cls token [1,1,D] expanded to [batch,1,D] with a shape made from Shape(x).
         let mut b = GraphBuilder::new("g");
@@ -777,6 +819,19 @@ mod tests {
         let map = infer_shapes(&b.build());
         assert_eq!(map.dims(&y).unwrap(), &dims!["batch", 6, 6, 8][..]);
         assert_eq!(map.dtype(&y), Some(DataType::Double));
+    }
+
+    #[test]
+    fn expand_to_a_run_time_shape_keeps_the_rank() {
+        // A shape whose values are unknown until run time (here fed as an input): its
+        // length still gives the rank.
+        let mut b = GraphBuilder::new("g");
+        let target = b.input("target", DataType::Int64, &dims![3]);
+        let cls = b.initializer("cls", &Tensor::f32(vec![1, 1, 8], vec![0.0; 8]));
+        let y = b.op("Expand", &[&cls, &target], &[]);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&y).map(|d| d.len()), Some(3));
+        assert_eq!(map.dims(&y).unwrap()[2], Dim::Known(8));
     }
 
     #[test]

@@ -233,10 +233,10 @@ pub fn parse_split(
     bytes: &[u8],
     check: ImageCheck,
 ) -> (Vec<Meme>, SplitSummary, Vec<DataWarning>) {
-    let mut memes = Vec::new();
     let mut summary = SplitSummary::default();
-    let mut warnings = Vec::new();
     let mut seen = HashSet::new();
+    // Lines first (cheap, in order), then the images of the lines that parsed (in parallel).
+    let mut parsed: Vec<Result<Meme, DataWarning>> = Vec::new();
     let text = String::from_utf8_lossy(bytes);
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -244,32 +244,57 @@ pub fn parse_split(
         }
         summary.lines += 1;
         let at = SourceLine { file: file.to_path_buf(), line: index + 1 };
-        let problem = match parse_line(root, line, &at) {
-            Ok(meme) if !seen.insert(meme.id.clone()) => Problem::DuplicateId(meme.id),
-            Ok(meme) => match check_image(&meme.image, check) {
-                Ok(()) => {
-                    match meme.label {
-                        Some(1) => summary.hateful += 1,
-                        Some(_) => summary.not_hateful += 1,
-                        None => summary.unlabelled += 1,
-                    }
-                    memes.push(meme);
-                    continue;
+        parsed.push(match parse_line(root, line, &at) {
+            Ok(meme) if !seen.insert(meme.id.clone()) => {
+                Err(DataWarning { at, problem: Problem::DuplicateId(meme.id) })
+            }
+            Ok(meme) => Ok(meme),
+            Err(problem) => Err(DataWarning { at, problem }),
+        });
+    }
+    let images: Vec<&Path> = parsed.iter().filter_map(|p| p.as_ref().ok()).map(|m| m.image.as_path()).collect();
+    let mut checked = check_images(&images, check).into_iter();
+    let (mut memes, mut warnings) = (Vec::new(), Vec::new());
+    for item in parsed {
+        let result = item.and_then(|meme| match checked.next().expect("one check per parsed meme") {
+            Ok(()) => Ok(meme),
+            Err(problem) => Err(DataWarning { at: meme.source, problem }),
+        });
+        match result {
+            Ok(meme) => {
+                match meme.label {
+                    Some(1) => summary.hateful += 1,
+                    Some(_) => summary.not_hateful += 1,
+                    None => summary.unlabelled += 1,
                 }
-                Err(problem) => problem,
-            },
-            Err(problem) => problem,
-        };
-        match problem {
-            Problem::MissingImage(_) => summary.missing_images += 1,
-            Problem::UnreadableImage { .. } => summary.unreadable_images += 1,
-            _ => summary.bad_lines += 1,
+                memes.push(meme);
+            }
+            Err(warning) => {
+                match warning.problem {
+                    Problem::MissingImage(_) => summary.missing_images += 1,
+                    Problem::UnreadableImage { .. } => summary.unreadable_images += 1,
+                    _ => summary.bad_lines += 1,
+                }
+                warnings.push(warning);
+            }
         }
-        warnings.push(DataWarning { at, problem });
     }
     summary.loaded = memes.len();
     summary.text = TextStats::of(memes.iter().map(|m| m.text.as_str()));
     (memes, summary, warnings)
+}
+
+/// Checks `paths` on all cores; results in the order of `paths`.
+fn check_images(paths: &[&Path], check: ImageCheck) -> Vec<Result<(), Problem>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = paths.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|p| check_image(p, check)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("image check thread panicked")).collect()
+    })
 }
 
 fn parse_line(root: &Path, line: &str, at: &SourceLine) -> Result<Meme, Problem> {

@@ -143,7 +143,8 @@ pub fn render_table(entries: &[ModelSummary]) -> String {
     out
 }
 
-/// One entry in detail, with its op histogram.
+/// One entry in detail, with its op histogram (ops the autodiff cannot differentiate
+/// are marked).
 pub fn render_details(e: &ModelSummary) -> String {
     let mut out = format!("{} ({} encoder): {}\n", e.name, e.modality, e.description);
     let _ = writeln!(out, "  input size       {}", e.input_size);
@@ -155,7 +156,8 @@ pub fn render_details(e: &ModelSummary) -> String {
     let mut ops: Vec<_> = e.stats.ops.iter().collect();
     ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     for (op, n) in ops {
-        let _ = writeln!(out, "    {op:<20} {n}");
+        let rule = if crate::autodiff::has_rule(op) { "" } else { "  (no gradient rule)" };
+        let _ = writeln!(out, "    {op:<20} {n:>5}{rule}");
     }
     out
 }

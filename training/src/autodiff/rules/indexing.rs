@@ -20,6 +20,24 @@ pub(super) fn zeros_like(c: &mut RuleCtx, like: &str) -> String {
     c.op("ConstantOfShape", &[&shape], &[("value", Attr::Tensor(Tensor::full(dtype, &[1], 0.0)))])
 }
 
+/// Sums `g` into zeros shaped like `x` at the flat (row-major) positions `positions`
+/// (any shape with `g`'s element count): the scatter-add that sends a gradient back
+/// to where each element came from. Repeated positions accumulate.
+pub(crate) fn scatter_add_flat(c: &mut RuleCtx, x: &str, positions: &str, g: &str) -> String {
+    let flat = c.const_i64s(&[-1]);
+    let positions = c.op("Reshape", &[positions, &flat], &[]);
+    let updates = c.op("Reshape", &[g, &flat], &[]);
+    let zeros = zeros_like(c, x);
+    let zeros = c.op("Reshape", &[&zeros, &flat], &[]);
+    let summed = c.op(
+        "ScatterElements",
+        &[&zeros, &positions, &updates],
+        &[("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))],
+    );
+    let shape = c.shape_of(x);
+    c.op("Reshape", &[&summed, &shape], &[])
+}
+
 /// The gradient of a pure data movement `y = f(x)` (every element of `y` is a copy of
 /// one element of `x`), given `index_of` that applies the same movement to a tensor.
 /// Applying it to `iota` (each element's flat position in `x`) tells, for every element
@@ -38,17 +56,7 @@ pub(super) fn grad_through_index_map(
     let shape = c.shape_of(x);
     let iota = c.op("Reshape", &[&flat_positions, &shape], &[]);
     let source = index_of(c, &iota);
-    let flat = c.const_i64s(&[-1]);
-    let source = c.op("Reshape", &[&source, &flat], &[]);
-    let updates = c.op("Reshape", &[g, &flat], &[]);
-    let zeros = zeros_like(c, x);
-    let zeros = c.op("Reshape", &[&zeros, &flat], &[]);
-    let summed = c.op(
-        "ScatterElements",
-        &[&zeros, &source, &updates],
-        &[("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))],
-    );
-    c.op("Reshape", &[&summed, &shape], &[])
+    scatter_add_flat(c, x, &source, g)
 }
 
 /// `y = Gather(x, idx, axis)`: `y` has shape `D[..a] + Q + D[a+1..]`. `GO` is reshaped to

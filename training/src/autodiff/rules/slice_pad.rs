@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use memeguard_onnx::{Attr, DataType};
+use memeguard_onnx::{Attr, DataType, Tensor};
 
 use super::indexing::grad_through_index_map;
 use crate::autodiff::{AutodiffError, Rule, RuleCtx};
@@ -43,10 +43,7 @@ fn slice(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let g = c.grad_out();
     let x = c.input(0).to_string();
     let inputs: Vec<String> = (0..c.num_inputs()).map(|i| c.input(i).to_string()).collect();
-    let unit_steps = match c.has_input(4) {
-        false => true,
-        true => c.const_input(&inputs[4]).is_some_and(|s| s.iter().all(|&v| v == 1)),
-    };
+    let unit_steps = !c.has_input(4) || c.const_input(&inputs[4]).is_some_and(|s| s.iter().all(|&v| v == 1));
     if !unit_steps {
         // Strided, reversed or run-time steps: slice the index map the same way.
         let gi = grad_through_index_map(c, &x, &g, |c, iota| {
@@ -63,8 +60,7 @@ fn slice(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let axes = if c.has_input(3) {
         as_i64(c, &inputs[3])
     } else {
-        let (zero, one) =
-            (c.constant(memeguard_onnx::Tensor::scalar_i64(0)), c.constant(memeguard_onnx::Tensor::scalar_i64(1)));
+        let (zero, one) = (c.constant(Tensor::scalar_i64(0)), c.constant(Tensor::scalar_i64(1)));
         let n = c.op("Size", &[&starts], &[]);
         c.op("Range", &[&zero, &n, &one], &[])
     };

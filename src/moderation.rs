@@ -1,0 +1,186 @@
+//! Moderating pairs: validate, decode, score, record, answer. The REST route and the
+//! moderators' upload page both call [`moderate`], so the rules and the decision log
+//! entry are the same whichever way a meme arrives.
+
+use std::time::Instant;
+
+use memeguard_package::decode_image;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::db::DbTime;
+use crate::db::decisions::{DecisionImage, NewDecision, TextSource};
+use crate::error::AppError;
+use crate::scoring::ScoreInput;
+use crate::state::AppState;
+
+/// One image+text pair as received.
+#[derive(Debug, Clone, Default)]
+pub struct ModerationItem {
+    /// Encoded image bytes (format judged by their magic bytes).
+    pub image: Option<Vec<u8>>,
+    pub text: Option<String>,
+}
+
+/// The verdict on one pair.
+#[derive(Debug, Clone)]
+pub struct ItemOutcome {
+    pub decision_id: i64,
+    pub score: f32,
+    pub threshold: f32,
+    pub flagged: bool,
+    pub text_source: TextSource,
+    /// What was scored: `text` and/or `image`.
+    pub applied_input_types: Vec<&'static str>,
+}
+
+/// The verdicts of one request, in input order, all from one model.
+#[derive(Debug, Clone)]
+pub struct ModerationOutcome {
+    pub request_id: String,
+    pub model: String,
+    pub placeholder: bool,
+    pub results: Vec<ItemOutcome>,
+}
+
+/// A new response id (`modr-` + 24 hex digits), as OpenAI's moderation ids look.
+pub fn new_request_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    format!("modr-{}", hex::encode(bytes))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks the request-level rules (count, emptiness, text length) before any work.
+pub fn validate(state: &AppState, items: &[ModerationItem]) -> Result<(), AppError> {
+    if items.is_empty() {
+        return Err(AppError::BadRequest("`input` is empty: send a text, an image, or both".into()));
+    }
+    let max_items = state.config.max_items as usize;
+    if items.len() > max_items {
+        return Err(AppError::BadRequest(format!(
+            "{} pairs in one request; the limit is {max_items} (see --max-items)",
+            items.len()
+        )));
+    }
+    let max_chars = state.config.max_text_chars;
+    for (i, item) in items.iter().enumerate() {
+        let text = item.text.as_deref().unwrap_or("");
+        if item.image.is_none() && text.trim().is_empty() {
+            return Err(AppError::BadRequest(format!("input[{i}] is empty: send a text, an image, or both")));
+        }
+        let chars = text.chars().count();
+        if chars > max_chars {
+            return Err(AppError::BadRequest(format!(
+                "input[{i}]: the text has {chars} characters; the limit is {max_chars} (see --max-text-chars)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Scores `items` and records one decision each (in one transaction) before returning.
+/// `store: false` keeps only hashes and scores. `started` is when the request arrived.
+pub async fn moderate(
+    state: &AppState,
+    caller: &Caller,
+    items: Vec<ModerationItem>,
+    store: bool,
+    started: Instant,
+) -> Result<ModerationOutcome, AppError> {
+    validate(state, &items)?;
+
+    // Decoding is CPU work on untrusted bytes: the blocking pool, never the async runtime.
+    let limits = state.image_limits();
+    let ocr = state.ocr.clone();
+    let (items, inputs, ocr_texts) = tokio::task::spawn_blocking(move || {
+        let mut inputs = Vec::with_capacity(items.len());
+        let mut ocr_texts = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let image = match &item.image {
+                Some(bytes) => {
+                    Some(decode_image(bytes, &limits).map_err(|e| AppError::from(e).at(&format!("input[{i}]")))?)
+                }
+                None => None,
+            };
+            // An image without text gets its text read by OCR (when OCR is available).
+            let no_text = item.text.as_deref().is_none_or(|t| t.trim().is_empty());
+            let ocr_text = image.as_ref().filter(|_| no_text).and_then(|d| ocr.text_for_scoring(&d.image));
+            inputs.push(ScoreInput { image, text: ocr_text.clone().or_else(|| item.text.clone()).unwrap_or_default() });
+            ocr_texts.push(ocr_text);
+        }
+        Ok::<_, AppError>((items, inputs, ocr_texts))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))??;
+
+    let dims: Vec<Option<(u32, u32, &'static str)>> =
+        inputs.iter().map(|i| i.image.as_ref().map(|d| (d.width, d.height, d.format.mime_type()))).collect();
+    let scores = state.scorer.score(inputs).await?;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    let request_id = new_request_id();
+    let created_at = DbTime::now();
+    let mut new_decisions = Vec::with_capacity(items.len());
+    let mut results = Vec::with_capacity(items.len());
+    for (((item, score), dims), ocr_text) in items.into_iter().zip(&scores.scores).zip(dims).zip(ocr_texts) {
+        let from_ocr = ocr_text.is_some();
+        let text = ocr_text.or(item.text).unwrap_or_default();
+        let has_text = !text.trim().is_empty();
+        let flagged = *score >= scores.threshold;
+        let text_source = match (from_ocr, has_text) {
+            (true, _) => TextSource::Ocr,
+            (false, true) => TextSource::Given,
+            (false, false) => TextSource::None,
+        };
+        let image = match (item.image, dims) {
+            (Some(bytes), Some((width, height, mime))) => Some(DecisionImage {
+                sha256: sha256_hex(&bytes),
+                mime: mime.to_string(),
+                width,
+                height,
+                bytes: store.then_some(bytes),
+            }),
+            _ => None,
+        };
+        let mut applied = Vec::with_capacity(2);
+        if has_text {
+            applied.push("text");
+        }
+        if image.is_some() {
+            applied.push("image");
+        }
+        new_decisions.push(NewDecision {
+            created_at,
+            request_id: request_id.clone(),
+            model: scores.model.clone(),
+            score: f64::from(*score),
+            threshold: f64::from(scores.threshold),
+            flagged,
+            text_sha256: sha256_hex(text.as_bytes()),
+            text: store.then_some(text),
+            text_source,
+            image,
+            stored: store,
+            latency_ms,
+            caller: caller.id.clone(),
+        });
+        results.push(ItemOutcome {
+            decision_id: 0,
+            score: *score,
+            threshold: scores.threshold,
+            flagged,
+            text_source,
+            applied_input_types: applied,
+        });
+    }
+
+    let ids = state.decisions.insert(new_decisions).await?;
+    for (result, id) in results.iter_mut().zip(ids) {
+        result.decision_id = id;
+        state.metrics.record_decision(result.flagged);
+    }
+    Ok(ModerationOutcome { request_id, model: scores.model, placeholder: scores.placeholder, results })
+}

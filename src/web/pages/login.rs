@@ -1,0 +1,120 @@
+//! Sign-in and sign-out.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{Layout, render};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::accounts;
+use crate::web::error::PageError;
+use crate::web::session::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebUser, local_redirect};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    csrf: String,
+    next: String,
+    username: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// A fresh sign-in form (with its double-submit CSRF cookie).
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    next: &str,
+    username: &str,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let (cookie, csrf) = session::login_csrf_cookie(state.config.web.cookie_secure);
+    let page =
+        LoginPage { layout: Layout::new(state, None), csrf, next: next.to_string(), username: username.into(), error };
+    Ok((status, [(SET_COOKIE, cookie)], render(&page)?).into_response())
+}
+
+/// `GET /login`: the form, or straight on when already signed in.
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<NextQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let next = local_redirect(query.as_ref().ok().and_then(|q| q.next.as_deref()));
+    if let Some(token) = session::cookie(&headers, SESSION_COOKIE)
+        && session::find(&state.db, token).await?.is_some()
+    {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    login_page(&state, StatusCode::OK, &next, "", None)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+    next: String,
+}
+
+/// `POST /login`: checks the form's token and the password, then starts a session.
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form.map_err(|e| AppError::BadRequest(format!("unreadable sign-in form: {}", e.body_text())))?;
+    if !session::login_csrf_ok(&headers, &form.csrf) {
+        return Err(PageError::Csrf);
+    }
+    let next = local_redirect(Some(&form.next));
+    let Some(account) = accounts::authenticate(&state.db, form.username.trim(), &form.password)
+        .await
+        .map_err(|e| AppError::Internal(format!("sign-in: {e}")))?
+    else {
+        tracing::info!(username = %form.username.trim(), "sign-in refused");
+        let error = Some("Wrong username or password.".to_string());
+        return login_page(&state, StatusCode::UNAUTHORIZED, &next, form.username.trim(), error);
+    };
+    let web = &state.config.web;
+    let token = session::create(&state.db, &account, web.session_lifetime()).await?;
+    tracing::info!(username = %account.username, "signed in");
+    let session_cookie =
+        session::set_cookie(SESSION_COOKIE, &token, web.session_lifetime().as_secs(), web.cookie_secure, "Lax");
+    let spent = session::set_cookie(LOGIN_CSRF_COOKIE, "", 0, web.cookie_secure, "Strict");
+    let mut response = Redirect::to(&next).into_response();
+    response.headers_mut().append(SET_COOKIE, session_cookie.parse().expect("cookie text is ASCII"));
+    response.headers_mut().append(SET_COOKIE, spent.parse().expect("cookie text is ASCII"));
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /logout`: ends the session (the form's token proves it came from our page).
+pub async fn logout(
+    State(state): State<AppState>,
+    user: WebUser,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    user.check_csrf(Some(&form.csrf))?;
+    session::end(&state.db, &user.token).await?;
+    let cleared = session::set_cookie(SESSION_COOKIE, "", 0, state.config.web.cookie_secure, "Lax");
+    Ok(([(SET_COOKIE, cleared)], Redirect::to("/login")).into_response())
+}
