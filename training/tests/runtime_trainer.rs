@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use memeguard_onnx::{DataType, GraphBuilder, Tensor, dims, encode_model};
 use memeguard_package::Device;
 use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
+use memeguard_training::autodiff::Options;
 use memeguard_training::graph_spec::{ModelGraph, Param};
-use memeguard_training::optim::{EmaPair, OptimizerConfig, OptimizerKind, build_step_graph};
+use memeguard_training::optim::{EmaPair, OptimizerConfig, OptimizerKind, build_step_graph, differentiate_step};
 use memeguard_training::runtime::{StepHyper, Trainer, TrainerConfig, export_inference};
+use optim_fixtures::net::{Net, onehot};
 use optim_fixtures::{Fixture, batch, feeds, linear_regression, mlp};
 use rand::RngCore;
 
@@ -73,6 +75,57 @@ fn resumed_runs_continue_bit_exactly_as_uninterrupted_ones() {
         assert_eq!(state_bits(&resumed), state_bits(&whole), "case {i}: final state differs");
         assert_eq!(resumed.optimizer_step(), whole.optimizer_step());
     }
+}
+
+/// A classifier with two dropout layers, one seeded and one not (the runtime seeds it).
+fn dropout_classifier() -> (ModelGraph, String) {
+    let mut net = Net::new("dropout_classifier");
+    let x = net.g.input("features", DataType::Float, &dims!["batch", 6]);
+    let h = net.linear("fc1", &x, 6, 16);
+    let h = net.g.op("Relu", &[&h], &[]);
+    let h = net.dropout(&h, 0.3, Some(11));
+    let h = net.linear("fc2", &h, 16, 16);
+    let h = net.g.op("Tanh", &[&h], &[]);
+    let h = net.dropout(&h, 0.2, None);
+    let logits = net.linear("head", &h, 16, 3);
+    let loss = net.cross_entropy(&logits, 3);
+    net.finish(loss)
+}
+
+#[test]
+fn resumed_runs_with_dropout_draw_the_same_masks_as_uninterrupted_ones() {
+    let (model, loss) = dropout_classifier();
+    let config = OptimizerConfig::new(OptimizerKind::adamw()).with_accumulation(2);
+    let new_trainer = |seed| {
+        let step = differentiate_step(&model, &loss, &config, &Options::default()).unwrap();
+        Trainer::new(step, &TrainerConfig { seed, ..TrainerConfig::default() }).unwrap()
+    };
+    let run = |trainer: &mut Trainer, steps: usize| -> Vec<u32> {
+        (0..steps)
+            .map(|_| {
+                let seed = trainer.rng().next_u64() % 1000;
+                let batch = vec![
+                    ("features".to_string(), Tensor::f32(vec![8, 6], optim_fixtures::values(seed, 48))),
+                    ("onehot".to_string(), onehot(8, 3)),
+                ];
+                trainer.step(batch, &StepHyper::new(0.01, 0.0)).unwrap().loss.to_bits()
+            })
+            .collect()
+    };
+    let mut whole = new_trainer(21);
+    let all = run(&mut whole, 9);
+    assert_eq!(run(&mut new_trainer(21), 9), all, "one seed, one run");
+    assert_ne!(run(&mut new_trainer(22), 9), all, "another seed, other masks and batches");
+
+    let mut first = new_trainer(21);
+    assert_eq!(run(&mut first, 5), all[..5]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dropout.safetensors");
+    first.save_checkpoint(&path, &BTreeMap::new()).unwrap();
+    let mut resumed = new_trainer(5);
+    resumed.resume(&path).unwrap();
+    assert_eq!(run(&mut resumed, 4), all[5..], "masks after resume continue the uninterrupted run's");
+    assert_eq!(state_bits(&resumed), state_bits(&whole));
 }
 
 #[test]

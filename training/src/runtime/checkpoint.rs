@@ -18,6 +18,7 @@ pub const FORMAT: &str = "memeguard-checkpoint-1";
 const KEY_FORMAT: &str = "memeguard.format";
 const KEY_OPTIMIZER_STEP: &str = "memeguard.optimizer_step";
 const KEY_MICRO_STEP: &str = "memeguard.micro_step";
+const KEY_RUN_SEED: &str = "memeguard.run_seed";
 const KEY_RNG_SEED: &str = "memeguard.rng.seed";
 const KEY_RNG_STREAM: &str = "memeguard.rng.stream";
 const KEY_RNG_WORD_POS: &str = "memeguard.rng.word_pos";
@@ -51,6 +52,8 @@ pub struct Checkpoint {
     pub tensors: BTreeMap<String, Tensor>,
     pub optimizer_step: u64,
     pub micro_step: u64,
+    /// The seed the run was started with (unseeded dropout nodes derive theirs from it).
+    pub run_seed: u64,
     pub rng: RngState,
     /// The caller's metadata (config, data position, ...); keys must not start with `memeguard.`.
     pub extra: BTreeMap<String, String>,
@@ -95,6 +98,7 @@ impl Checkpoint {
         metadata.insert(KEY_FORMAT.into(), FORMAT.into());
         metadata.insert(KEY_OPTIMIZER_STEP.into(), self.optimizer_step.to_string());
         metadata.insert(KEY_MICRO_STEP.into(), self.micro_step.to_string());
+        metadata.insert(KEY_RUN_SEED.into(), self.run_seed.to_string());
         metadata.insert(KEY_RNG_SEED.into(), hex::encode(self.rng.seed));
         metadata.insert(KEY_RNG_STREAM.into(), self.rng.stream.to_string());
         metadata.insert(KEY_RNG_WORD_POS.into(), self.rng.word_pos.to_string());
@@ -137,6 +141,7 @@ impl Checkpoint {
         let mut take = |key: &str| metadata.remove(key).ok_or_else(|| fail(format!("metadata `{key}` is missing")));
         let optimizer_step = take(KEY_OPTIMIZER_STEP)?.parse().map_err(|_| fail("bad optimizer step".into()))?;
         let micro_step = take(KEY_MICRO_STEP)?.parse().map_err(|_| fail("bad micro step".into()))?;
+        let run_seed = take(KEY_RUN_SEED)?.parse().map_err(|_| fail("bad run seed".into()))?;
         let seed: [u8; 32] = hex::decode(take(KEY_RNG_SEED)?)
             .ok()
             .and_then(|v| v.try_into().ok())
@@ -164,6 +169,7 @@ impl Checkpoint {
             tensors,
             optimizer_step,
             micro_step,
+            run_seed,
             rng: RngState { seed, stream, word_pos },
             extra: metadata.into_iter().collect(),
         })
@@ -188,6 +194,7 @@ mod tests {
             ]),
             optimizer_step: 12,
             micro_step: 48,
+            run_seed: u64::MAX,
             rng: RngState::of(&rng),
             extra: BTreeMap::from([("config".to_string(), "{\"lr\":0.1}".to_string())]),
         };
@@ -196,7 +203,7 @@ mod tests {
         checkpoint.save(&path).unwrap();
         let back = Checkpoint::load(&path).unwrap();
         assert_eq!(back.tensors, checkpoint.tensors);
-        assert_eq!((back.optimizer_step, back.micro_step), (12, 48));
+        assert_eq!((back.optimizer_step, back.micro_step, back.run_seed), (12, 48, u64::MAX));
         assert_eq!(back.extra, checkpoint.extra);
         let mut restored = back.rng.restore();
         assert_eq!(restored.next_u64(), rng.next_u64());
@@ -210,6 +217,7 @@ mod tests {
             tensors: BTreeMap::new(),
             optimizer_step: 0,
             micro_step: 0,
+            run_seed: 0,
             rng: RngState::of(&ChaCha20Rng::seed_from_u64(0)),
             extra: BTreeMap::from([("memeguard.format".to_string(), "x".to_string())]),
         };

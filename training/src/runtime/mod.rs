@@ -8,6 +8,7 @@
 //! trained values into the inference build of the model.
 
 pub mod checkpoint;
+pub mod dropout;
 pub mod export;
 pub mod host;
 pub mod kernels;

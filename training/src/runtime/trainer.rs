@@ -14,9 +14,10 @@ use rand_chacha::ChaCha20Rng;
 
 use super::RuntimeError;
 use super::checkpoint::{Checkpoint, RngState};
+use super::dropout::advance_dropout_seeds;
 use super::session::StateSession;
 use super::store::StateStore;
-use crate::optim::{EmaPair, ScalarInput, StateRole, StepGraph, build_ema_graph};
+use crate::optim::{EmaPair, ScalarInput, StateGraph, StateRole, StepGraph, build_ema_graph};
 
 /// How to run: device, threads, determinism, and the seed of the run's generator.
 #[derive(Debug, Clone)]
@@ -103,6 +104,13 @@ pub struct Trainer {
     micro_step: u64,
     rng: ChaCha20Rng,
     session_options: SessionOptions,
+    /// The step graph as built (dropout seeds not yet advanced), to recreate its session
+    /// when a run resumes.
+    step_graph: StateGraph,
+    run_seed: u64,
+    /// Sessions replaced on resume; on CUDA the store's allocator came from the first
+    /// one, so they stay alive as long as the store.
+    retired_sessions: Vec<StateSession>,
 }
 
 fn scalar_f32(v: f32) -> Tensor {
@@ -114,7 +122,8 @@ impl Trainer {
     /// Requesting CUDA where it is unavailable fails here with a message saying so.
     pub fn new(step: StepGraph, config: &TrainerConfig) -> Result<Self, RuntimeError> {
         let StepGraph { graph, slots, loss, grad_norm, config: optimizer, .. } = step;
-        let step_session = StateSession::new(graph, &config.session)?;
+        let step_graph = graph.clone();
+        let step_session = Self::step_session(&step_graph, config.seed, 0, &config.session)?;
         let device = config.session.device;
         let allocator = match device {
             Device::Cpu => Allocator::default(),
@@ -141,7 +150,25 @@ impl Trainer {
             micro_step: 0,
             rng: ChaCha20Rng::seed_from_u64(config.seed),
             session_options: config.session.clone(),
+            step_graph,
+            run_seed: config.seed,
+            retired_sessions: Vec::new(),
         })
+    }
+
+    /// A session for `graph` continuing a run of seed `run_seed` after `runs` step runs.
+    fn step_session(
+        graph: &StateGraph,
+        run_seed: u64,
+        runs: u64,
+        options: &SessionOptions,
+    ) -> Result<StateSession, RuntimeError> {
+        let mut graph = graph.clone();
+        let others = advance_dropout_seeds(&mut graph.model, run_seed, runs);
+        if !others.is_empty() {
+            tracing::warn!(ops = ?others, "the step graph has random ops whose sequences a resumed run does not continue");
+        }
+        StateSession::new(graph, options)
     }
 
     /// Adds the teacher update `t ← m·t + (1−m)·s` over `pairs`, run by [`Trainer::ema_update`].
@@ -298,6 +325,7 @@ impl Trainer {
             tensors,
             optimizer_step: self.optimizer_step,
             micro_step: self.micro_step,
+            run_seed: self.run_seed,
             rng: RngState::of(&self.rng),
             extra: extra.clone(),
         };
@@ -324,8 +352,21 @@ impl Trainer {
         for (name, _) in &self.roles {
             self.store.set(name, &checkpoint.tensors[name])?;
         }
+        if checkpoint.micro_step != self.micro_step || checkpoint.run_seed != self.run_seed {
+            let session = Self::step_session(
+                &self.step_graph,
+                checkpoint.run_seed,
+                checkpoint.micro_step,
+                &self.session_options,
+            )?;
+            self.retired_sessions.push(std::mem::replace(&mut self.step_session, session));
+            if self.store.device() == Device::Cpu {
+                self.retired_sessions.clear();
+            }
+        }
         self.optimizer_step = checkpoint.optimizer_step;
         self.micro_step = checkpoint.micro_step;
+        self.run_seed = checkpoint.run_seed;
         self.rng = checkpoint.rng.restore();
         Ok(checkpoint.extra)
     }

@@ -120,6 +120,14 @@ impl Net {
         soft_cross_entropy(&mut self.g, logits, &onehot).expect("float logits")
     }
 
+    /// Dropout in training mode with probability `ratio` (seeded or not).
+    pub fn dropout(&mut self, x: &str, ratio: f32, seed: Option<i64>) -> String {
+        let ratio = self.g.constant("dropout_ratio", Tensor::scalar_f32(ratio));
+        let training = self.g.constant("dropout_training", Tensor::bool(Vec::<i64>::new(), vec![true]));
+        let attrs: Vec<(&str, Attr)> = seed.map(|s| ("seed", Attr::Int(s))).into_iter().collect();
+        self.g.node("Dropout", &[x, &ratio, &training], 2, &attrs)[0].clone()
+    }
+
     /// Final layer norm over [B, T, D], mean over tokens, linear head, cross-entropy.
     pub fn token_classifier_loss(&mut self, h: &str, d: i64, classes: i64) -> String {
         let h = self.layer_norm("norm", h, d);
