@@ -13,8 +13,10 @@ ARG DEBIAN=trixie
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN} AS builder
 ARG VARIANT=cpu
+# libtesseract-dev, libleptonica-dev and libclang-dev: the OCR binding (tesseract crate) builds against them.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
+      libtesseract-dev libleptonica-dev libclang-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -30,8 +32,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 RUN /out/bin/memeguard-package placeholder /out/models/placeholder/0.0.0
 
 FROM debian:${DEBIAN}-slim AS runtime
+# Tesseract and its English data: OCR for memes sent without text.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libstdc++6 \
+ && apt-get install -y --no-install-recommends ca-certificates libstdc++6 tesseract-ocr-eng libtesseract5 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /var/lib/memeguard memeguard
 COPY --from=builder /out/bin/ /usr/local/bin/

@@ -37,7 +37,7 @@ pub enum Command {
     },
     /// Apply the database migrations and exit (`serve` also applies them at start).
     Migrate(DatabaseArgs),
-    /// Create or list moderators' accounts for the web pages.
+    /// Create, list or disable moderators' accounts for the web pages (/review).
     Users {
         #[command(subcommand)]
         command: crate::web::cli::UsersCommand,

@@ -328,6 +328,27 @@ async fn a_scorer_key_cannot_review_and_scorers_get_no_account() {
 }
 
 #[tokio::test]
+async fn only_admins_reload_models_from_the_pages() {
+    let t = with_account(Backend::Sqlite, Role::Moderator).await;
+    accounts::create(&t.state.db, "root", Role::Admin, PASSWORD).await.unwrap();
+    let mut moderator = Browser::new(&t);
+    let csrf = moderator.sign_in("alice", PASSWORD).await;
+    assert!(!moderator.get("/model").await.text().contains("id=\"reload\""), "no button for moderators");
+    let refused = moderator.post_form("/model/reload", &[("csrf", &csrf)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.text().contains("needs the admin role"));
+
+    let mut admin = Browser::new(&t);
+    let csrf = admin.sign_in("root", PASSWORD).await;
+    assert!(admin.get("/model").await.text().contains("id=\"reload\""));
+    assert_eq!(admin.post_form("/model/reload", &[]).await.status, StatusCode::FORBIDDEN, "no token");
+    let done = admin.post_form("/model/reload", &[("csrf", &csrf)]).await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(done.text().contains("placeholder@0.0.0 is already the newest package"), "{}", done.text());
+    t.finish().await;
+}
+
+#[tokio::test]
 async fn the_cli_creates_accounts_that_can_sign_in() {
     let t = TestApp::start(Backend::Sqlite, &["--ocr", "false"]).await;
     let create = |name: &str, password: &str| {

@@ -2,10 +2,11 @@
 //! text is white with a dark outline, the opposite of what Tesseract expects) and read
 //! with the Tesseract library through the `tesseract` crate.
 //!
-//! [`Ocr`] is what the rest of the server sees. It is one of three things, decided once at
-//! start and logged then: ready, switched off by configuration, or unavailable (built
-//! without the `ocr` feature, or Tesseract's language data missing). When it is not ready,
-//! image-only memes are scored with empty text and their decision says `text_source = none`.
+//! [`Ocr`] is what the rest of the server sees. It is ready, switched off by configuration,
+//! or unavailable (built without the `ocr` feature, or Tesseract's language data missing);
+//! which one is known a moment after start (Tesseract loads on its own thread) and logged
+//! then. When it is not ready, image-only memes are scored with empty text and their
+//! decision says `text_source = none`.
 
 mod engine;
 pub mod prepare;

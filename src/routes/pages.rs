@@ -16,7 +16,8 @@ async fn index() -> Html<&'static str> {
     Html(concat!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>memeguard</title></head>",
         "<body><h1>memeguard</h1><p>Scores memes (image + text) as hateful or not, and records every decision.</p>",
-        "<ul><li><a href=\"/docs\">API documentation</a> (<a href=\"/openapi.json\">OpenAPI</a>)</li>",
+        "<ul><li><a href=\"/review\">Moderators' pages</a> (sign in)</li>",
+        "<li><a href=\"/docs\">API documentation</a> (<a href=\"/openapi.json\">OpenAPI</a>)</li>",
         "<li><a href=\"/readyz\">Readiness</a></li><li><a href=\"/metrics\">Metrics</a></li></ul></body></html>"
     ))
 }

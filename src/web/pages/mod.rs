@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/review/{id}", get(review::decision).post(review::submit))
         .route("/review/{id}/image", get(review::image))
         .route("/model", get(model::page))
+        .route("/model/reload", post(model::reload))
         .route("/dashboard", get(dashboard::page))
 }
 

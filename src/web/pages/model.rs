@@ -2,8 +2,11 @@
 //! trained on; and loudly, when it is the untrained placeholder.
 
 use askama::Template;
+use axum::Form;
 use axum::extract::State;
+use axum::extract::rejection::FormRejection;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Layout, render};
@@ -17,6 +20,10 @@ use crate::web::session::WebUser;
 #[template(path = "model.html")]
 struct ModelPage {
     layout: Layout,
+    /// Admins get a "reload" button (and its CSRF token).
+    admin_csrf: Option<String>,
+    /// The outcome of a reload just asked for.
+    notice: Option<String>,
     model: Option<ModelView>,
     /// Why no model is served, when none is.
     unavailable: String,
@@ -45,6 +52,36 @@ struct ModelView {
 /// `GET /model`.
 pub async fn page(State(state): State<AppState>, user: WebUser) -> Result<Response, PageError> {
     user.require(Role::Moderator)?;
+    Ok(render(&model_page(&state, &user, None))?.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ReloadForm {
+    csrf: String,
+}
+
+/// `POST /model/reload` (admins): loads the newest package from the models directory, as
+/// `POST /v1/admin/reload` and SIGHUP do, and shows the outcome.
+pub async fn reload(
+    State(state): State<AppState>,
+    user: WebUser,
+    form: Result<Form<ReloadForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    user.check_csrf(Some(&form.csrf))?;
+    user.require(Role::Admin)?;
+    let notice = match state.scorer.registry().reload(None).await {
+        Ok(outcome) if outcome.changed => {
+            format!("Now serving {} (was {}).", outcome.model, outcome.previous.as_deref().unwrap_or("none"))
+        }
+        Ok(outcome) => format!("{} is already the newest package; nothing changed.", outcome.model),
+        Err(e) => format!("Reload refused; the current model keeps serving: {e}"),
+    };
+    Ok(render(&model_page(&state, &user, Some(notice)))?.into_response())
+}
+
+fn model_page(state: &AppState, user: &WebUser, notice: Option<String>) -> ModelPage {
     let registry = state.scorer.registry();
     let model = registry.current().map(|m| {
         let manifest = m.manifest();
@@ -79,13 +116,14 @@ pub async fn page(State(state): State<AppState>, user: WebUser) -> Result<Respon
             format!("UNAVAILABLE ({reason}): memes without text are scored on the picture alone")
         }
     };
-    let page = ModelPage {
-        layout: Layout::new(&state, Some(&user)),
+    ModelPage {
+        layout: Layout::new(state, Some(user)),
+        admin_csrf: (user.role >= Role::Admin).then(|| user.csrf.clone()),
+        notice,
         unavailable: if model.is_none() { registry.unavailable_reason() } else { String::new() },
         model,
         ocr,
-    };
-    Ok(render(&page)?.into_response())
+    }
 }
 
 /// 12345678 → "12,345,678".

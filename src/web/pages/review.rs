@@ -154,6 +154,11 @@ fn decision_id(path: Result<Path<i64>, PathRejection>) -> Result<i64, AppError> 
     path.map(|Path(id)| id).map_err(|_| AppError::BadRequest("the decision id must be an integer".into()))
 }
 
+async fn find_decision(state: &AppState, id: i64) -> Result<Decision, PageError> {
+    let decision = decisions::get(&state.db, id).await?;
+    Ok(decision.ok_or_else(|| AppError::NotFound(format!("no decision {id}")))?)
+}
+
 /// A review in the history list.
 struct ReviewView {
     label: &'static str,
@@ -182,8 +187,7 @@ pub async fn decision(
 ) -> Result<Response, PageError> {
     user.require(Role::Moderator)?;
     let id = decision_id(path)?;
-    let decision =
-        decisions::get(&state.db, id).await?.ok_or_else(|| AppError::NotFound(format!("no decision {id}")))?;
+    let decision = find_decision(&state, id).await?;
     let history = reviews::history(&state.db, id)
         .await?
         .into_iter()
@@ -235,8 +239,7 @@ pub async fn submit(
     if note.chars().count() > MAX_NOTE_CHARS {
         return Err(AppError::BadRequest(format!("the note is longer than {MAX_NOTE_CHARS} characters")).into());
     }
-    let decision =
-        decisions::get(&state.db, id).await?.ok_or_else(|| AppError::NotFound(format!("no decision {id}")))?;
+    let decision = find_decision(&state, id).await?;
     let (confirm, overrule) = verdict_labels(decision.flagged);
     let label = match form.action.as_str() {
         "confirm" => confirm,

@@ -38,6 +38,7 @@ struct Verdict {
     placeholder: bool,
     text: String,
     text_source: String,
+    has_image: bool,
 }
 
 fn page(state: &AppState, user: &WebUser) -> UploadPage {
@@ -128,6 +129,7 @@ pub async fn submit(
         placeholder: outcome.placeholder,
         text: decision.text.unwrap_or_default(),
         text_source: decision.text_source,
+        has_image: decision.has_image,
     });
     Ok(render(&shown)?.into_response())
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the given Debian packages that are missing (apt-get, as root); does nothing
-# when all are present. Used by the setup scripts: scripts/apt-ensure.sh WHO PACKAGE...
+# Installs the Debian packages given that are missing, with apt-get (as root); does
+# nothing when all are there. Used by setup-ocr.sh and setup-browser.sh.
+#
+#   scripts/apt-install.sh NAME PACKAGE...     # NAME prefixes the messages
 set -euo pipefail
-who=$1
+name=$1
 shift
 missing=()
 for p in "$@"; do
@@ -10,10 +12,10 @@ for p in "$@"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-  echo "$who: missing ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+  echo "$name: missing ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
   exit 1
 fi
-echo "$who: installing ${missing[*]}" >&2
+echo "$name: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >&2
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
