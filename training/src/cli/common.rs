@@ -21,6 +21,32 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// Which recipe to run on which data, and where the run goes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecipeArgs {
+    /// Recipe file (see training/recipes/).
+    #[arg(long)]
+    pub recipe: PathBuf,
+    /// Data set directory (Hateful Memes layout).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run directory (default: runs/<recipe>-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override recipe fields, e.g. --set train.epochs=3 --set train.lr=1e-3.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+impl RecipeArgs {
+    /// The recipe with the `--set` overrides applied.
+    pub fn load(&self) -> anyhow::Result<memeguard_training::recipe::Recipe> {
+        let mut recipe = memeguard_training::recipe::Recipe::load(&self.recipe)?;
+        apply_overrides(&mut recipe, &self.sets)?;
+        Ok(recipe)
+    }
+}
+
 /// `NAME=VALUE` overrides of recipe fields, e.g. `train.epochs=3`.
 pub fn apply_overrides(recipe: &mut memeguard_training::recipe::Recipe, sets: &[String]) -> anyhow::Result<()> {
     if sets.is_empty() {

@@ -10,10 +10,9 @@ use memeguard_training::eval::{mean_std, Threshold};
 use memeguard_training::pipeline::export::{export_package, ExportInfo};
 use memeguard_training::pipeline::finetune::{finetune, FinetuneOptions};
 use memeguard_training::pipeline::Dataset;
-use memeguard_training::recipe::Recipe;
 use memeguard_training::run::{install_interrupt_handler, RunDir, RunOptions};
 
-use super::common::{apply_overrides, run_dir, RunArgs};
+use super::common::{run_dir, RecipeArgs, RunArgs};
 
 const LONG_ABOUT: &str = "\
 Finetune a classifier (image-only, text-only or multimodal, as the recipe says) on the
@@ -36,15 +35,9 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(about = "Finetune and evaluate a classifier; optionally export a model package", long_about = LONG_ABOUT)]
 pub struct Args {
-    #[arg(long)]
-    pub recipe: PathBuf,
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Run directory (default: runs/<recipe>-<time>); seeds get subfolders.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
+    /// Recipe, data, run directory (seeds get subfolders) and overrides.
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     /// Pretraining checkpoint to start from.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
@@ -87,20 +80,19 @@ pub fn parse_threshold(s: &str) -> anyhow::Result<Threshold> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut recipe = Recipe::load(&args.recipe)?;
-    apply_overrides(&mut recipe, &args.sets)?;
+    let recipe = args.recipe.load()?;
     let tokenizer = match &args.tokenizer {
         Some(p) => Some(TextTokenizer::from_file(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?),
         None => None,
     };
-    let data = Dataset::load(&args.data, tokenizer, recipe.model.vocab_size).context("loading the data set")?;
+    let data = Dataset::load(&args.recipe.data, tokenizer, recipe.model.vocab_size).context("loading the data set")?;
     let renames: Vec<(String, String)> = args
         .renames
         .iter()
         .map(|r| r.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| anyhow::anyhow!("--rename `{r}`: use FROM=TO")))
         .collect::<anyhow::Result<_>>()?;
     let threshold = parse_threshold(&args.threshold)?;
-    let base = run_dir(args.out.clone(), &recipe.name);
+    let base = run_dir(args.recipe.out.clone(), &recipe.name);
     install_interrupt_handler();
     let mut aurocs = Vec::new();
     let mut accs = Vec::new();

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use memeguard_training::pipeline::{pretrain::pretrain, Dataset};
-use memeguard_training::recipe::Recipe;
 use memeguard_training::run::{install_interrupt_handler, RunDir, RunOptions};
 
-use super::common::{apply_overrides, run_dir, RunArgs};
+use super::common::{run_dir, RecipeArgs, RunArgs};
 
 const LONG_ABOUT: &str = "\
 Pretrain encoders with a self-supervised method (clip, dino, cass, cass-mm) on the
@@ -26,18 +25,9 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(about = "Self-supervised pretraining: CLIP, DINO, CASS, CASS-MM", long_about = LONG_ABOUT)]
 pub struct Args {
-    /// Recipe file (see training/recipes/).
-    #[arg(long)]
-    pub recipe: PathBuf,
-    /// Data set directory (Hateful Memes layout).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Run directory (default: runs/<recipe>-<time>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Override recipe fields, e.g. --set train.epochs=3 --set train.lr=1e-3.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
+    /// Recipe, data, run directory and overrides.
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     /// Resume from a checkpoint of the same recipe.
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -46,10 +36,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut recipe = Recipe::load(&args.recipe)?;
-    apply_overrides(&mut recipe, &args.sets)?;
-    let data = Dataset::load(&args.data, None, recipe.model.vocab_size).context("loading the data set")?;
-    let dir = run_dir(args.out, &recipe.name);
+    let recipe = args.recipe.load()?;
+    let data = Dataset::load(&args.recipe.data, None, recipe.model.vocab_size).context("loading the data set")?;
+    let dir = run_dir(args.recipe.out, &recipe.name);
     let mut run_dir = RunDir::create(&dir)?;
     run_dir.write_config(&recipe)?;
     install_interrupt_handler();
@@ -65,6 +54,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let first = trained.log.first().map(|s| s.loss).unwrap_or(f32::NAN);
     println!("pretrained `{}` ({}): loss {first:.4} → {last:.4} over {} steps", recipe.name, recipe.method.name(), trained.log.len());
     println!("run directory: {}", dir.display());
-    println!("next: memeguard-train finetune --recipe <finetune recipe> --data {} --init-from {}", args.data.display(), run_dir.checkpoint_path().display());
+    println!("next: memeguard-train finetune --recipe <finetune recipe> --data {} --init-from {}", args.recipe.data.display(), run_dir.checkpoint_path().display());
     Ok(())
 }
