@@ -80,3 +80,10 @@ pub fn run_dir(given: Option<PathBuf>, recipe: &str) -> PathBuf {
         PathBuf::from("runs").join(format!("{recipe}-{}", stamp.replace(':', "-")))
     })
 }
+
+/// The run directory a `--resume` checkpoint belongs to (its folder), so a resumed run
+/// keeps writing its log and plots next to the earlier ones.
+pub fn resume_dir(checkpoint: Option<&std::path::Path>) -> Option<PathBuf> {
+    let dir = checkpoint?.parent()?;
+    Some(if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() })
+}

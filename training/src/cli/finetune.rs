@@ -1,7 +1,7 @@
 //! `memeguard-train finetune`: supervised classifiers, optionally over several seeds,
 //! optionally exported as a model package.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use memeguard_package::TextTokenizer;
@@ -10,9 +10,10 @@ use memeguard_training::eval::{mean_std, Threshold};
 use memeguard_training::pipeline::export::{export_package, ExportInfo};
 use memeguard_training::pipeline::finetune::{finetune, FinetuneOptions};
 use memeguard_training::pipeline::Dataset;
+use memeguard_training::recipe::{Method, Recipe};
 use memeguard_training::run::{install_interrupt_handler, RunDir, RunOptions};
 
-use super::common::{run_dir, RecipeArgs, RunArgs};
+use super::common::{resume_dir, run_dir, RecipeArgs, RunArgs};
 
 const LONG_ABOUT: &str = "\
 Finetune a classifier (image-only, text-only or multimodal, as the recipe says) on the
@@ -24,6 +25,12 @@ the best epoch is kept, and training stops after `data.patience` epochs without
 improvement. The decision threshold is chosen on dev; test metrics are reported at it.
 With --seeds N the run is repeated for N seeds and the table reports mean ± std.
 With --export DIR the best model becomes a model package the server can load.
+
+The run directory gets config.toml, checkpoint.safetensors (after every epoch and on
+Ctrl-C), log.csv and loss.svg (steps), metrics.csv (dev metrics per epoch),
+best.safetensors (the best epoch's weights), and at the end metrics.json, roc.svg,
+model.onnx and tokenizer.json. Continue an interrupted run with the same options and
+--resume RUN/checkpoint.safetensors: the best epoch is still chosen over all epochs.
 
 Examples:
   memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml --data data/synth-tiny
@@ -50,6 +57,10 @@ pub struct Args {
     /// Train the head only.
     #[arg(long)]
     pub freeze_encoders: bool,
+    /// Resume an interrupted run from its checkpoint (same recipe, data and options;
+    /// one seed); the run continues in the checkpoint's folder unless --out says otherwise.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     /// Runs with seeds recipe.seed, +1, ... (mean ± std reported).
     #[arg(long, default_value_t = 1)]
     pub seeds: u64,
@@ -62,7 +73,8 @@ pub struct Args {
     /// Package name (default: the recipe's).
     #[arg(long)]
     pub name: Option<String>,
-    /// Pretraining method recorded in the manifest (default: none, or from --init-from's run).
+    /// Pretraining method recorded in the manifest (default: none; with --init-from, the
+    /// method in the config.toml next to the checkpoint, else `imported`).
     #[arg(long)]
     pub pretraining: Option<String>,
     #[command(flatten)]
@@ -79,6 +91,17 @@ pub fn parse_threshold(s: &str) -> anyhow::Result<Threshold> {
     })
 }
 
+/// The method of the pretraining run a checkpoint comes from: its run directory's
+/// `config.toml` says; a checkpoint from elsewhere is `imported`.
+fn pretraining_method(checkpoint: &Path) -> String {
+    checkpoint
+        .parent()
+        .and_then(|dir| Recipe::load(&dir.join("config.toml")).ok())
+        .map(|recipe| recipe.method)
+        .filter(|method| *method != Method::Finetune)
+        .map_or_else(|| "imported".into(), |method| method.name().into())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let recipe = args.recipe.load()?;
     let tokenizer = match &args.tokenizer {
@@ -92,7 +115,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|r| r.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| anyhow::anyhow!("--rename `{r}`: use FROM=TO")))
         .collect::<anyhow::Result<_>>()?;
     let threshold = parse_threshold(&args.threshold)?;
-    let base = run_dir(args.recipe.out.clone(), &recipe.name);
+    if args.resume.is_some() && args.seeds > 1 {
+        anyhow::bail!("--resume continues one run: resume each seed's run on its own (--seeds 1 --resume RUN/seed-N/checkpoint.safetensors)");
+    }
+    let base = run_dir(args.recipe.out.clone().or_else(|| resume_dir(args.resume.as_deref())), &recipe.name);
     install_interrupt_handler();
     let mut aurocs = Vec::new();
     let mut accs = Vec::new();
@@ -104,7 +130,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut run_dir = RunDir::create(&dir)?;
         run_dir.write_config(&r)?;
         let opts = FinetuneOptions {
-            run: RunOptions { device: args.run.device, threads: args.run.threads, progress: !args.run.quiet, ..Default::default() },
+            run: RunOptions {
+                device: args.run.device,
+                threads: args.run.threads,
+                resume: args.resume.clone(),
+                progress: !args.run.quiet,
+                ..Default::default()
+            },
             init_from: args.init_from.clone(),
             renames: renames.clone(),
             freeze_encoders: args.freeze_encoders,
@@ -135,7 +167,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("\ndev split, {} seed(s):\n{table}", aurocs.len());
     std::fs::write(base.join("results.md"), &table)?;
     if let (Some(out), Some(done)) = (&args.export, first) {
-        let pretraining = args.pretraining.clone().unwrap_or_else(|| if args.init_from.is_some() { "imported".into() } else { "none".into() });
+        let pretraining = args.pretraining.clone().unwrap_or_else(|| match &args.init_from {
+            None => "none".into(),
+            Some(checkpoint) => pretraining_method(checkpoint),
+        });
         let info = ExportInfo {
             name: args.name.clone().unwrap_or_else(|| recipe.name.clone()),
             version: None,

@@ -6,7 +6,7 @@ use anyhow::Context;
 use memeguard_training::pipeline::{pretrain::pretrain, Dataset};
 use memeguard_training::run::{install_interrupt_handler, RunDir, RunOptions};
 
-use super::common::{run_dir, RecipeArgs, RunArgs};
+use super::common::{resume_dir, run_dir, RecipeArgs, RunArgs};
 
 const LONG_ABOUT: &str = "\
 Pretrain encoders with a self-supervised method (clip, dino, cass, cass-mm) on the
@@ -28,7 +28,8 @@ pub struct Args {
     /// Recipe, data, run directory and overrides.
     #[command(flatten)]
     pub recipe: RecipeArgs,
-    /// Resume from a checkpoint of the same recipe.
+    /// Resume from a checkpoint of the same recipe (and data); the run continues in the
+    /// checkpoint's folder unless --out says otherwise.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
@@ -38,7 +39,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let recipe = args.recipe.load()?;
     let data = Dataset::load(&args.recipe.data, None, recipe.model.vocab_size).context("loading the data set")?;
-    let dir = run_dir(args.recipe.out, &recipe.name);
+    let dir = run_dir(args.recipe.out.or_else(|| resume_dir(args.resume.as_deref())), &recipe.name);
     let mut run_dir = RunDir::create(&dir)?;
     run_dir.write_config(&recipe)?;
     install_interrupt_handler();

@@ -1,7 +1,8 @@
 //! Finetuning a classifier: from scratch, from a pretraining checkpoint (parameters
 //! matched by name after renames), frozen encoders or end to end; the dev AUROC after
 //! every epoch picks the best epoch (and stops early after `patience` epochs without
-//! improvement); the threshold is chosen on dev; test metrics are reported at it.
+//! improvement); the threshold is chosen on dev; test metrics are reported at it. An
+//! interrupted run resumes from its run directory's checkpoint and early-stopping record.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use memeguard_package::onnxruntime::SessionOptions;
 use memeguard_package::ResizeRule;
 use serde::{Deserialize, Serialize};
 
+use super::early_stopping::{EarlyStopping, EpochRecord};
 use super::score::{score_memes, Scores, SplitMetrics};
 use super::{Dataset, PipelineError};
 use crate::data::augment::Views;
@@ -70,6 +72,9 @@ pub struct FinetuneReport {
     pub threshold: f32,
     /// Parameters initialised from the checkpoint.
     pub initialised: usize,
+    /// Dev metrics after every epoch (also in the run's `metrics.csv`).
+    #[serde(default)]
+    pub epochs: Vec<EpochRecord>,
     #[serde(skip)]
     pub log: Vec<StepLog>,
     #[serde(skip)]
@@ -150,9 +155,13 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
 
     let infer = build_classifier(&cfg, Mode::Infer, Weights::Hollow)?;
     let session = SessionOptions { device: opts.run.device, threads: opts.run.threads, ..Default::default() };
-    let mut best: Option<(f64, u64, BTreeMap<String, Tensor>)> = None;
-    let mut since_best = 0u64;
     let patience = recipe.data.patience;
+    // A resumed run continues the record its run directory holds, so the best epoch is
+    // chosen over all epochs, those before the interruption included.
+    let mut stopping = match (&opts.run.resume, run_dir.as_deref()) {
+        (Some(_), Some(r)) => EarlyStopping::resume(patience, &r.path)?,
+        (_, r) => EarlyStopping::new(patience, r.map(|r| r.path.as_path())),
+    };
     let mut epochs_run = 0;
     let mut hook = |epoch: u64, trainer: &mut crate::runtime::Trainer| -> Result<bool, RunError> {
         epochs_run = epoch + 1;
@@ -160,18 +169,14 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
         let model = export_inference(&infer, &values)?;
         let scores = score_memes(&model, &dev_memes, &data.tokenizer, size, RESIZE, max_len, &session)
             .map_err(|e| RunError::Invalid(e.to_string()))?;
-        let auc = scores.metrics(0.5).auroc.unwrap_or(0.5);
+        let at_half = scores.metrics(0.5);
+        let auc = at_half.auroc.unwrap_or(0.5);
         tracing::info!(epoch = epoch + 1, dev_auroc = auc, "epoch done");
-        if best.as_ref().is_none_or(|(b, _, _)| auc > *b) {
-            best = Some((auc, epoch, values));
-            since_best = 0;
-        } else {
-            since_best += 1;
-        }
-        Ok(patience == 0 || since_best < patience)
+        stopping.record(epoch, auc, at_half.accuracy, values)
     };
     let trained = train(&objective, &mut source, &recipe.train, &run_opts, run_dir.as_deref_mut(), Some(&mut hook))?;
-    let (_, best_epoch, values) = best.ok_or_else(|| PipelineError::Invalid("no epoch finished".into()))?;
+    let epochs = stopping.history().to_vec();
+    let (_, best_epoch, values) = stopping.into_best().ok_or_else(|| PipelineError::Invalid("no epoch finished".into()))?;
     let model = export_inference(&infer, &values)?;
     let dev_scores = score_memes(&model, &dev_memes, &data.tokenizer, size, RESIZE, max_len, &session)?;
     let threshold = choose_threshold(&dev_scores.probabilities, &dev_scores.labels, opts.threshold);
@@ -188,6 +193,7 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
         test: test_scores.as_ref().map(|s| s.metrics(threshold)),
         threshold,
         initialised: trained.initialised.len(),
+        epochs,
         log: trained.log,
         dev_scores,
         test_scores,

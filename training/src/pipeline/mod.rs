@@ -3,6 +3,7 @@
 //! The CLI only parses arguments and calls these.
 
 pub mod dataset;
+pub mod early_stopping;
 pub mod export;
 pub mod finetune;
 pub mod pretrain;

@@ -258,14 +258,11 @@ pub fn train(
             log.push(StepLog { step: trainer.micro_step(), epoch, loss: report.loss, lr: lr_now, grad_norm: report.grad_norm });
             bar.set_message(format!("epoch {} loss {:.4} lr {:.2e}", epoch + 1, report.loss, lr_now));
             bar.inc(1);
-            if interrupted() {
+            // At an epoch's last step the epoch is finished first (checkpoint, log, hook),
+            // so a resumed run never skips an epoch's end.
+            if interrupted() && trainer.micro_step() % per_epoch != 0 {
                 bar.abandon_with_message("interrupted: writing a checkpoint");
-                let path = match run.as_deref_mut() {
-                    Some(r) => r.checkpoint_path(),
-                    None => std::env::temp_dir().join("memeguard-interrupted.safetensors"),
-                };
-                save(&trainer, &path, &log)?;
-                return Err(RunError::Interrupted(path));
+                return Err(stop(&trainer, run.as_deref_mut(), &log)?);
             }
         }
         if let Some(r) = run.as_deref_mut() {
@@ -277,9 +274,31 @@ pub fn train(
                 break;
             }
         }
+        if interrupted() && epoch + 1 < cfg.epochs {
+            bar.abandon_with_message("interrupted at the end of an epoch");
+            return Err(match run.as_deref_mut() {
+                // Written just above.
+                Some(r) => RunError::Interrupted(r.checkpoint_path()),
+                None => stop(&trainer, None, &log)?,
+            });
+        }
     }
     bar.finish_with_message(format!("done in {:.1}s", started.elapsed().as_secs_f64()));
     Ok(Trained { trainer, log, initialised })
+}
+
+/// Ctrl-C: writes the checkpoint, and the step log and loss curve up to this step, so
+/// the run directory shows where the run stopped; returns the error that says how to resume.
+fn stop(trainer: &Trainer, run: Option<&mut RunDir>, log: &[StepLog]) -> Result<RunError, RunError> {
+    let path = match &run {
+        Some(r) => r.checkpoint_path(),
+        None => std::env::temp_dir().join("memeguard-interrupted.safetensors"),
+    };
+    save(trainer, &path, log)?;
+    if let Some(r) = run {
+        r.write_log(log)?;
+    }
+    Ok(RunError::Interrupted(path))
 }
 
 /// Writes a checkpoint with the step log in its metadata (so a resumed run's curves
