@@ -5,8 +5,10 @@
 #                                                      # NVIDIA driver on the host and `docker run --gpus all`)
 #   docker run -p 8080:8080 -v memeguard-data:/var/lib/memeguard memeguard
 #
-# The default model package is the UNTRAINED placeholder until the training issue lands a
-# trained demo model: its scores mean nothing.
+# The image serves the demo package committed in models/demo (a tiny model trained on
+# synthetic memes: it shows the workflow, it is not a moderation model; see README). Keep
+# /var/lib/memeguard on a volume: it holds the decision log and the models directory that
+# `memeguard-train refresh` writes new versions into (the server reloads the newest).
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN=trixie
@@ -29,7 +31,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p memeguard -p memeguard-package --bins \
  && mkdir -p /out/bin \
  && cp target/release/memeguard target/release/memeguard-package /out/bin/
-RUN /out/bin/memeguard-package placeholder /out/models/placeholder/0.0.0
+# The committed model packages (models/demo/<version>), checked before they are shipped.
+RUN mkdir -p /out/models \
+ && cp -r models/. /out/models/ \
+ && for pkg in /out/models/*/*/; do ORT_DYLIB_PATH=/out/onnxruntime/libonnxruntime.so.1.31.1 /out/bin/memeguard-package check "$pkg"; done
 
 FROM debian:${DEBIAN}-slim AS runtime
 # Tesseract and its English data: OCR for memes sent without text.
@@ -39,12 +44,12 @@ RUN apt-get update \
  && useradd --system --create-home --home-dir /var/lib/memeguard memeguard
 COPY --from=builder /out/bin/ /usr/local/bin/
 COPY --from=builder /out/onnxruntime/ /opt/onnxruntime/
-COPY --from=builder /out/models/ /opt/memeguard/models/
+COPY --from=builder --chown=memeguard:memeguard /out/models/ /var/lib/memeguard/models/
 # ort loads the library from ORT_DYLIB_PATH; the CUDA provider finds its libraries next to it.
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/libonnxruntime.so.1.31.1 \
     LD_LIBRARY_PATH=/opt/onnxruntime \
-    MEMEGUARD_MODEL=/opt/memeguard/models/placeholder/0.0.0 \
-    MEMEGUARD_DATA_DIR=/var/lib/memeguard \
+    MEMEGUARD_MODELS_DIR=/var/lib/memeguard/models \
+    MEMEGUARD_DATABASE_URL=sqlite:///var/lib/memeguard/memeguard.db \
     MEMEGUARD_BIND=0.0.0.0:8080 \
     RUST_LOG=info
 USER memeguard

@@ -158,6 +158,7 @@ fn main() -> anyhow::Result<()> {
         seed: 2024,
         difficulty: Difficulty::Medium,
         concepts: 4,
+        ..SynthConfig::default()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     generate(work.path(), &config, false, threads, &|| {})?;

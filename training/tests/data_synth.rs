@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use memeguard_training::data::synth::design::{CAPTIONS, Design, SUBJECTS, TOPICS};
+use memeguard_training::data::synth::design::{Design, SUBJECTS, TEMPLATES, TOPICS, WORD_FAMILIES, topic_word};
 use memeguard_training::data::synth::{Difficulty, SynthConfig, generate};
 use memeguard_training::data::{HatefulMemes, ImageCheck, Split};
 
 fn tiny(seed: u64, difficulty: Difficulty) -> SynthConfig {
-    SynthConfig { train: 20, dev: 6, test: 5, size: 32, seed, difficulty, concepts: 4 }
+    SynthConfig { train: 20, dev: 6, test: 5, size: 32, seed, difficulty, concepts: 4, families: 12 }
 }
 
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -46,9 +46,12 @@ fn generated_set_reads_back_with_the_counts_asked() {
     assert!(first.label.is_some());
     let image = image::open(&first.image).unwrap();
     assert_eq!((image.width(), image.height()), (32, 32));
-    // Every text is one of the captions, and every id is unique across splits.
+    // Every text is a template with a family word in its slot, and every id is unique.
     let all: Vec<_> = Split::ALL.iter().flat_map(|&s| data.split(s)).collect();
-    assert!(all.iter().all(|m| CAPTIONS.iter().flatten().any(|c| *c == m.text)));
+    let is_caption = |text: &str| {
+        TEMPLATES.iter().any(|t| WORD_FAMILIES.iter().flatten().any(|w| t.replace("{}", w) == text))
+    };
+    assert!(all.iter().all(|m| is_caption(&m.text)), "{:?}", all.iter().map(|m| &m.text).collect::<Vec<_>>());
     let mut ids: Vec<_> = all.iter().map(|m| m.id.clone()).collect();
     ids.dedup();
     assert_eq!(ids.len(), 31);
@@ -92,36 +95,45 @@ fn written_labels_follow_the_pairing_rule() {
 }
 
 /// The benign-confounder property, checked statistically on a large plan: the label rate
-/// given the text alone, or the image concept alone, is 0.5, so the best single-modality
-/// predictor is at chance, while the pair predicts the label exactly.
+/// given the text alone (its topic word, or the whole caption), or the image concept
+/// alone, is 0.5, so the best single-modality predictor is at chance, while the pair
+/// predicts the label exactly.
 #[test]
 fn single_modalities_are_at_chance_and_the_pair_decides() {
     for k in [2, 4, 6] {
         let design = Design::new(k).unwrap();
-        let plan = design.plan(11, 0, 7200);
-        let mut by_text: HashMap<&str, (usize, usize)> = HashMap::new();
+        let plan = design.plan(11, 0, 21_600);
+        let mut by_word: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut by_text: HashMap<String, (usize, usize)> = HashMap::new();
         let mut by_subject: HashMap<usize, (usize, usize)> = HashMap::new();
         for m in &plan {
             assert_eq!(m.label, design.label(m.subject, m.topic));
-            for counts in [by_text.entry(m.text()).or_default(), by_subject.entry(m.subject).or_default()] {
+            let word = topic_word(m.family, m.topic).to_string();
+            assert!(m.text().split_whitespace().any(|w| w == word), "{}", m.text());
+            for counts in [
+                by_word.entry(word).or_default(),
+                by_text.entry(m.text()).or_default(),
+                by_subject.entry(m.subject).or_default(),
+            ] {
                 counts.0 += m.label as usize;
                 counts.1 += 1;
             }
         }
-        assert_eq!(by_text.len(), 5 * k, "every caption of every topic is used");
+        assert_eq!(by_word.len(), WORD_FAMILIES.len() * k, "every family gives each topic its own word");
+        assert_eq!(by_text.len(), TEMPLATES.len() * WORD_FAMILIES.len() * k, "every caption is used");
         assert_eq!(by_subject.len(), k);
-        for (text, (hateful, n)) in &by_text {
+        for (word, (hateful, n)) in &by_word {
             let rate = *hateful as f64 / *n as f64;
-            // n ≥ 7200/30 = 240: three standard deviations of a fair coin are ±0.1.
-            assert!((rate - 0.5).abs() < 0.11, "k={k} {text:?}: {hateful}/{n}");
+            // n ≥ 21600/72 = 300 (a whole number of k² blocks): 3.5 standard deviations of a fair coin are ±0.1.
+            assert!((rate - 0.5).abs() < 0.1, "k={k} {word:?}: {hateful}/{n}");
         }
         for (subject, (hateful, n)) in &by_subject {
             assert_eq!(*hateful * 2, *n, "k={k} subject {subject}: cells are dealt in whole blocks");
         }
-        // Accuracy of the best predictor that sees only the text (majority label per text).
-        let text_only: usize = by_text.values().map(|(h, n)| (*h).max(n - h)).sum();
+        // Accuracy of the best predictor that sees only the topic word (majority label per word).
+        let text_only: usize = by_word.values().map(|(h, n)| (*h).max(n - h)).sum();
         let accuracy = text_only as f64 / plan.len() as f64;
-        assert!(accuracy < 0.55, "k={k}: text-only accuracy {accuracy}");
+        assert!(accuracy < 0.53, "k={k}: text-only accuracy {accuracy}");
         let positives = plan.iter().filter(|m| m.label == 1).count();
         assert_eq!(positives * 2, plan.len());
     }

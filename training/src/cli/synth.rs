@@ -16,8 +16,10 @@ caption topics, the pair (subject s, topic t) is labelled hateful when
 (s + t) mod K < K/2. Every caption and every subject therefore appears equally often
 with both labels: a model that sees only the caption, or only the picture (without
 reading the caption drawn on it), stays at chance (AUROC 0.5), while a model that
-combines both can reach AUROC 1. Captions of every topic have matched lengths, so the
-size of the drawn text gives the topic away no more than the subject does. The captions are harmless everyday
+combines both can reach AUROC 1. A caption is one of ten sentences with a slot filled by
+a word of a same-length family (bake/cake/lake/...); the topic decides which word, so
+the drawn caption's wording, length and layout do not give the topic away, only one
+letter of one word does. The captions are harmless everyday
 phrases; 'hateful' is only the name of the synthetic label.
 
 Output (DIR):
@@ -62,6 +64,10 @@ pub struct Args {
     /// Number of image concepts and of text concepts (even, 2..=6); 2 makes the rule an XOR.
     #[arg(long, value_name = "K", default_value_t = 4)]
     pub concepts: usize,
+    /// Word families the topic words come from (1..=12): each family gives every topic
+    /// one word, so fewer families mean fewer distinct topic words.
+    #[arg(long, value_name = "N", default_value_t = 12)]
+    pub families: usize,
     /// Rendering threads (default: all cores). The output does not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -80,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         difficulty: args.difficulty,
         concepts: args.concepts,
+        families: args.families,
     };
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let total = (config.train + config.dev + config.test) as u64;

@@ -41,6 +41,14 @@ pub struct SynthConfig {
     pub difficulty: Difficulty,
     /// Image concepts and text concepts (even, 2..=6).
     pub concepts: usize,
+    /// Word families the captions' topic words come from (1..=12); fewer families
+    /// mean fewer distinct topic words, an easier text side.
+    #[serde(default = "all_families")]
+    pub families: usize,
+}
+
+fn all_families() -> usize {
+    design::WORD_FAMILIES.len()
 }
 
 impl Default for SynthConfig {
@@ -53,6 +61,7 @@ impl Default for SynthConfig {
             seed: 0,
             difficulty: Difficulty::Medium,
             concepts: 4,
+            families: all_families(),
         }
     }
 }
@@ -62,6 +71,8 @@ impl Default for SynthConfig {
 pub enum SynthError {
     #[error(transparent)]
     Concepts(#[from] design::BadConceptCount),
+    #[error(transparent)]
+    Families(#[from] design::BadFamilyCount),
     #[error("image size must be between 16 and 4096 pixels, got {0}")]
     BadSize(u32),
     #[error("{0} already holds a data set (train.jsonl); choose another directory or pass --force")]
@@ -122,7 +133,7 @@ pub fn generate(
     threads: usize,
     progress: &(dyn Fn() + Sync),
 ) -> Result<SynthSummary, SynthError> {
-    let design = Design::new(config.concepts)?;
+    let design = Design::new(config.concepts)?.with_families(config.families)?;
     if !(16..=4096).contains(&config.size) {
         return Err(SynthError::BadSize(config.size));
     }
@@ -148,7 +159,8 @@ pub fn generate(
             let global = jobs.len() as u64;
             let id = format!("{:0width$}", global + 1);
             let img = format!("img/{id}.png");
-            let line = MemeLine { id: &id, img: &img, label: meme.label, text: meme.text() };
+            let text = meme.text();
+            let line = MemeLine { id: &id, img: &img, label: meme.label, text: &text };
             writeln!(lines, "{}", serde_json::to_string(&line).expect("plain struct serialises"))
                 .map_err(io_err(&path))?;
             let concept = ConceptLine {
@@ -203,7 +215,7 @@ pub fn render(plan: &PlannedMeme, global: u64, config: &SynthConfig) -> RgbImage
         placement,
         outline: [shade, shade, shade],
     };
-    draw_caption(&mut image, plan.text(), &style);
+    draw_caption(&mut image, &plan.text(), &style);
     image
 }
 
@@ -229,6 +241,7 @@ fn write_description(out: &Path, config: &SynthConfig, design: &Design) -> Resul
         "text_concepts": &TOPICS[..k],
         "rule": "hateful when (image_concept_index + text_concept_index) mod k < k/2",
         "hateful_pairs": hateful_pairs,
+        "captions": "a template sentence whose slot holds one word of a same-length word family; the topic decides which word",
         "note": "captions are harmless everyday phrases; 'hateful' is only the name of the synthetic label",
     });
     let path = out.join("synth.json");
