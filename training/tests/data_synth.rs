@@ -9,7 +9,7 @@ use memeguard_training::data::synth::{Difficulty, SynthConfig, generate};
 use memeguard_training::data::{HatefulMemes, ImageCheck, Split};
 
 fn tiny(seed: u64, difficulty: Difficulty) -> SynthConfig {
-    SynthConfig { train: 20, dev: 6, test: 5, size: 32, seed, difficulty, concepts: 4, families: 12 }
+    SynthConfig { train: 20, dev: 6, test: 5, size: 32, seed, difficulty, concepts: 4, families: 12, ..SynthConfig::default() }
 }
 
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -136,5 +136,31 @@ fn single_modalities_are_at_chance_and_the_pair_decides() {
         assert!(accuracy < 0.53, "k={k}: text-only accuracy {accuracy}");
         let positives = plan.iter().filter(|m| m.label == 1).count();
         assert_eq!(positives * 2, plan.len());
+    }
+}
+
+/// The phrase caption set draws every text from the topic's five sentences, and the
+/// caption scale is checked before anything is written.
+#[test]
+fn phrase_captions_and_caption_scale() {
+    use memeguard_training::data::synth::design::{CaptionKind, PHRASES};
+    let dir = tempfile::tempdir().unwrap();
+    let config = SynthConfig { captions: CaptionKind::Phrases, caption_scale: 0.35, ..tiny(4, Difficulty::Easy) };
+    generate(dir.path(), &config, false, 2, &|| {}).unwrap();
+    let concepts = std::fs::read_to_string(dir.path().join("concepts.jsonl")).unwrap();
+    let data = HatefulMemes::load(dir.path(), ImageCheck::Decode).unwrap();
+    let texts: HashMap<String, String> =
+        Split::ALL.iter().flat_map(|&s| data.split(s)).map(|m| (m.id.clone(), m.text.clone())).collect();
+    for line in concepts.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = TOPICS.iter().position(|x| *x == v["text_concept"]).unwrap();
+        let text = &texts[v["id"].as_str().unwrap()];
+        assert!(PHRASES[t].contains(&text.as_str()), "{text:?} is not a sentence of topic {t}");
+    }
+    for bad in [0.0, -1.0, 5.0, f32::NAN] {
+        let other = tempfile::tempdir().unwrap();
+        let err = generate(other.path(), &SynthConfig { caption_scale: bad, ..config.clone() }, false, 1, &|| {}).unwrap_err();
+        assert!(err.to_string().contains("caption scale"), "{err}");
+        assert!(!other.path().join("train.jsonl").exists());
     }
 }

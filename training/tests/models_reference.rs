@@ -183,7 +183,7 @@ fn heads_match_numpy() {
         "concat",
         (&image, 12),
         (&text, 10),
-        &ConcatHead { proj_dim: 6, hidden_dim: 5, dropout: 0.1 },
+        &ConcatHead { proj_dim: 6, hidden_dim: 5, dropout: 0.1, feature_norm: false },
     );
     let cross = hate_clipper_head(&mut net, "cross", (&image, 12), (&text, 10), &cross_cfg);
     let align = hate_clipper_head(&mut net, "align", (&image, 12), (&text, 10), &align_cfg);

@@ -6,7 +6,7 @@ mod models_support;
 use memeguard_onnx::{check_model, dims};
 use memeguard_training::graph_spec::{Mode, ModelGraph};
 use memeguard_training::models::catalog::graph_stats;
-use memeguard_training::models::fusion::single_modality_head;
+use memeguard_training::models::fusion::{feature_norm, single_modality_head};
 use memeguard_training::models::input::{ATTENTION_MASK, BATCH, INPUT_IDS, PIXEL_VALUES};
 use memeguard_training::models::layers::linear;
 use memeguard_training::models::net::is_hollow;
@@ -155,7 +155,7 @@ fn heads_have_the_expected_shapes_and_ranges() {
         let p = projection_head(&mut net, "proj", &f, 64, 24, 0.1);
         let d = dino_head(&mut net, "dino", &f, 64, &DinoHeadConfig::tiny());
         let s =
-            single_modality_head(&mut net, "cls", &f, 64, &ConcatHead { proj_dim: 12, hidden_dim: 8, dropout: 0.5 });
+            single_modality_head(&mut net, "cls", &f, 64, &ConcatHead { proj_dim: 12, hidden_dim: 8, dropout: 0.5, feature_norm: false });
         let graph = net.finish(&[
             GraphOutput::f32(&p, "projection", dims![BATCH, 24]),
             GraphOutput::f32(&d, "dino", dims![BATCH, 64]),
@@ -177,15 +177,52 @@ fn heads_have_the_expected_shapes_and_ranges() {
     }
 }
 
+/// The fusion head's feature normalisation standardises every feature over the batch
+/// in training mode (checked against the mean and variance computed here) and keeps
+/// running statistics for inference.
+#[test]
+fn feature_norm_standardises_each_feature_over_the_batch() {
+    let mut net = Net::new("norm", Mode::Train, 4);
+    let x = image_input(&mut net, 32);
+    let f = resnet(&mut net, &ResNetConfig::tiny(), "image", &x);
+    let y = feature_norm(&mut net, "head.image_norm", &f, 64);
+    let graph = net.finish(&[GraphOutput::f32(&f, "features", dims![BATCH, 64]), GraphOutput::f32(&y, "normed", dims![BATCH, 64])]);
+    check_model(&graph.model, true).unwrap();
+    let out = run(&graph.model, vec![(PIXEL_VALUES, pixels(6, 32, 9))]);
+    let (feats, normed) = (&out["features"].1, &out["normed"].1);
+    let mut spread = 0.0f32;
+    for c in 0..64 {
+        let col: Vec<f32> = (0..6).map(|n| feats[n * 64 + c]).collect();
+        let mean = col.iter().sum::<f32>() / 6.0;
+        let var = col.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 6.0;
+        spread = spread.max(var);
+        for n in 0..6 {
+            let expected = (col[n] - mean) / (var + 1e-5).sqrt();
+            assert!((normed[n * 64 + c] - expected).abs() < 2e-3, "feature {c} item {n}: {} vs {expected}", normed[n * 64 + c]);
+        }
+    }
+    assert!(spread > 0.0, "the features vary over the batch");
+    let buffers: Vec<_> = graph.buffers.iter().map(|b| b.name.as_str()).filter(|n| n.starts_with("head.")).collect();
+    assert_eq!(buffers, vec!["head.image_norm.running_mean", "head.image_norm.running_var"]);
+}
+
 fn classifier_configs() -> Vec<(&'static str, ClassifierConfig)> {
     let image = Some(ImageEncoderConfig::parse("resnet-tiny").unwrap());
     let vit = Some(ImageEncoderConfig::parse("vit-tiny").unwrap());
     let text = Some(TextConfig { dropout: 0.1, ..TextConfig::tiny(40, 16) });
-    let small = HeadConfig::Concat(ConcatHead { proj_dim: 16, hidden_dim: 8, dropout: 0.2 });
+    let small = HeadConfig::Concat(ConcatHead { proj_dim: 16, hidden_dim: 8, dropout: 0.2, feature_norm: false });
     vec![
         ("image-only", ClassifierConfig { image: image.clone(), text: None, head: small.clone() }),
         ("text-only", ClassifierConfig { image: None, text: text.clone(), head: small.clone() }),
-        ("concat", ClassifierConfig { image: vit.clone(), text: text.clone(), head: small }),
+        ("concat", ClassifierConfig { image: vit.clone(), text: text.clone(), head: small.clone() }),
+        (
+            "concat-feature-norm",
+            ClassifierConfig {
+                image: image.clone(),
+                text: text.clone(),
+                head: HeadConfig::Concat(ConcatHead { feature_norm: true, ..ConcatHead { proj_dim: 16, hidden_dim: 8, dropout: 0.2, feature_norm: false } }),
+            },
+        ),
         (
             "cross",
             ClassifierConfig {

@@ -18,7 +18,7 @@ const SIZE: u32 = 32;
 const MAX_LEN: usize = 12;
 
 fn memes(dir: &Path) -> Vec<Meme> {
-    let config = SynthConfig { train: 8, dev: 0, test: 0, size: 48, seed: 3, difficulty: Difficulty::Easy, concepts: 4, families: 12 };
+    let config = SynthConfig { train: 8, dev: 0, test: 0, size: 48, seed: 3, difficulty: Difficulty::Easy, concepts: 4, families: 12, ..SynthConfig::default() };
     generate(dir, &config, false, 2, &|| {}).unwrap();
     HatefulMemes::load(dir, ImageCheck::Header).unwrap().split(Split::Train).to_vec()
 }

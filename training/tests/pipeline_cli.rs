@@ -115,6 +115,7 @@ fn finetune_writes_its_run_directory_and_a_package_the_server_can_load() {
     assert!(out.stdout.contains(&format!("exported {} to {}", pkg.id(), export.display())), "{}", out.both());
     let m = &pkg.manifest;
     assert_eq!(m.name, "demo");
+    assert_eq!(m.version, "1.0.0", "the --export folder names the version");
     assert!(!m.placeholder);
     assert_eq!(m.pretraining, "none");
     assert_eq!(m.image.size, SIZE);

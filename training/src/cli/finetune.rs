@@ -67,10 +67,12 @@ pub struct Args {
     /// Threshold rule: `accuracy`, `precision:0.9`, `recall:0.9`.
     #[arg(long, default_value = "accuracy")]
     pub threshold: String,
-    /// Write the (first seed's) model as a package here.
+    /// Write the (first seed's) model as a package here, laid out as the server's models
+    /// directory expects: `<models>/<name>/<version>`. The folder's own name becomes the
+    /// package version and its parent's name the package name (unless --name).
     #[arg(long)]
     pub export: Option<PathBuf>,
-    /// Package name (default: the recipe's).
+    /// Package name (default: the name of the --export folder's parent, else the recipe's).
     #[arg(long)]
     pub name: Option<String>,
     /// Pretraining method recorded in the manifest (default: none; with --init-from, the
@@ -171,9 +173,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => "none".into(),
             Some(checkpoint) => pretraining_method(checkpoint),
         });
+        let folder_name = |p: Option<&std::path::Path>| {
+            p.and_then(|p| p.file_name()).and_then(|n| n.to_str()).filter(|n| !n.is_empty() && *n != "." && *n != "..").map(str::to_string)
+        };
         let info = ExportInfo {
-            name: args.name.clone().unwrap_or_else(|| recipe.name.clone()),
-            version: None,
+            name: args.name.clone().or_else(|| folder_name(out.parent())).unwrap_or_else(|| recipe.name.clone()),
+            version: folder_name(Some(out)),
             pretraining,
             seeds: (aurocs.len() > 1).then(|| (mean_std(&aurocs), mean_std(&accs))),
         };

@@ -68,6 +68,13 @@ pub struct Args {
     /// one word, so fewer families mean fewer distinct topic words.
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub families: usize,
+    /// Caption set: `families` (template + one word of a same-length family) or
+    /// `phrases` (five fixed sentences per topic; a CNN can recognise them when drawn large).
+    #[arg(long, value_enum, default_value_t = synth::design::CaptionKind::Families)]
+    pub captions: synth::design::CaptionKind,
+    /// Multiplies the drawn caption's size; below about 0.5 a 64-px model cannot read it.
+    #[arg(long, default_value_t = 1.0)]
+    pub caption_scale: f32,
     /// Rendering threads (default: all cores). The output does not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -87,6 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         difficulty: args.difficulty,
         concepts: args.concepts,
         families: args.families,
+        captions: args.captions,
+        caption_scale: args.caption_scale,
     };
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let total = (config.train + config.dev + config.test) as u64;

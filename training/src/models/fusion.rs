@@ -7,7 +7,7 @@
 use memeguard_onnx::Attr;
 use serde::{Deserialize, Serialize};
 
-use crate::models::layers::{dropout, l2_normalize, linear, relu};
+use crate::models::layers::{batch_norm2d, dropout, l2_normalize, linear, relu};
 use crate::models::net::Net;
 
 /// The seed study's head sizes: each modality projected to `proj_dim` (300), then
@@ -17,12 +17,28 @@ pub struct ConcatHead {
     pub proj_dim: usize,
     pub hidden_dim: usize,
     pub dropout: f32,
+    /// Standardise each modality's features over the batch (BatchNorm, running
+    /// statistics at inference) before projecting them. Not in the seed study: without
+    /// it a freshly initialised text transformer gives nearly the same pooled features
+    /// for every caption, and a label that depends on the *pair* (benign confounders)
+    /// never gets a gradient strong enough to leave the loss plateau.
+    #[serde(default)]
+    pub feature_norm: bool,
 }
 
 impl Default for ConcatHead {
     fn default() -> Self {
-        ConcatHead { proj_dim: 300, hidden_dim: 256, dropout: 0.1 }
+        ConcatHead { proj_dim: 300, hidden_dim: 256, dropout: 0.1, feature_norm: true }
     }
+}
+
+/// `[N, d]` features standardised over the batch: BatchNorm on `[N, d, 1, 1]`.
+/// Names: `{name}.weight`, `{name}.bias`, `{name}.running_mean`, `{name}.running_var`.
+pub fn feature_norm(net: &mut Net, name: &str, x: &str, dim: usize) -> String {
+    let axes = net.const_i64s("feature_norm_axes", &[2, 3]);
+    let x4 = net.b.op("Unsqueeze", &[x, &axes], &[]);
+    let y4 = batch_norm2d(net, name, &x4, dim);
+    net.b.op("Flatten", &[&y4], &[("axis", Attr::Int(1))])
 }
 
 /// How Hate-CLIPper combines the projected image and text features.
@@ -76,6 +92,13 @@ impl Default for HeadConfig {
 /// `Linear(d → proj) → ReLU → Linear(proj → hidden) → ReLU → Dropout → Linear(hidden → 1)`.
 /// Names: `{name}.proj`, `{name}.hidden`, `{name}.out`.
 pub fn single_modality_head(net: &mut Net, name: &str, x: &str, in_dim: usize, cfg: &ConcatHead) -> String {
+    let normed;
+    let x = if cfg.feature_norm {
+        normed = feature_norm(net, &format!("{name}.norm"), x, in_dim);
+        normed.as_str()
+    } else {
+        x
+    };
     let p = linear(net, &format!("{name}.proj"), x, in_dim, cfg.proj_dim, true);
     let p = relu(net, &p);
     hidden_and_logit(net, name, &p, cfg.proj_dim, cfg)
@@ -92,6 +115,12 @@ pub fn concat_head(
     (text, text_dim): (&str, usize),
     cfg: &ConcatHead,
 ) -> String {
+    let (image, text) = if cfg.feature_norm {
+        (feature_norm(net, &format!("{name}.image_norm"), image, image_dim), feature_norm(net, &format!("{name}.text_norm"), text, text_dim))
+    } else {
+        (image.to_string(), text.to_string())
+    };
+    let (image, text) = (image.as_str(), text.as_str());
     let i = linear(net, &format!("{name}.image_proj"), image, image_dim, cfg.proj_dim, true);
     let i = relu(net, &i);
     let t = linear(net, &format!("{name}.text_proj"), text, text_dim, cfg.proj_dim, true);

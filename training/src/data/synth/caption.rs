@@ -79,13 +79,15 @@ fn layout_block(
 ) {
     let max_width = w as f32 * 0.92;
     let max_height = h as f32 * 0.4;
-    let mut px = (size * h as f32).max(6.0);
+    // Shrinking stops at 6 px, or at the asked size when that is smaller.
+    let floor = (size * h as f32).clamp(2.0, 6.0);
+    let mut px = (size * h as f32).max(floor);
     // Shrink until every word fits the width and the block fits 40% of the height.
     let lines = loop {
         let scaled = font.as_scaled(PxScale::from(px));
         let lines = wrap(&scaled, words, max_width);
         let widest = lines.iter().map(|l| line_width(&scaled, l)).fold(0.0, f32::max);
-        if (widest <= max_width && lines.len() as f32 * scaled.height() <= max_height) || px <= 6.0 {
+        if (widest <= max_width && lines.len() as f32 * scaled.height() <= max_height) || px <= floor {
             break lines;
         }
         px *= 0.9;

@@ -73,6 +73,66 @@ pub const WORD_FAMILIES: [[&str; 6]; 12] = [
     ["bump", "jump", "lump", "pump", "dump", "hump"],
 ];
 
+/// The alternative caption set ([`CaptionKind::Phrases`]): five fixed sentences per
+/// topic, slot `i` of about the same length in every topic. Every word of a sentence is
+/// topic-specific, so the text side is easy; drawn large, a CNN recognises each
+/// sentence's shape (use a small `caption_scale` to keep image-only models from reading it).
+pub const PHRASES: [[&str; 5]; 6] = [
+    [
+        "me every morning",
+        "this is how mondays feel",
+        "when the alarm rings at six am",
+        "nobody talks to me before my coffee",
+        "me pretending to be awake in the first meeting",
+    ],
+    [
+        "weekend mode on",
+        "saturday plans be like",
+        "when friday finally shows up",
+        "two whole days off and i did nothing",
+        "sunday evening and the weekend is over already",
+    ],
+    [
+        "dinner is served",
+        "when someone says pizza",
+        "my diet lasted until lunch time",
+        "i only came here for the free snacks",
+        "when the delivery arrives earlier than promised",
+    ],
+    [
+        "homework time again",
+        "the teacher said open book",
+        "when the exam has no questions",
+        "group projects always end up like this",
+        "me explaining why the essay is three days late",
+    ],
+    [
+        "vacation starts now",
+        "the view from my window",
+        "packing light they said easily",
+        "when the train leaves without me today",
+        "tourists taking the same photo for the tenth time",
+    ],
+    [
+        "forecast says rain",
+        "it is too hot outside",
+        "when the sun comes out for once",
+        "summer is here and so are the bugs",
+        "when the weather app says sunny but it is pouring",
+    ],
+];
+
+/// Which caption set a design uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptionKind {
+    /// A template sentence with one word-family slot ([`TEMPLATES`], [`WORD_FAMILIES`]).
+    #[default]
+    Families,
+    /// Five fixed sentences per topic ([`PHRASES`]).
+    Phrases,
+}
+
 /// The word of family `family` that stands for topic `topic`.
 pub fn topic_word(family: usize, topic: usize) -> &'static str {
     WORD_FAMILIES[family][(topic + family) % 6]
@@ -86,6 +146,7 @@ pub const MAX_CONCEPTS: usize = SUBJECTS.len();
 pub struct Design {
     k: usize,
     families: usize,
+    captions: CaptionKind,
 }
 
 /// Why a design cannot be built.
@@ -105,7 +166,9 @@ pub struct PlannedMeme {
     pub subject: usize,
     /// Index of the text concept in [`TOPICS`].
     pub topic: usize,
-    /// Index of the caption sentence in [`TEMPLATES`].
+    /// Which caption set `template` and `family` index.
+    pub captions: CaptionKind,
+    /// Index of the caption sentence in [`TEMPLATES`] (or in the topic's [`PHRASES`]).
     pub template: usize,
     /// Index of the word family in [`WORD_FAMILIES`].
     pub family: usize,
@@ -116,7 +179,10 @@ pub struct PlannedMeme {
 impl PlannedMeme {
     /// The caption text.
     pub fn text(&self) -> String {
-        TEMPLATES[self.template].replace("{}", topic_word(self.family, self.topic))
+        match self.captions {
+            CaptionKind::Families => TEMPLATES[self.template].replace("{}", topic_word(self.family, self.topic)),
+            CaptionKind::Phrases => PHRASES[self.topic][self.template].to_string(),
+        }
     }
 }
 
@@ -126,7 +192,7 @@ impl Design {
         if !(2..=MAX_CONCEPTS).contains(&k) || !k.is_multiple_of(2) {
             return Err(BadConceptCount(k));
         }
-        Ok(Design { k, families: WORD_FAMILIES.len() })
+        Ok(Design { k, families: WORD_FAMILIES.len(), captions: CaptionKind::Families })
     }
 
     /// The same design with captions drawing their topic word from the first
@@ -136,6 +202,11 @@ impl Design {
             return Err(BadFamilyCount(families));
         }
         Ok(Design { families, ..self })
+    }
+
+    /// The same design with another caption set.
+    pub fn with_captions(self, captions: CaptionKind) -> Self {
+        Design { captions, ..self }
     }
 
     /// Number of word families the captions use.
@@ -165,9 +236,18 @@ impl Design {
             order.shuffle(&mut rng);
             for cell in order.into_iter().take(n - out.len()) {
                 let (subject, topic) = (cell / self.k, cell % self.k);
-                let template = rng.random_range(0..TEMPLATES.len());
-                let family = rng.random_range(0..self.families);
-                out.push(PlannedMeme { subject, topic, template, family, label: self.label(subject, topic) });
+                let (template, family) = match self.captions {
+                    CaptionKind::Families => (rng.random_range(0..TEMPLATES.len()), rng.random_range(0..self.families)),
+                    CaptionKind::Phrases => (rng.random_range(0..PHRASES[topic].len()), 0),
+                };
+                out.push(PlannedMeme {
+                    subject,
+                    topic,
+                    captions: self.captions,
+                    template,
+                    family,
+                    label: self.label(subject, topic),
+                });
             }
             block += 1;
         }

@@ -45,6 +45,17 @@ pub struct SynthConfig {
     /// mean fewer distinct topic words, an easier text side.
     #[serde(default = "all_families")]
     pub families: usize,
+    /// Which caption set the memes use.
+    #[serde(default)]
+    pub captions: design::CaptionKind,
+    /// Multiplies the drawn caption's size (1 = the difficulty's sizes; below about 0.5
+    /// the caption is too small for a 64-px model input to read).
+    #[serde(default = "unit_scale")]
+    pub caption_scale: f32,
+}
+
+fn unit_scale() -> f32 {
+    1.0
 }
 
 fn all_families() -> usize {
@@ -62,6 +73,8 @@ impl Default for SynthConfig {
             difficulty: Difficulty::Medium,
             concepts: 4,
             families: all_families(),
+            captions: design::CaptionKind::Families,
+            caption_scale: 1.0,
         }
     }
 }
@@ -73,6 +86,8 @@ pub enum SynthError {
     Concepts(#[from] design::BadConceptCount),
     #[error(transparent)]
     Families(#[from] design::BadFamilyCount),
+    #[error("caption scale must be in (0, 4], got {0}")]
+    BadCaptionScale(f32),
     #[error("image size must be between 16 and 4096 pixels, got {0}")]
     BadSize(u32),
     #[error("{0} already holds a data set (train.jsonl); choose another directory or pass --force")]
@@ -133,7 +148,10 @@ pub fn generate(
     threads: usize,
     progress: &(dyn Fn() + Sync),
 ) -> Result<SynthSummary, SynthError> {
-    let design = Design::new(config.concepts)?.with_families(config.families)?;
+    let design = Design::new(config.concepts)?.with_families(config.families)?.with_captions(config.captions);
+    if !(config.caption_scale > 0.0 && config.caption_scale <= 4.0) {
+        return Err(SynthError::BadCaptionScale(config.caption_scale));
+    }
     if !(16..=4096).contains(&config.size) {
         return Err(SynthError::BadSize(config.size));
     }
@@ -211,7 +229,7 @@ pub fn render(plan: &PlannedMeme, global: u64, config: &SynthConfig) -> RgbImage
     let shade: u8 = rng.random_range(0..40);
     let style = CaptionStyle {
         font: rng.random_range(0..knobs.fonts),
-        size: rng.random_range(knobs.text_size.0..=knobs.text_size.1),
+        size: rng.random_range(knobs.text_size.0..=knobs.text_size.1) * config.caption_scale,
         placement,
         outline: [shade, shade, shade],
     };
