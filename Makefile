@@ -17,13 +17,15 @@ test: onnxruntime setup-test
 	$(CARGO) test --workspace --no-fail-fast
 
 ## demo-model: retrain the demo package served by `make run` (tiny recipe on synthetic memes,
-## about 10 minutes on 2 cores); the result goes to models/demo/<time stamp>
+## about 2 minutes on 2 cores after the release build); the result goes to models/demo/<time stamp>
 DEMO_DATA := data/synth-demo
 demo-model: onnxruntime
 	$(CARGO) build --release -p memeguard-training --bin memeguard-train
-	target/release/memeguard-train synth --out $(DEMO_DATA) --train 2048 --dev 256 --test 256 --size 96 --difficulty easy --seed 7 --force
+	target/release/memeguard-train synth --out $(DEMO_DATA) --train 2048 --dev 256 --test 256 --size 96 --difficulty easy \
+	    --captions phrases --caption-scale 0.35 --seed 7 --force
 	target/release/memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml \
-	    --data $(DEMO_DATA) --out runs/demo --name demo --export models/demo/$$(date -u +%Y.%m.%d-%H%M%S)
+	    --set train.epochs=40 --set data.patience=20 \
+	    --data $(DEMO_DATA) --out runs/demo --export models/demo/$$(date -u +%Y.%m.%d-%H%M%S)
 
 ## onnxruntime: ONNX Runtime 1.31.1 (CPU) from PyPI into .cache/onnxruntime/cpu
 onnxruntime:
