@@ -290,6 +290,7 @@ fn interrupt_when(args: &[String], ready: &Path) -> Run {
     let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "an interrupted run exits with 128 + SIGINT");
     read_back(status.success())
 }
 
