@@ -12,7 +12,7 @@ use memeguard_training::models::layers::linear;
 use memeguard_training::models::net::is_hollow;
 use memeguard_training::models::resnet::Block;
 use memeguard_training::models::*;
-use models_support::{pixels, run, tokens};
+use models_support::{pixels, repeated_pixels, run, tokens};
 
 /// An image encoder with a 1000-class linear head, as the published counts include.
 fn with_imagenet_head(cfg: &ImageEncoderConfig) -> ModelGraph {
@@ -204,6 +204,44 @@ fn feature_norm_standardises_each_feature_over_the_batch() {
     assert!(spread > 0.0, "the features vary over the batch");
     let buffers: Vec<_> = graph.buffers.iter().map(|b| b.name.as_str()).filter(|n| n.starts_with("head.")).collect();
     assert_eq!(buffers, vec!["head.image_norm.running_mean", "head.image_norm.running_var"]);
+}
+
+/// The collapse watch of CASS and CASS-MM: mean over dimensions of the batch standard
+/// deviation of the L2-normalised embeddings, times √d — checked against the same sum
+/// computed here, and 0 for a batch of identical embeddings.
+#[test]
+fn embedding_spread_matches_its_definition_and_is_zero_when_collapsed() {
+    use memeguard_training::objectives::embedding_spread;
+    for identical in [false, true] {
+        let mut net = Net::new("spread", Mode::Train, 4);
+        let x = image_input(&mut net, 32);
+        let f = resnet(&mut net, &ResNetConfig::tiny(), "image", &x);
+        let spread = embedding_spread(&mut net, &f, 64);
+        let graph = net.finish(&[GraphOutput::f32(&f, "features", dims![BATCH, 64]), GraphOutput::f32(&spread, "spread", dims![])]);
+        let images = if identical { repeated_pixels(5, 32, 3) } else { pixels(5, 32, 3) };
+        let out = run(&graph.model, vec![(PIXEL_VALUES, images)]);
+        let feats = &out["features"].1;
+        let unit: Vec<Vec<f32>> = feats
+            .chunks(64)
+            .map(|row| {
+                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                row.iter().map(|v| v / norm).collect()
+            })
+            .collect();
+        let mut expected = 0.0f32;
+        for c in 0..64 {
+            let mean = unit.iter().map(|r| r[c]).sum::<f32>() / 5.0;
+            expected += (unit.iter().map(|r| (r[c] - mean).powi(2)).sum::<f32>() / 5.0).sqrt();
+        }
+        expected = expected / 64.0 * 8.0;
+        let got = out["spread"].1[0];
+        assert!((got - expected).abs() < 1e-3, "identical={identical}: {got} vs {expected}");
+        if identical {
+            assert!(got < 1e-3, "a collapsed batch has spread {got}");
+        } else {
+            assert!(got > 0.01, "distinct images give spread {got}");
+        }
+    }
 }
 
 fn classifier_configs() -> Vec<(&'static str, ClassifierConfig)> {

@@ -79,9 +79,17 @@ fn overfit(method: Method, steps: usize, lr: f32) -> (f32, f32) {
     let before: Vec<_> = trainable.iter().map(|p| trainer.value(p).unwrap()).collect();
     let hyper = StepHyper::new(lr, 0.0);
     let mut losses = Vec::new();
+    let spread = memeguard_training::objectives::EMBEDDING_SPREAD;
+    let watches = matches!(method, Method::Cass | Method::CassMm);
+    let fetch: &[&str] = if watches { &[spread] } else { &[] };
     for _ in 0..steps {
-        let report = trainer.step(feeds.clone(), &hyper).unwrap();
+        let report = trainer.step_fetch(feeds.clone(), &hyper, fetch).unwrap();
         assert!(report.loss.is_finite(), "{method:?}: loss {}", report.loss);
+        if watches {
+            // The collapse watch runs in every step: a finite spread, ≥ 0.
+            let s = report.outputs[spread].as_f32().unwrap()[0];
+            assert!(s.is_finite() && s >= 0.0, "{method:?}: embedding spread {s}");
+        }
         losses.push(report.loss);
         if !objective.ema.is_empty() {
             trainer.ema_update(0.9).unwrap();

@@ -213,6 +213,10 @@ fn each_pretraining_method_lowers_its_loss_and_its_checkpoint_finetunes() {
             log[0].loss, log[15].loss
         );
         assert!(out.stdout.contains(&reported), "{method}: expected `{reported}` in\n{}", out.both());
+        // CASS and CASS-MM watch for collapse: the spread is logged at every step and reported.
+        let watches = method.starts_with("cass");
+        assert_eq!(log.iter().all(|r| r.spread.is_some()), watches, "{method}: embedding_spread column");
+        assert_eq!(out.stdout.contains("embedding spread "), watches, "{method}:\n{}", out.both());
         for file in ["checkpoint.safetensors", "tokenizer.json", "config.toml"] {
             assert!(run.join(file).is_file(), "{method}: {file} missing");
         }

@@ -54,6 +54,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let last = trained.log.last().map(|s| s.loss).unwrap_or(f32::NAN);
     let first = trained.log.first().map(|s| s.loss).unwrap_or(f32::NAN);
     println!("pretrained `{}` ({}): loss {first:.4} → {last:.4} over {} steps", recipe.name, recipe.method.name(), trained.log.len());
+    let spreads: Vec<f32> = trained.log.iter().filter_map(|s| s.embedding_spread).collect();
+    if let (Some(a), Some(b)) = (spreads.first(), spreads.last()) {
+        let verdict = if *b < memeguard_training::objectives::COLLAPSE_SPREAD { " — collapsed: the embeddings no longer tell inputs apart" } else { "" };
+        println!("embedding spread {a:.3} → {b:.3} (about 1 = spread evenly, 0 = every input the same){verdict}");
+    }
     println!("run directory: {}", dir.display());
     println!("next: memeguard-train finetune --recipe <finetune recipe> --data {} --init-from {}", args.recipe.data.display(), run_dir.checkpoint_path().display());
     Ok(())

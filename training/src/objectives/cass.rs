@@ -5,7 +5,7 @@
 use memeguard_onnx::dims;
 use serde::{Deserialize, Serialize};
 
-use super::{loss_error, Feeds, Objective, LOSS};
+use super::{embedding_spread, loss_error, Feeds, Objective, EMBEDDING_SPREAD, LOSS};
 use crate::graph_spec::Mode;
 use crate::losses;
 use crate::models::encoders::ImageEncoderConfig;
@@ -42,6 +42,10 @@ pub fn build(cfg: &CassConfig, seed: u64) -> Result<Objective, ModelError> {
     let za = projection_head(&mut net, "cnn_projection", &a, cfg.cnn.feature_dim(), cfg.projection_dim, cfg.dropout);
     let zb = projection_head(&mut net, "vit_projection", &b, cfg.vit.feature_dim(), cfg.projection_dim, cfg.dropout);
     let loss = losses::cosine_loss(&mut net.b, &za, &zb, losses::DEFAULT_COSINE_EPS).map_err(loss_error)?;
-    let graph = net.finish(&[GraphOutput::f32(&loss, LOSS, dims![])]);
+    // Collapse watch: the smaller spread of the two branches' embeddings.
+    let spread_a = embedding_spread(&mut net, &za, cfg.projection_dim);
+    let spread_b = embedding_spread(&mut net, &zb, cfg.projection_dim);
+    let spread = net.b.op("Min", &[&spread_a, &spread_b], &[]);
+    let graph = net.finish(&[GraphOutput::f32(&loss, LOSS, dims![]), GraphOutput::f32(&spread, EMBEDDING_SPREAD, dims![])]);
     Ok(Objective { graph, feeds: Feeds::Image, ema: vec![], method: "cass" })
 }

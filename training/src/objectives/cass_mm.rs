@@ -8,7 +8,7 @@
 use memeguard_onnx::{dims, Attr};
 use serde::{Deserialize, Serialize};
 
-use super::{loss_error, Feeds, Objective, LOSS};
+use super::{embedding_spread, loss_error, Feeds, Objective, EMBEDDING_SPREAD, LOSS};
 use crate::graph_spec::Mode;
 use crate::losses;
 use crate::models::encoders::ImageEncoderConfig;
@@ -63,6 +63,10 @@ pub fn build(cfg: &CassMmConfig, seed: u64) -> Result<Objective, ModelError> {
         ));
     }
     let loss = losses::cosine_loss(&mut net.b, &fused[0], &fused[1], losses::DEFAULT_COSINE_EPS).map_err(loss_error)?;
-    let graph = net.finish(&[GraphOutput::f32(&loss, LOSS, dims![])]);
+    // Collapse watch: the smaller spread of the two branches' fused outputs.
+    let spread_a = embedding_spread(&mut net, &fused[0], cfg.fusion_dim);
+    let spread_b = embedding_spread(&mut net, &fused[1], cfg.fusion_dim);
+    let spread = net.b.op("Min", &[&spread_a, &spread_b], &[]);
+    let graph = net.finish(&[GraphOutput::f32(&loss, LOSS, dims![]), GraphOutput::f32(&spread, EMBEDDING_SPREAD, dims![])]);
     Ok(Objective { graph, feeds: Feeds::ImageText, ema: vec![], method: "cass-mm" })
 }

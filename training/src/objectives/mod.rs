@@ -23,6 +23,31 @@ use crate::optim::EmaPair;
 /// Name of the scalar loss output of every objective graph.
 pub const LOSS: &str = "loss";
 
+/// Name of the optional scalar output that watches for collapse (CASS, CASS-MM): how
+/// spread out the L2-normalised embeddings are over the batch — the mean over dimensions
+/// of their standard deviation, times √d — so embeddings spread evenly over every
+/// direction give about 1 and identical embeddings give 0. A loss such as 2 − 2·cos has
+/// the trivial minimum "every input maps to the same vector"; this number shows it.
+pub const EMBEDDING_SPREAD: &str = "embedding_spread";
+
+/// Below this spread (epoch mean) a run warns that its embeddings are collapsing.
+pub const COLLAPSE_SPREAD: f32 = 0.1;
+
+/// The [`EMBEDDING_SPREAD`] of embeddings `z` `[N, dim]` (not part of the loss).
+pub fn embedding_spread(net: &mut crate::models::net::Net, z: &str, dim: usize) -> String {
+    use memeguard_onnx::{Attr, Tensor};
+    let unit = crate::models::layers::l2_normalize(net, z);
+    let batch = net.const_i64s("spread_batch_axis", &[0]);
+    let mean = net.b.op("ReduceMean", &[&unit, &batch], &[("keepdims", Attr::Int(1))]);
+    let centred = net.b.op("Sub", &[&unit, &mean], &[]);
+    let squared = net.b.op("Mul", &[&centred, &centred], &[]);
+    let var = net.b.op("ReduceMean", &[&squared, &batch], &[("keepdims", Attr::Int(0))]);
+    let std = net.b.op("Sqrt", &[&var], &[]);
+    let spread = net.b.op("ReduceMean", &[&std, &batch], &[("keepdims", Attr::Int(0))]);
+    let scale = net.b.constant("spread_scale", Tensor::scalar_f32((dim as f32).sqrt()));
+    net.b.op("Mul", &[&spread, &scale], &[])
+}
+
 /// Which tensors a batch must feed the objective's graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feeds {

@@ -141,6 +141,9 @@ pub struct StepLog {
     pub loss: f32,
     pub lr: f64,
     pub grad_norm: Option<f32>,
+    /// The objective's [`crate::objectives::EMBEDDING_SPREAD`], when it has one.
+    #[serde(default)]
+    pub embedding_spread: Option<f32>,
 }
 
 /// A finished (or stopped) run: its trainer holds the final state.
@@ -222,6 +225,9 @@ pub fn train(
     let momentum = dino_teacher_momentum(total_updates);
     let temp_warmup = ((cfg.teacher_temperature_warmup_epochs * per_epoch as f64) / accumulation as f64) as u64;
     let is_dino = matches!(objective.feeds, crate::objectives::Feeds::MultiCrop { .. });
+    let spread_name = crate::objectives::EMBEDDING_SPREAD;
+    let watch_spread = objective.graph.model.graph.as_ref().is_some_and(|g| g.output.iter().any(|o| o.name.as_deref() == Some(spread_name)));
+    let fetch: &[&str] = if watch_spread { &[spread_name] } else { &[] };
 
     let start_epoch = trainer.micro_step() / per_epoch;
     let skip_in_epoch = trainer.micro_step() % per_epoch;
@@ -244,7 +250,8 @@ pub fn train(
                 batch.push((crate::objectives::dino::TEACHER_TEMPERATURE.to_string(), Tensor::scalar_f32(t)));
             }
             let hyper = StepHyper::new(lr_now as f32, cfg.weight_decay as f32);
-            let report = trainer.step(batch, &hyper)?;
+            let report = trainer.step_fetch(batch, &hyper, fetch)?;
+            let spread = report.outputs.get(spread_name).and_then(|t| t.as_f32()).and_then(|v| v.first().copied());
             if !report.loss.is_finite() {
                 return Err(RunError::Invalid(format!(
                     "the loss became {} at step {} (epoch {epoch}): lower the learning rate or enable clipping",
@@ -255,7 +262,14 @@ pub fn train(
             if report.applied && !objective.ema.is_empty() {
                 trainer.ema_update(momentum.at(update) as f32)?;
             }
-            log.push(StepLog { step: trainer.micro_step(), epoch, loss: report.loss, lr: lr_now, grad_norm: report.grad_norm });
+            log.push(StepLog {
+                step: trainer.micro_step(),
+                epoch,
+                loss: report.loss,
+                lr: lr_now,
+                grad_norm: report.grad_norm,
+                embedding_spread: spread,
+            });
             bar.set_message(format!("epoch {} loss {:.4} lr {:.2e}", epoch + 1, report.loss, lr_now));
             bar.inc(1);
             // At an epoch's last step the epoch is finished first (checkpoint, log, hook),
@@ -269,6 +283,7 @@ pub fn train(
             save(&trainer, &r.checkpoint_path(), &log)?;
             r.write_log(&log)?;
         }
+        warn_on_collapse(epoch, &log);
         if let Some(hook) = on_epoch.as_mut() {
             if !hook(epoch, &mut trainer)? {
                 break;
@@ -285,6 +300,24 @@ pub fn train(
     }
     bar.finish_with_message(format!("done in {:.1}s", started.elapsed().as_secs_f64()));
     Ok(Trained { trainer, log, initialised })
+}
+
+/// Warns when the epoch's mean embedding spread fell below
+/// [`crate::objectives::COLLAPSE_SPREAD`]; returns that mean.
+fn warn_on_collapse(epoch: u64, log: &[StepLog]) -> Option<f32> {
+    let spreads: Vec<f32> = log.iter().filter(|s| s.epoch == epoch).filter_map(|s| s.embedding_spread).collect();
+    if spreads.is_empty() {
+        return None;
+    }
+    let mean = spreads.iter().sum::<f32>() / spreads.len() as f32;
+    if mean < crate::objectives::COLLAPSE_SPREAD {
+        tracing::warn!(
+            epoch = epoch + 1,
+            spread = mean,
+            "the embeddings are collapsing (spread over the batch {mean:.3}; about 1 when spread evenly, 0 when every input maps to the same vector): a low loss here means little"
+        );
+    }
+    Some(mean)
 }
 
 /// Ctrl-C: writes the checkpoint, and the step log and loss curve up to this step, so

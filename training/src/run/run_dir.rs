@@ -46,15 +46,16 @@ impl RunDir {
 
     /// Writes the step log as `log.csv` and the loss curve as `loss.svg`.
     pub fn write_log(&self, log: &[StepLog]) -> Result<(), RunError> {
-        let mut csv = String::from("step,epoch,loss,lr,grad_norm\n");
+        let mut csv = String::from("step,epoch,loss,lr,grad_norm,embedding_spread\n");
         for s in log {
             csv.push_str(&format!(
-                "{},{},{},{},{}\n",
+                "{},{},{},{},{},{}\n",
                 s.step,
                 s.epoch,
                 s.loss,
                 s.lr,
-                s.grad_norm.map(|g| g.to_string()).unwrap_or_default()
+                s.grad_norm.map(|g| g.to_string()).unwrap_or_default(),
+                s.embedding_spread.map(|g| g.to_string()).unwrap_or_default()
             ));
         }
         let p = self.path.join("log.csv");

@@ -129,6 +129,8 @@ pub struct LogRow {
     /// The loss as written (compared as text: a resumed run must write the same digits).
     pub loss_text: String,
     pub loss: f64,
+    /// The embedding spread (CASS, CASS-MM), empty for other objectives.
+    pub spread: Option<f64>,
 }
 
 /// The step log of a run directory, header checked.
@@ -136,16 +138,17 @@ pub fn step_log(run: &Path) -> Vec<LogRow> {
     let text =
         std::fs::read_to_string(run.join("log.csv")).unwrap_or_else(|e| panic!("{}/log.csv: {e}", run.display()));
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("step,epoch,loss,lr,grad_norm"), "{}/log.csv header", run.display());
+    assert_eq!(lines.next(), Some("step,epoch,loss,lr,grad_norm,embedding_spread"), "{}/log.csv header", run.display());
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 5, "log.csv row `{l}`");
+            assert_eq!(f.len(), 6, "log.csv row `{l}`");
             LogRow {
                 step: f[0].parse().unwrap(),
                 epoch: f[1].parse().unwrap(),
                 loss_text: f[2].to_string(),
                 loss: f[2].parse().unwrap(),
+                spread: (!f[5].is_empty()).then(|| f[5].parse().unwrap()),
             }
         })
         .collect()

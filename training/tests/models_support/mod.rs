@@ -37,6 +37,15 @@ pub fn pixels(n: usize, size: usize, seed: u64) -> DynValue {
     Tensor::from_array((vec![n as i64, size as i64, size as i64, 3], data)).unwrap().into_dyn()
 }
 
+/// `n` copies of one random image (a batch whose embeddings must all be equal).
+pub fn repeated_pixels(n: usize, size: usize, seed: u64) -> DynValue {
+    init_ort();
+    let mut rng = Lcg(seed);
+    let one: Vec<u8> = (0..size * size * 3).map(|_| (rng.next_u32() % 256) as u8).collect();
+    let data: Vec<u8> = (0..n).flat_map(|_| one.iter().copied()).collect();
+    Tensor::from_array((vec![n as i64, size as i64, size as i64, 3], data)).unwrap().into_dyn()
+}
+
 /// `input_ids` and `attention_mask` for texts of the given lengths, padded to `len`.
 pub fn tokens(lengths: &[usize], len: usize, vocab: usize, seed: u64) -> (DynValue, DynValue) {
     init_ort();
