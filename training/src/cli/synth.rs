@@ -31,9 +31,13 @@ Output (DIR):
 The same options and seed give the same bytes, whatever --threads is.
 
 Examples:
+  # the benchmark set of docs/training.md and the demo model (captions drawn too small
+  # for a 64-px image model to read; the text field carries them in full)
+  memeguard-train synth --out data/synth --train 2048 --dev 256 --test 256 --size 96 \
+      --difficulty easy --captions phrases --caption-scale 0.35
   # a tiny set for a laptop CPU recipe
   memeguard-train synth --out data/synth-tiny --train 512 --dev 128 --test 128 --size 64
-  # the default demo set, harder images
+  # harder images (noise, distractors, two fonts, split captions)
   memeguard-train synth --out data/synth --difficulty hard";
 
 /// Options of `memeguard-train synth`.

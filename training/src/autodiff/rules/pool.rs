@@ -52,20 +52,8 @@ fn max_pool(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         attrs.push(("storage_order", Attr::Int(0)));
         c.ops("MaxPool", &[&x], 2, &attrs).remove(1)
     };
-    let flat = c.const_i64s(&[-1]);
-    let idx = c.op("Reshape", &[&indices, &flat], &[]);
-    let updates = c.op("Reshape", &[&dy, &flat], &[]);
-    let x_flat = c.op("Reshape", &[&x, &flat], &[]);
-    let len = c.shape_of(&x_flat);
-    let zero = Tensor::full(c.dtype(&x), &[1], 0.0);
-    let zeros = c.op("ConstantOfShape", &[&len], &[("value", Attr::Tensor(zero))]);
-    let scattered = c.op(
-        "ScatterElements",
-        &[&zeros, &idx, &updates],
-        &[("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))],
-    );
-    let shape = c.shape_of(&x);
-    let dx = c.op("Reshape", &[&scattered, &shape], &[]);
+    // Every window maximum sends its gradient back to the position it came from.
+    let dx = super::indexing::scatter_add_flat(c, &x, &indices, &dy);
     c.set_grad(0, dx);
     Ok(())
 }
