@@ -61,11 +61,16 @@ fn views(feeds: Feeds) -> Views {
 
 /// Trains `method` for `steps` on one fixed batch; returns (first loss, last loss).
 fn overfit(method: Method, steps: usize, lr: f32) -> (f32, f32) {
+    overfit_recipe(recipe(method), steps, lr)
+}
+
+/// [`overfit`] with a given recipe.
+fn overfit_recipe(recipe: Recipe, steps: usize, lr: f32) -> (f32, f32) {
+    let method = recipe.method;
     let dir = tempfile::tempdir().unwrap();
     let memes = memes(dir.path());
     let texts: Vec<String> = memes.iter().map(|m| m.text.clone()).collect();
     let tok = TextTokenizer::train_wordpiece(&texts, 120).unwrap();
-    let recipe = recipe(method);
     let objective = recipe.objective(tok.vocab_size(), 1).unwrap();
     let cfg = LoaderConfig { batch_size: 8, workers: 1, prefetch: 1, sampling: Sampling::Sequential, max_text_len: MAX_LEN, ..Default::default() };
     let loader = Loader::new(memes, Some(&tok), views(objective.feeds), cfg).unwrap();
@@ -127,6 +132,20 @@ fn cass_loss_falls() {
 fn cass_mm_loss_falls_and_trains_its_fusion_layers() {
     let (first, last) = overfit(Method::CassMm, 15, 1e-3);
     assert!(last < 0.7 * first, "cass-mm loss {first} -> {last}");
+}
+
+/// DINO with a ViT student: the local crops (16 px) are smaller than the global ones
+/// (32 px), as in the reference; the student's weights serve both sizes (position
+/// embeddings resized), and no `student_local.*` copy exists.
+#[test]
+fn dino_with_a_vit_takes_small_local_crops() {
+    let mut r = recipe(Method::Dino);
+    r.model.image = format!("vit-tiny@{SIZE}");
+    let objective = r.objective(120, 1).unwrap();
+    let names: Vec<&str> = objective.graph.params.iter().map(|p| p.name.as_str()).collect();
+    assert!(names.iter().all(|n| n.starts_with("student.") || n.starts_with("teacher.")), "{names:?}");
+    let (first, last) = overfit_recipe(r, 15, 1e-3);
+    assert!(last < first, "dino (vit) loss {first} -> {last}");
 }
 
 #[test]

@@ -272,16 +272,6 @@ impl Net {
         n
     }
 
-    /// Drops the parameters and buffers whose names start with `prefix`, after their
-    /// initializers were merged into others (weight sharing, see
-    /// `objectives::share`; [`Net::set_weight_sharing`] shares without copies).
-    pub fn forget(&mut self, prefix: &str) {
-        self.params.retain(|p| !p.name.starts_with(prefix));
-        self.buffers.retain(|b| !b.name.starts_with(prefix));
-        self.shapes.retain(|k, _| !k.starts_with(prefix));
-        self.buffer_updates.retain(|k, _| !k.starts_with(prefix));
-    }
-
     /// A seed for the next Dropout node: derived from the model seed and a counter,
     /// so masks are reproducible for a seed.
     pub fn next_dropout_seed(&mut self) -> i64 {

@@ -9,7 +9,6 @@
 use memeguard_onnx::{dims, Attr, DataType};
 use serde::{Deserialize, Serialize};
 
-use super::share::share_weights;
 use super::{Feeds, Objective, LOSS};
 use crate::graph_spec::Mode;
 use crate::models::encoders::ImageEncoderConfig;
@@ -69,10 +68,12 @@ pub fn build(cfg: &DinoConfig, seed: u64) -> Result<Objective, ModelError> {
         let ls = cfg.local_size as i64;
         let local = net.b.input(LOCAL_VIEWS, DataType::Uint8, &dims!["local_batch", ls, ls, 3]);
         let local = normalise_pixels(&mut net, &local);
-        let local_cfg = cfg.backbone.clone().at_size(cfg.local_size);
-        let lb = local_cfg.build(&mut net, "student_local.backbone", &local);
-        student_views.push(dino_head(&mut net, "student_local.head", &lb, dim, &cfg.head));
-        share_weights(&mut net, "student_local", "student")?;
+        // The same student on the local crops: its parameters are reused (gradients sum
+        // over both uses); a ViT resizes its position embeddings to the local size.
+        net.set_weight_sharing(true);
+        let lb = cfg.backbone.build_at_size(&mut net, "student.backbone", &local, cfg.local_size);
+        student_views.push(dino_head(&mut net, "student.head", &lb, dim, &cfg.head));
+        net.set_weight_sharing(false);
     }
     let teacher_backbone = cfg.backbone.build(&mut net, "teacher.backbone", &global);
     let teacher_out = dino_head(&mut net, "teacher.head", &teacher_backbone, dim, &cfg.head);

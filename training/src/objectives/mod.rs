@@ -15,7 +15,6 @@ pub mod cass_mm;
 pub mod classify;
 pub mod clip;
 pub mod dino;
-mod share;
 
 use crate::graph_spec::ModelGraph;
 use crate::optim::EmaPair;
