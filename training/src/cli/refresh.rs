@@ -22,8 +22,9 @@ Example:
 #[derive(Debug, clap::Args)]
 #[command(about = "Finetune the served model on moderators' reviews; write a new version if not worse", long_about = LONG_ABOUT)]
 pub struct Args {
-    /// The server's SQLite database file.
-    #[arg(long, env = "MEMEGUARD_DATABASE_PATH")]
+    /// The server's SQLite database: a file path, or the server's own
+    /// `sqlite://PATH` URL (so the server's MEMEGUARD_DATABASE_URL works as is).
+    #[arg(long, env = "MEMEGUARD_DATABASE_URL", value_parser = sqlite_path)]
     pub database: PathBuf,
     /// The package in service now.
     #[arg(long)]
@@ -45,6 +46,39 @@ pub struct Args {
     pub review_weight: usize,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `PATH`, `sqlite:PATH` or `sqlite://PATH[?options]` → PATH; other URLs are refused.
+fn sqlite_path(value: &str) -> Result<PathBuf, String> {
+    let path = match value.strip_prefix("sqlite:") {
+        Some(rest) => rest.strip_prefix("//").unwrap_or(rest).split('?').next().unwrap_or_default(),
+        None if value.contains("://") => {
+            return Err(format!(
+                "`{value}` is not a SQLite database: refresh reads the decision log of a SQLite server (export Postgres reviews to SQLite first)"
+            ))
+        }
+        None => value,
+    };
+    if path.is_empty() || path == ":memory:" {
+        return Err(format!("`{value}` names no database file"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_path;
+    use std::path::PathBuf;
+
+    #[test]
+    fn database_paths_and_server_urls() {
+        assert_eq!(sqlite_path("memeguard.db"), Ok(PathBuf::from("memeguard.db")));
+        assert_eq!(sqlite_path("sqlite://memeguard.db"), Ok(PathBuf::from("memeguard.db")));
+        assert_eq!(sqlite_path("sqlite:///var/lib/memeguard/memeguard.db?mode=rwc"), Ok(PathBuf::from("/var/lib/memeguard/memeguard.db")));
+        assert_eq!(sqlite_path("sqlite:data/x.db"), Ok(PathBuf::from("data/x.db")));
+        assert!(sqlite_path("postgres://u@h/db").unwrap_err().contains("not a SQLite database"));
+        assert!(sqlite_path("sqlite::memory:").is_err());
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

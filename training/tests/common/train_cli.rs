@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 /// (every run here is on CPU).
 pub fn train() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_memeguard-train"));
-    cmd.env_remove("MEMEGUARD_DEVICE").env_remove("MEMEGUARD_DATABASE_PATH");
+    cmd.env_remove("MEMEGUARD_DEVICE").env_remove("MEMEGUARD_DATABASE_URL");
     cmd
 }
 
