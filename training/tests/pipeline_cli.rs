@@ -20,12 +20,8 @@ use train_cli::*;
 
 /// `finetune` of the tiny multimodal recipe for `epochs`, exported to `export` as `demo`.
 fn finetune_and_export(data: &Path, run: &Path, export: &Path, epochs: u64) -> Run {
-    let mut args = vec![
-        "finetune".to_string(),
-        "--recipe".into(),
-        recipe("tiny-finetune-multimodal"),
-        "--data".into(),
-        arg(data),
+    let mut args = command_args("finetune", "tiny-finetune-multimodal", data);
+    args.extend([
         "--out".into(),
         arg(run),
         "--set".into(),
@@ -34,7 +30,7 @@ fn finetune_and_export(data: &Path, run: &Path, export: &Path, epochs: u64) -> R
         arg(export),
         "--name".into(),
         "demo".into(),
-    ];
+    ]);
     args.extend(small());
     ok(&args)
 }
@@ -160,13 +156,7 @@ fn finetune_writes_its_run_directory_and_a_package_the_server_can_load() {
 
     // A version is never overwritten.
     let again = {
-        let mut args = vec![
-            "finetune".to_string(),
-            "--recipe".into(),
-            recipe("tiny-finetune-multimodal"),
-            "--data".into(),
-            arg(&data),
-        ];
+        let mut args = command_args("finetune", "tiny-finetune-multimodal", &data);
         args.extend([
             "--out".into(),
             arg(&tmp.path().join("run2")),
@@ -194,13 +184,7 @@ fn each_pretraining_method_lowers_its_loss_and_its_checkpoint_finetunes() {
     ];
     for (method, renames) in methods {
         let run = tmp.path().join(format!("pretrain-{method}"));
-        let mut args = vec![
-            "pretrain".to_string(),
-            "--recipe".into(),
-            recipe(&format!("tiny-{method}")),
-            "--data".into(),
-            arg(&data),
-        ];
+        let mut args = command_args("pretrain", &format!("tiny-{method}"), &data);
         args.extend(["--out".into(), arg(&run), "--set".into(), "train.epochs=4".into()]);
         args.extend(small());
         let out = ok(&args);
@@ -225,13 +209,7 @@ fn each_pretraining_method_lowers_its_loss_and_its_checkpoint_finetunes() {
         // Its checkpoint finetunes (README's command: --init-from, --rename, --tokenizer).
         let ft = tmp.path().join(format!("finetune-{method}"));
         let export = tmp.path().join(format!("models/{method}/1"));
-        let mut args = vec![
-            "finetune".to_string(),
-            "--recipe".into(),
-            recipe("tiny-finetune-multimodal"),
-            "--data".into(),
-            arg(&data),
-        ];
+        let mut args = command_args("finetune", "tiny-finetune-multimodal", &data);
         args.extend(["--out".into(), arg(&ft), "--set".into(), "train.epochs=1".into()]);
         args.extend(["--init-from".into(), arg(&run.join("checkpoint.safetensors"))]);
         args.extend(["--tokenizer".into(), arg(&run.join("tokenizer.json")), "--export".into(), arg(&export)]);
@@ -247,13 +225,7 @@ fn each_pretraining_method_lowers_its_loss_and_its_checkpoint_finetunes() {
     }
 
     // A checkpoint whose names match nothing is refused with the fix in the message.
-    let mut args = vec![
-        "finetune".to_string(),
-        "--recipe".into(),
-        recipe("tiny-finetune-multimodal"),
-        "--data".into(),
-        arg(&data),
-    ];
+    let mut args = command_args("finetune", "tiny-finetune-multimodal", &data);
     args.extend(["--out".into(), arg(&tmp.path().join("no-rename")), "--set".into(), "train.epochs=1".into()]);
     args.extend(["--init-from".into(), arg(&tmp.path().join("pretrain-cass-mm/checkpoint.safetensors"))]);
     args.extend(small());
@@ -310,8 +282,7 @@ fn ctrl_c_writes_a_checkpoint_and_resume_continues_where_the_run_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let data = synth(&tmp.path().join("synth"), 64, 16, 16);
     let pretrain = |out: &Path| -> Vec<String> {
-        let mut args =
-            vec!["pretrain".to_string(), "--recipe".into(), recipe("tiny-cass"), "--data".into(), arg(&data)];
+        let mut args = command_args("pretrain", "tiny-cass", &data);
         args.extend(["--out".into(), arg(out), "--set".into(), "train.epochs=8".into()]);
         args.extend(small());
         args
@@ -364,13 +335,7 @@ fn an_interrupted_finetune_resumes_and_exports() {
     let tmp = tempfile::tempdir().unwrap();
     let data = synth(&tmp.path().join("synth"), 64, 32, 16);
     let finetune = |out: &Path| -> Vec<String> {
-        let mut args = vec![
-            "finetune".to_string(),
-            "--recipe".into(),
-            recipe("tiny-finetune-multimodal"),
-            "--data".into(),
-            arg(&data),
-        ];
+        let mut args = command_args("finetune", "tiny-finetune-multimodal", &data);
         args.extend([
             "--out".into(),
             arg(out),

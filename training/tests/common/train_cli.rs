@@ -69,6 +69,11 @@ pub const SIZE: u32 = 32;
 /// Shrinks any tiny recipe so a run takes seconds in a debug build: 32 px encoders,
 /// batches of 16, 16 px DINO local crops, one ONNX Runtime thread (bit-reproducible runs)
 /// and one loader worker (the machine is shared).
+/// `<command> --recipe training/recipes/<recipe>.toml --data <data>`: how every run starts.
+pub fn command_args(command: &str, recipe_name: &str, data: &Path) -> Vec<String> {
+    vec![command.to_string(), "--recipe".into(), recipe(recipe_name), "--data".into(), arg(data)]
+}
+
 pub fn small() -> Vec<String> {
     let sets = [
         "train.batch_size=16",
