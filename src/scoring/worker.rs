@@ -77,13 +77,14 @@ fn next_batch(queue: &Receiver<Job>, carried: &mut Option<Job>, batching: &Batch
 fn run_batch(session: &mut PackageSession, jobs: Vec<Job>, ctx: &WorkerContext) {
     let mut sizes = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
-    // Dropped at the end of this function, after every reply is sent.
-    let mut _admissions = Vec::with_capacity(jobs.len());
+    // Released once the batch is scored and before any reply is sent, so a requester
+    // that has its answer never sees its own items still counted in the queue depth.
+    let mut admissions = Vec::with_capacity(jobs.len());
     let mut items = Vec::new();
     for job in jobs {
         sizes.push(job.items.len());
         replies.push(job.reply);
-        _admissions.push(job.admission);
+        admissions.push(job.admission);
         items.extend(job.items);
     }
     let started = Instant::now();
@@ -98,6 +99,7 @@ fn run_batch(session: &mut PackageSession, jobs: Vec<Job>, ctx: &WorkerContext) 
     }))
     .unwrap_or_else(|_| Err("the model run panicked".to_string()));
     ctx.metrics.record_batch(items.len(), started.elapsed().as_secs_f64());
+    drop(admissions);
 
     match result {
         Ok(scores) => {
