@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{Layout, render};
+use super::{CsrfForm, Layout, render};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::accounts;
@@ -100,20 +100,13 @@ pub async fn submit(
     Ok(response)
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CsrfForm {
-    csrf: String,
-}
-
 /// `POST /logout`: ends the session (the form's token proves it came from our page).
 pub async fn logout(
     State(state): State<AppState>,
     user: WebUser,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    user.check_csrf(Some(&form.csrf))?;
+    CsrfForm::check(form, &user)?;
     session::end(&state.db, &user.token).await?;
     let cleared = session::set_cookie(SESSION_COOKIE, "", 0, state.config.web.cookie_secure, "Lax");
     Ok(([(SET_COOKIE, cleared)], Redirect::to("/login")).into_response())

@@ -16,6 +16,22 @@ use super::error::PageError;
 use super::session::WebUser;
 use crate::state::AppState;
 
+/// A form that carries only the session's CSRF token (sign-out, model reload).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+impl CsrfForm {
+    /// Checks the token of a posted form, which may not have parsed: a missing or
+    /// unreadable form fails like a wrong token.
+    fn check(form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>, user: &WebUser) -> Result<(), PageError> {
+        let form = form.map(|axum::Form(f)| f).unwrap_or_default();
+        user.check_csrf(Some(&form.csrf))
+    }
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login::form).post(login::submit))

@@ -6,10 +6,9 @@ use axum::Form;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Layout, render};
+use super::{CsrfForm, Layout, render};
 use crate::auth::Role;
 use crate::ocr::OcrStatus;
 use crate::state::AppState;
@@ -55,21 +54,14 @@ pub async fn page(State(state): State<AppState>, user: WebUser) -> Result<Respon
     Ok(render(&model_page(&state, &user, None))?.into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ReloadForm {
-    csrf: String,
-}
-
 /// `POST /model/reload` (admins): loads the newest package from the models directory, as
 /// `POST /v1/admin/reload` and SIGHUP do, and shows the outcome.
 pub async fn reload(
     State(state): State<AppState>,
     user: WebUser,
-    form: Result<Form<ReloadForm>, FormRejection>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    user.check_csrf(Some(&form.csrf))?;
+    CsrfForm::check(form, &user)?;
     user.require(Role::Admin)?;
     let notice = match state.scorer.registry().reload(None).await {
         Ok(outcome) if outcome.changed => {
