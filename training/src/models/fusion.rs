@@ -32,6 +32,11 @@ impl Default for ConcatHead {
     }
 }
 
+/// `x` through [`feature_norm`] when the head asks for it, else `x` itself.
+fn normalised_if_asked(net: &mut Net, cfg: &ConcatHead, name: &str, x: &str, dim: usize) -> String {
+    if cfg.feature_norm { feature_norm(net, name, x, dim) } else { x.to_string() }
+}
+
 /// `[N, d]` features standardised over the batch: BatchNorm on `[N, d, 1, 1]`.
 /// Names: `{name}.weight`, `{name}.bias`, `{name}.running_mean`, `{name}.running_var`.
 pub fn feature_norm(net: &mut Net, name: &str, x: &str, dim: usize) -> String {
@@ -92,13 +97,7 @@ impl Default for HeadConfig {
 /// `Linear(d → proj) → ReLU → Linear(proj → hidden) → ReLU → Dropout → Linear(hidden → 1)`.
 /// Names: `{name}.proj`, `{name}.hidden`, `{name}.out`.
 pub fn single_modality_head(net: &mut Net, name: &str, x: &str, in_dim: usize, cfg: &ConcatHead) -> String {
-    let normed;
-    let x = if cfg.feature_norm {
-        normed = feature_norm(net, &format!("{name}.norm"), x, in_dim);
-        normed.as_str()
-    } else {
-        x
-    };
+    let x = &normalised_if_asked(net, cfg, &format!("{name}.norm"), x, in_dim);
     let p = linear(net, &format!("{name}.proj"), x, in_dim, cfg.proj_dim, true);
     let p = relu(net, &p);
     hidden_and_logit(net, name, &p, cfg.proj_dim, cfg)
@@ -115,12 +114,8 @@ pub fn concat_head(
     (text, text_dim): (&str, usize),
     cfg: &ConcatHead,
 ) -> String {
-    let (image, text) = if cfg.feature_norm {
-        (feature_norm(net, &format!("{name}.image_norm"), image, image_dim), feature_norm(net, &format!("{name}.text_norm"), text, text_dim))
-    } else {
-        (image.to_string(), text.to_string())
-    };
-    let (image, text) = (image.as_str(), text.as_str());
+    let image = &normalised_if_asked(net, cfg, &format!("{name}.image_norm"), image, image_dim);
+    let text = &normalised_if_asked(net, cfg, &format!("{name}.text_norm"), text, text_dim);
     let i = linear(net, &format!("{name}.image_proj"), image, image_dim, cfg.proj_dim, true);
     let i = relu(net, &i);
     let t = linear(net, &format!("{name}.text_proj"), text, text_dim, cfg.proj_dim, true);

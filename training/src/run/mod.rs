@@ -303,11 +303,11 @@ pub fn train(
 }
 
 /// Warns when the epoch's mean embedding spread fell below
-/// [`crate::objectives::COLLAPSE_SPREAD`]; returns that mean.
-fn warn_on_collapse(epoch: u64, log: &[StepLog]) -> Option<f32> {
+/// [`crate::objectives::COLLAPSE_SPREAD`].
+fn warn_on_collapse(epoch: u64, log: &[StepLog]) {
     let spreads: Vec<f32> = log.iter().filter(|s| s.epoch == epoch).filter_map(|s| s.embedding_spread).collect();
     if spreads.is_empty() {
-        return None;
+        return;
     }
     let mean = spreads.iter().sum::<f32>() / spreads.len() as f32;
     if mean < crate::objectives::COLLAPSE_SPREAD {
@@ -317,7 +317,6 @@ fn warn_on_collapse(epoch: u64, log: &[StepLog]) -> Option<f32> {
             "the embeddings are collapsing (spread over the batch {mean:.3}; about 1 when spread evenly, 0 when every input maps to the same vector): a low loss here means little"
         );
     }
-    Some(mean)
 }
 
 /// Ctrl-C: writes the checkpoint, and the step log and loss curve up to this step, so

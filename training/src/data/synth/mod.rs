@@ -74,7 +74,7 @@ impl Default for SynthConfig {
             concepts: 4,
             families: all_families(),
             captions: design::CaptionKind::Families,
-            caption_scale: 1.0,
+            caption_scale: unit_scale(),
         }
     }
 }
