@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -194,15 +195,30 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// The `method` label: one of a fixed set, so that clients cannot grow the label set with
+/// made-up methods (`FOO / HTTP/1.1` is a valid request line).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts every request by its route template (not the raw path, so ids do
 /// not explode the label set) and records its latency.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let route = route.unwrap_or_else(|| "unmatched".to_string());
-    state.metrics.record_request(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.record_request(&route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
@@ -222,6 +238,14 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"2\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_sum 5\n") && out.contains("x_count 3\n"), "{out}");
+    }
+
+    #[test]
+    fn methods_outside_the_fixed_set_are_other() {
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for made_up in ["FOO", "get", "BREW", "CONNECT", "TRACE"] {
+            assert_eq!(method_label(&Method::from_bytes(made_up.as_bytes()).unwrap()), "other", "{made_up}");
+        }
     }
 
     #[test]

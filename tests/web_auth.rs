@@ -455,3 +455,48 @@ async fn queue_puts_unreviewed_and_uncertain_first_and_dashboard_counts() {
         t.finish().await;
     }
 }
+
+#[tokio::test]
+async fn sign_in_never_redirects_off_site() {
+    let t = with_account(Backend::Sqlite, Role::Moderator).await;
+    let off_site = [
+        "//evil.example",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\x0b/evil.example",
+        "/\r\n/evil.example",
+        "https://evil.example/",
+        "http:/evil.example",
+        "evil.example",
+        "/",
+    ];
+    for next in off_site {
+        // The form carries the sanitised target …
+        let mut b = Browser::new(&t);
+        let form = b.get(&format!("/login?next={}", encode(next))).await;
+        assert_eq!(form.status, StatusCode::OK, "{next:?}: {}", form.text());
+        assert!(form.text().contains("name=\"next\" value=\"/review\""), "{next:?}: {}", form.text());
+        // … and a posted one is checked again.
+        let token = csrf_of(&form);
+        let reply = b
+            .post_form("/login", &[("username", "alice"), ("password", PASSWORD), ("csrf", &token), ("next", next)])
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{next:?}: {}", reply.text());
+        assert_eq!(location(&reply), "/review", "{next:?}");
+        // Signed in, the form sends straight on: still never off-site.
+        let again = b.get(&format!("/login?next={}", encode(next))).await;
+        assert_eq!(again.status, StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(location(&again), "/review", "{next:?}");
+    }
+    // A path of this site is kept.
+    let mut b = Browser::new(&t);
+    let token = csrf_of(&b.get("/login").await);
+    let reply = b
+        .post_form(
+            "/login",
+            &[("username", "alice"), ("password", PASSWORD), ("csrf", &token), ("next", "/dashboard?days=7")],
+        )
+        .await;
+    assert_eq!(location(&reply), "/dashboard?days=7");
+    t.finish().await;
+}

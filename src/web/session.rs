@@ -178,15 +178,29 @@ impl FromRequestParts<AppState> for WebUser {
     }
 }
 
-/// `next` if it is a path on this site (`/x`), else the review queue. Refuses `//host`
-/// and `/\host`, which browsers treat as other sites.
+/// `next` if it is a path on this site, else the review queue. A local path starts with
+/// exactly one `/` followed by something other than `/` or `\` (browsers read `//host`
+/// and `/\host` as other sites), and has no control characters anywhere: browsers drop
+/// tabs and newlines from URLs (`/\t/host` becomes `//host`), and a `Location` header
+/// cannot carry the others. Non-ASCII characters are percent-encoded for the header.
 pub fn local_redirect(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
-            n.to_string()
+        Some(n) if is_local_path(n) => {
+            n.chars().map(|c| if c.is_ascii() { c.to_string() } else { percent_encode(c) }).collect()
         }
         _ => "/review".to_string(),
     }
+}
+
+fn is_local_path(next: &str) -> bool {
+    let mut chars = next.chars();
+    chars.next() == Some('/')
+        && chars.next().is_some_and(|c| c != '/' && c != '\\')
+        && !next.chars().any(char::is_control)
+}
+
+fn percent_encode(c: char) -> String {
+    c.encode_utf8(&mut [0; 4]).bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
 #[cfg(test)]
@@ -216,7 +230,20 @@ mod tests {
     #[test]
     fn redirects_stay_on_this_site() {
         assert_eq!(local_redirect(Some("/review/3?x=1")), "/review/3?x=1");
-        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "review", "/a\r\nSet-Cookie: x"] {
+        assert_eq!(local_redirect(Some("/")), "/review", "a bare `/` is not a page of the pages");
+        assert_eq!(local_redirect(Some("/dashboard")), "/dashboard");
+        assert_eq!(local_redirect(Some("/review?q=é")), "/review?q=%C3%A9");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\x0b/evil.example",
+            "/review\x7f",
+            "https://evil.example",
+            "review",
+            "",
+            "/a\r\nSet-Cookie: x",
+        ] {
             assert_eq!(local_redirect(Some(bad)), "/review", "{bad}");
         }
         assert_eq!(local_redirect(None), "/review");
