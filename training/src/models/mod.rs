@@ -19,6 +19,7 @@
 //! fusion.rs     classifier heads (single modality, concat, Hate-CLIPper)
 //! classifier.rs whole classifier graphs in the package contract
 //! encoders.rs   encoders by name (`resnet50`, `vit-b16@384`, `text-small`)
+//! source.rs     where an encoder comes from (`name`, `hf:DIR`, `onnx:FILE#OUT`), how much trains
 //! import.rs     a user's ONNX encoder as part of a Net
 //! catalog.rs    architectures, parameter counts and op histograms for the CLI
 //! ```
@@ -34,6 +35,7 @@ pub mod input;
 pub mod layers;
 pub mod net;
 pub mod resnet;
+pub mod source;
 pub mod text;
 pub mod transformer;
 pub mod vit;
@@ -47,6 +49,7 @@ pub use init::Init;
 pub use input::{image_input, image_input_named, text_inputs};
 pub use net::{GraphOutput, Net, TrainBatchNorm, Weights};
 pub use resnet::{ResNetConfig, resnet};
+pub use source::{EncoderSource, Trainable};
 pub use text::{Pooling, TextConfig, text_encoder};
 pub use vit::{VitConfig, vit, vit_at_input_size};
 
