@@ -5,6 +5,7 @@
 //! `moderation` (validate, decode, score, record) → `scoring` (model registry, queue,
 //! model threads) and `db` (decision log). [`app`] builds the router for a state, so
 //! tests drive it with `oneshot` and `main` serves it.
+#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod config;

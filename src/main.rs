@@ -1,4 +1,5 @@
 //! `memeguard`: parses the command line, then serves, manages keys, or migrates.
+#![forbid(unsafe_code)]
 
 use anyhow::Context as _;
 use clap::Parser as _;

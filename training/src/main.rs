@@ -1,4 +1,5 @@
 //! `memeguard-train`: parses the command line and runs the subcommand (see `cli`).
+#![forbid(unsafe_code)]
 
 mod cli;
 

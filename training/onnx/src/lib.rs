@@ -3,6 +3,7 @@
 //!
 //! This crate knows nothing of models, autodiff or serving; everything above it
 //! speaks ONNX through these types.
+#![forbid(unsafe_code)]
 
 pub mod builder;
 pub mod check;

@@ -7,6 +7,7 @@
 //! - [`tokenizer`], [`image`], [`resize`], [`preprocess`] — text and pixels to model inputs
 //! - [`session`] — scoring a batch with a package in ONNX Runtime
 //! - [`placeholder`] — the untrained placeholder model used until a trained one exists
+#![forbid(unsafe_code)]
 
 pub mod contract;
 pub mod image;

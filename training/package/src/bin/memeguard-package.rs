@@ -1,5 +1,6 @@
 //! `memeguard-package`: write the untrained placeholder package, or check a package
 //! directory the way the server will before it serves it.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
