@@ -153,7 +153,10 @@ impl<'a> RuleCtx<'a> {
         if let Ok(t) = Tensor::from_proto(&node_free) {
             self.shapes.types.insert(
                 name.clone(),
-                memeguard_onnx::shape::ValueType { dtype: t.data_type(), dims: Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()) },
+                memeguard_onnx::shape::ValueType {
+                    dtype: t.data_type(),
+                    dims: Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()),
+                },
             );
             self.shapes.constants.insert(name.clone(), t);
         }
@@ -177,25 +180,36 @@ impl<'a> RuleCtx<'a> {
     }
 
     /// Sums `grad` (shaped like a broadcast result) back to the shape of `to`: the one
-    /// place where broadcasting is undone. Uses static shapes where they decide it, and
-    /// otherwise computes the reduced axes at run time from `Shape`s.
+    /// place where broadcasting is undone. Static shapes decide it only when they can:
+    /// every dim of `to` is a known size, or the same named size as `grad`'s there. Any
+    /// other dim (unknown, or a symbol that may be a broadcast 1, like the leading dim of
+    /// a `[1, L, D]` position embedding sliced at run time) sends it to the run-time path,
+    /// which computes the reduced axes from the `Shape`s of both values.
     pub fn unbroadcast(&mut self, grad: &str, to: &str) -> String {
-        let (Some(g_rank), Some(to_dims)) = (self.rank(grad), self.dims(to)) else {
+        let (Some(g_dims), Some(to_dims)) = (self.dims(grad), self.dims(to)) else {
             return self.unbroadcast_dynamic(grad, to);
         };
-        if to_dims.len() > g_rank {
+        if to_dims.len() > g_dims.len() {
             return self.unbroadcast_dynamic(grad, to);
         }
-        let lead = g_rank - to_dims.len();
-        let g_dims = self.dims(grad).unwrap_or_default();
+        let lead = g_dims.len() - to_dims.len();
+        let decided = to_dims.iter().zip(&g_dims[lead..]).all(|(t, g)| match t {
+            Dim::Known(_) => true,
+            Dim::Sym(name) => name != "?" && t == g,
+        });
+        if !decided {
+            return self.unbroadcast_dynamic(grad, to);
+        }
         let mut out = grad.to_string();
         if lead > 0 {
             out = self.reduce_sum(&out, &(0..lead as i64).collect::<Vec<_>>(), false);
         }
+        // A known 1 in `to` against anything but a known 1 in `grad` was broadcast (a
+        // sum over an axis that is 1 at run time too is a no-op).
         let ones: Vec<i64> = to_dims
             .iter()
             .enumerate()
-            .filter(|(j, d)| **d == Dim::Known(1) && g_dims.get(lead + j) != Some(&Dim::Known(1)))
+            .filter(|(j, d)| **d == Dim::Known(1) && g_dims[lead + j] != Dim::Known(1))
             .map(|(j, _)| j as i64)
             .collect();
         if !ones.is_empty() {
@@ -219,7 +233,8 @@ impl<'a> RuleCtx<'a> {
         let nz = self.op("NonZero", &[&ne], &[]);
         let flat = self.const_i64s(&[-1]);
         let axes = self.op("Reshape", &[&nz, &flat], &[]);
-        let summed = self.op("ReduceSum", &[grad, &axes], &[("keepdims", Attr::Int(1)), ("noop_with_empty_axes", Attr::Int(1))]);
+        let summed =
+            self.op("ReduceSum", &[grad, &axes], &[("keepdims", Attr::Int(1)), ("noop_with_empty_axes", Attr::Int(1))]);
         self.op("Reshape", &[&summed, &s_to], &[])
     }
 }
