@@ -11,10 +11,11 @@ ORT_DIR := .cache/onnxruntime/cpu
 run: onnxruntime setup-ocr
 	$(CARGO) run --release -p memeguard -- serve
 
-## test: everything CI runs
-test: export MEMEGUARD_TEST_POSTGRES_URL ?= $(shell scripts/setup-postgres.sh)
+## test: everything CI runs: fmt, clippy (warnings are errors), the whole test suite with
+## PostgreSQL started for it and stopped afterwards (scripts/run-tests.sh; under CI=true a
+## PostgreSQL that cannot be set up fails the run)
 test: onnxruntime setup-test
-	$(CARGO) test --workspace --no-fail-fast
+	CARGO=$(CARGO) scripts/run-tests.sh
 
 ## demo-model: retrain the demo package served by `make run` (tiny recipe on synthetic memes,
 ## about 2 minutes on 2 cores after the release build); the result goes to models/demo/<time stamp>

@@ -4,6 +4,12 @@
 #
 #   scripts/setup-postgres.sh           # install if missing, start if stopped, print the URL
 #   scripts/setup-postgres.sh --stop    # stop it
+#   scripts/setup-postgres.sh --running # exit 0 when this checkout's cluster is running
+#
+# The port is derived from the checkout's path (55432-56431), so two checkouts on one
+# machine (a developer's and CI's fresh clone) never share a server; MEMEGUARD_PG_PORT
+# overrides it. A server on that port that is not this checkout's cluster is refused,
+# never used: the tests would otherwise run against somebody else's database.
 #
 # Installs Debian's `postgresql` with apt-get when no PostgreSQL binaries are present
 # (as root). The cluster lives in .cache/postgres; as root it runs as a dedicated
@@ -12,8 +18,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-port=${MEMEGUARD_PG_PORT:-55432}
 dir=$root/.cache/postgres
+port=${MEMEGUARD_PG_PORT:-$((55432 + $(printf '%s' "$root" | cksum | cut -d' ' -f1) % 1000))}
 user=memeguard-pg
 url="postgres://memeguard:memeguard@127.0.0.1:$port/memeguard"
 log() { echo "setup-postgres: $*" >&2; }
@@ -24,15 +30,44 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi
 }
 
-bindir=$(find_bindir)
-if [ "${1:-}" = "--stop" ]; then
-  [ -n "$bindir" ] && [ -d "$dir/data" ] && as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast stop >&2 || true
-  exit 0
-fi
+# True when this checkout's cluster is the server running on $port: its postmaster.pid
+# names a live process and this port.
+own_cluster_running() {
+  local pidfile=$dir/data/postmaster.pid pid pidport
+  [ -r "$pidfile" ] || return 1
+  pid=$(sed -n 1p "$pidfile")
+  pidport=$(sed -n 4p "$pidfile")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$pidport" = "$port" ]
+}
 
-if [ -n "$bindir" ] && "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+port_answers() {
+  if [ -n "$bindir" ]; then
+    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port"
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+  fi
+}
+
+bindir=$(find_bindir)
+case "${1:-}" in
+  --stop)
+    if own_cluster_running; then as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast stop >&2 || true; fi
+    exit 0
+    ;;
+  --running)
+    own_cluster_running
+    exit
+    ;;
+esac
+
+if own_cluster_running && port_answers; then
   echo "$url"
   exit 0
+fi
+if port_answers; then
+  log "something else listens on 127.0.0.1:$port (not this checkout's cluster in $dir/data);"
+  log "stop it, or choose another port with MEMEGUARD_PG_PORT"
+  exit 1
 fi
 
 if [ -z "$bindir" ]; then

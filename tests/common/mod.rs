@@ -28,11 +28,17 @@ pub enum Backend {
     Postgres,
 }
 
-/// SQLite always; PostgreSQL as well when `MEMEGUARD_TEST_POSTGRES_URL` is set.
+/// SQLite always; PostgreSQL as well when `MEMEGUARD_TEST_POSTGRES_URL` is set. Under
+/// `CI=true` the PostgreSQL URL must be set: a CI run never skips those tests quietly.
 pub fn backends() -> Vec<Backend> {
     let mut list = vec![Backend::Sqlite];
     if postgres_admin_url().is_some() {
         list.push(Backend::Postgres);
+    } else if matches!(std::env::var("CI").as_deref(), Ok("true" | "1" | "yes")) {
+        panic!(
+            "CI=true but MEMEGUARD_TEST_POSTGRES_URL is not set: the PostgreSQL tests would be skipped \
+             (run the suite with `make test`, which starts PostgreSQL)"
+        );
     }
     list
 }

@@ -243,9 +243,11 @@ fn set_value_keeps_type_and_shape() {
 }
 
 /// CUDA where this machine's ONNX Runtime has no CUDA provider: a clear error. Where it
-/// has one, the same run on CUDA matches the CPU run.
+/// has one, the same run on CUDA matches the CPU run. With `MEMEGUARD_REQUIRE_CUDA=1` (a
+/// GPU machine) the error branch fails the test: the run must really happen on CUDA.
 #[test]
 fn cuda_is_a_clear_error_where_unavailable_and_matches_cpu_where_available() {
+    let require_cuda = matches!(std::env::var("MEMEGUARD_REQUIRE_CUDA").as_deref(), Ok("1" | "true" | "yes"));
     let fixture = mlp(D, 4, 5);
     let config = OptimizerConfig::new(OptimizerKind::adamw()).with_clipping(1.0);
     let step = build_step_graph(&fixture.training(), &config).unwrap();
@@ -255,10 +257,12 @@ fn cuda_is_a_clear_error_where_unavailable_and_matches_cpu_where_available() {
         Err(e) => {
             let text = e.to_string();
             eprintln!("CUDA unavailable (provider library present: {has_cuda_provider}): {text}");
+            assert!(!require_cuda, "MEMEGUARD_REQUIRE_CUDA is set, but the session could not use CUDA: {text}");
             assert!(text.contains("CUDA was requested (cuda:0)") && text.contains("--device cpu"), "{text}");
         }
         Ok(mut gpu) => {
             assert!(has_cuda_provider, "CUDA worked without a CUDA provider library next to {}", library.display());
+            assert_eq!(gpu.device(), Device::Cuda(0), "the trainer's state is not on the GPU");
             let mut cpu = trainer(&fixture, &config, 0);
             let (a, b) = (run(&mut cpu, 0, 5), run(&mut gpu, 0, 5));
             for (c, g) in a.iter().zip(&b) {
