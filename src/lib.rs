@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod moderation;
+pub mod review;
 pub mod ocr;
 pub mod routes;
 pub mod scoring;

@@ -1,11 +1,10 @@
 //! The decision log over HTTP: list with filters and cursor paging, one decision with its
 //! review history, its image, a moderator's review, and an export (CSV or JSONL).
 
-use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -15,6 +14,7 @@ use crate::db::DbTime;
 use crate::db::decisions::{self, Decision, DecisionFilter};
 use crate::db::reviews::{self, Label, Review};
 use crate::error::AppError;
+use crate::review;
 use crate::state::AppState;
 
 mod export;
@@ -22,8 +22,6 @@ mod export;
 /// Largest page of `GET /v1/decisions`.
 const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
-/// Longest review note in characters.
-pub const MAX_NOTE_CHARS: usize = 4000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -153,23 +151,7 @@ async fn image(
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, AppError> {
     caller.require(Role::Moderator)?;
-    let id = decision_id(path)?;
-    match decisions::image(&state.db, id).await? {
-        None => Err(AppError::NotFound(format!("no decision {id}"))),
-        Some((Some(bytes), mime)) => Ok((
-            [
-                (header::CONTENT_TYPE, mime.unwrap_or_else(|| "application/octet-stream".into())),
-                // Untrusted bytes: never let a browser sniff them into something else.
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
-                (header::CACHE_CONTROL, "private, max-age=3600".into()),
-            ],
-            Body::from(bytes),
-        )
-            .into_response()),
-        Some((None, _)) => Err(AppError::NotFound(format!(
-            "decision {id} has no stored image (text-only input, or the caller sent \"store\": false)"
-        ))),
-    }
+    review::image_response(&state, decision_id(path)?).await
 }
 
 /// `POST /v1/decisions/{id}/reviews` body.
@@ -191,12 +173,6 @@ async fn review(
     caller.require(Role::Moderator)?;
     let id = decision_id(path)?;
     let Json(body) = body?;
-    if body.note.chars().count() > MAX_NOTE_CHARS {
-        return Err(AppError::BadRequest(format!("the note is longer than {MAX_NOTE_CHARS} characters")));
-    }
-    if !decisions::exists(&state.db, id).await? {
-        return Err(AppError::NotFound(format!("no decision {id}")));
-    }
-    let review = reviews::add(&state.db, id, body.label, &caller.id, &body.note).await?;
+    let review = review::add_review(&state, id, body.label, &caller.id, &body.note).await?;
     Ok((StatusCode::CREATED, Json(review)))
 }

@@ -1,13 +1,11 @@
-//! The review queue, a decision's page, and recording a moderator's review. Reviews go
-//! through `db::reviews` (append-only; the latest is the current label), exactly as
-//! `POST /v1/decisions/{id}/reviews` does.
+//! The review queue, a decision's page, and recording a moderator's review. Reviews and
+//! pictures go through [`crate::review`], the same service `POST /v1/decisions/{id}/reviews`
+//! and `GET /v1/decisions/{id}/image` use.
 
 use askama::Template;
 use axum::Form;
-use axum::body::Body;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -16,7 +14,7 @@ use crate::auth::Role;
 use crate::db::decisions::{self, Decision};
 use crate::db::reviews::{self, Label};
 use crate::error::AppError;
-use crate::routes::decisions::MAX_NOTE_CHARS;
+use crate::review;
 use crate::state::AppState;
 use crate::web::error::{PageError, encode_query_value};
 use crate::web::queries::{self, QueueFilter};
@@ -235,10 +233,6 @@ pub async fn submit(
     user.check_csrf(Some(&form.csrf))?;
     user.require(Role::Moderator)?;
     let id = decision_id(path)?;
-    let note = form.note.trim();
-    if note.chars().count() > MAX_NOTE_CHARS {
-        return Err(AppError::BadRequest(format!("the note is longer than {MAX_NOTE_CHARS} characters")).into());
-    }
     let decision = find_decision(&state, id).await?;
     let (confirm, overrule) = verdict_labels(decision.flagged);
     let label = match form.action.as_str() {
@@ -246,8 +240,7 @@ pub async fn submit(
         "override" => overrule,
         _ => return Err(AppError::BadRequest("choose confirm or override".into()).into()),
     };
-    reviews::add(&state.db, id, label, &user.caller.id, note).await?;
-    tracing::info!(decision = id, label = label.as_str(), reviewer = %user.caller.id, "reviewed");
+    review::add_review(&state, id, label, &user.caller.id, &form.note).await?;
     Ok(Redirect::to(&format!("/review/{id}#history")).into_response())
 }
 
@@ -258,18 +251,5 @@ pub async fn image(
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, PageError> {
     user.require(Role::Moderator)?;
-    let id = decision_id(path)?;
-    match decisions::image(&state.db, id).await? {
-        Some((Some(bytes), Some(mime))) => Ok((
-            [
-                (header::CONTENT_TYPE, mime),
-                (header::CACHE_CONTROL, "private, max-age=3600".to_string()),
-                (header::CONTENT_DISPOSITION, "inline".to_string()),
-            ],
-            Body::from(bytes),
-        )
-            .into_response()),
-        Some(_) => Err(AppError::NotFound(format!("decision {id} has no stored picture")).into()),
-        None => Err(AppError::NotFound(format!("no decision {id}")).into()),
-    }
+    Ok(review::image_response(&state, decision_id(path)?).await?)
 }
