@@ -9,6 +9,7 @@ use crate::db::{Db, DbError, DecisionWriter};
 use crate::metrics::{Gauges, Metrics};
 use crate::ocr::Ocr;
 use crate::scoring::{ModelRegistry, RegistryConfig, ReloadError, Scorer};
+use crate::web::throttle::SignInThrottle;
 
 /// Shared state of the server (cheap to clone).
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Reads the text of memes sent without text.
     pub ocr: Ocr,
+    /// Failed sign-ins per account and address (see [`SignInThrottle`]).
+    pub sign_in: Arc<SignInThrottle>,
 }
 
 /// Why the server could not start.
@@ -57,7 +60,8 @@ impl AppState {
         let scorer = Scorer::new(registry, config.queue_capacity as usize, metrics.clone());
         let decisions = DecisionWriter::start(db.clone());
         let ocr = Ocr::start(&config.ocr);
-        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics, ocr })
+        let sign_in = Arc::new(SignInThrottle::default());
+        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics, ocr, sign_in })
     }
 
     pub fn image_limits(&self) -> ImageLimits {

@@ -6,9 +6,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use common::images::png;
 use common::{Backend, Reply, TestApp, backends, multipart};
@@ -26,15 +28,25 @@ const PASSWORD: &str = "correct horse battery";
 struct Browser<'a> {
     app: &'a TestApp,
     cookies: BTreeMap<String, String>,
+    /// The client address a real connection would give (`ConnectInfo`), if any.
+    address: Option<SocketAddr>,
 }
 
 impl<'a> Browser<'a> {
     fn new(app: &'a TestApp) -> Self {
-        Browser { app, cookies: BTreeMap::new() }
+        Browser { app, cookies: BTreeMap::new(), address: None }
+    }
+
+    /// A browser whose requests come from `ip`.
+    fn at(app: &'a TestApp, ip: &str) -> Self {
+        Browser { address: Some(SocketAddr::new(ip.parse().unwrap(), 40000)), ..Browser::new(app) }
     }
 
     async fn send(&mut self, builder: axum::http::request::Builder, body: Body) -> Reply {
         let mut builder = builder;
+        if let Some(address) = self.address {
+            builder = builder.extension(ConnectInfo(address));
+        }
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
             builder = builder.header(header::COOKIE, jar.join("; "));
@@ -498,5 +510,61 @@ async fn sign_in_never_redirects_off_site() {
         )
         .await;
     assert_eq!(location(&reply), "/dashboard?days=7");
+    t.finish().await;
+}
+
+/// Signs in at the form; returns the reply.
+async fn try_sign_in(b: &mut Browser<'_>, username: &str, password: &str) -> Reply {
+    let token = csrf_of(&b.get("/login").await);
+    b.post_form("/login", &[("username", username), ("password", password), ("csrf", &token)]).await
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply.headers.get(header::RETRY_AFTER).expect("Retry-After").to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_account_and_per_address() {
+    let t = with_account(Backend::Sqlite, Role::Moderator).await;
+    accounts::create(&t.state.db, "bob", Role::Moderator, PASSWORD).await.unwrap();
+    let mut attacker = Browser::at(&t, "192.0.2.1");
+    // Five free failures, then a sixth that closes the account for a second.
+    for i in 0..6 {
+        let reply = try_sign_in(&mut attacker, "alice", &format!("guess {i}")).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // Closed: even the right password is refused, unchecked, with when to come back.
+    let closed = try_sign_in(&mut attacker, "alice", PASSWORD).await;
+    assert_eq!(closed.status, StatusCode::TOO_MANY_REQUESTS, "{}", closed.text());
+    assert!(closed.text().contains("Too many failed sign-ins"), "{}", closed.text());
+    assert!(!attacker.cookies.contains_key("mg_session"));
+    // The real user elsewhere is kept out of this account only briefly (the account's
+    // delay never exceeds a minute) …
+    let mut alice = Browser::at(&t, "198.51.100.7");
+    let reply = try_sign_in(&mut alice, "alice", PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait = retry_after(&reply);
+    assert!((1..=60).contains(&wait), "{wait}");
+    // … other accounts are not affected …
+    let mut bob = Browser::at(&t, "198.51.100.8");
+    assert_eq!(try_sign_in(&mut bob, "bob", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    // … and after the wait the real user signs in, which opens the account again.
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    assert_eq!(try_sign_in(&mut alice, "alice", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let mut attacker = Browser::at(&t, "192.0.2.1");
+    assert_eq!(try_sign_in(&mut attacker, "alice", "guess again").await.status, StatusCode::UNAUTHORIZED);
+
+    // One address guessing across many accounts is closed by its own count (20 free).
+    let mut sprayer = Browser::at(&t, "203.0.113.9");
+    for i in 0..21 {
+        let reply = try_sign_in(&mut sprayer, &format!("user{i}"), "password1").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let reply = try_sign_in(&mut sprayer, "bob", PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.text());
+    assert!(retry_after(&reply) >= 1);
+    // Bob from his own address is fine.
+    let mut bob = Browser::at(&t, "198.51.100.8");
+    assert_eq!(try_sign_in(&mut bob, "bob", PASSWORD).await.status, StatusCode::SEE_OTHER);
     t.finish().await;
 }

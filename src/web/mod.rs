@@ -15,6 +15,7 @@ mod error;
 mod pages;
 pub mod queries;
 pub mod session;
+pub mod throttle;
 
 use std::time::Duration;
 

@@ -3,9 +3,13 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Query, State};
-use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, StatusCode};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -15,6 +19,7 @@ use crate::state::AppState;
 use crate::web::accounts;
 use crate::web::error::PageError;
 use crate::web::session::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebUser, local_redirect};
+use crate::web::throttle::Throttled;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -70,8 +75,12 @@ pub struct LoginForm {
 }
 
 /// `POST /login`: checks the form's token and the password, then starts a session.
+/// Failed sign-ins are throttled per account and per client address (see
+/// [`crate::web::throttle`]): while either is closed, the answer is 429 with `Retry-After`
+/// and the password is not checked.
 pub async fn submit(
     State(state): State<AppState>,
+    connection: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, PageError> {
@@ -80,14 +89,26 @@ pub async fn submit(
         return Err(PageError::Csrf);
     }
     let next = local_redirect(Some(&form.next));
-    let Some(account) = accounts::authenticate(&state.db, form.username.trim(), &form.password)
+    let username = form.username.trim();
+    let address = connection.map(|Extension(ConnectInfo(a))| a.ip());
+    if let Err(Throttled { retry_after }) = state.sign_in.check(username, address, Instant::now()) {
+        let seconds = retry_after.as_secs();
+        tracing::warn!(username = %username, address = ?address, retry_after = seconds, "sign-in throttled");
+        let error = Some(format!("Too many failed sign-ins. Try again in {seconds} seconds."));
+        let mut page = login_page(&state, StatusCode::TOO_MANY_REQUESTS, &next, username, error)?;
+        page.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        return Ok(page);
+    }
+    let Some(account) = accounts::authenticate(&state.db, username, &form.password)
         .await
         .map_err(|e| AppError::Internal(format!("sign-in: {e}")))?
     else {
-        tracing::info!(username = %form.username.trim(), "sign-in refused");
+        state.sign_in.fail(username, address, Instant::now());
+        tracing::info!(username = %username, address = ?address, "sign-in refused");
         let error = Some("Wrong username or password.".to_string());
-        return login_page(&state, StatusCode::UNAUTHORIZED, &next, form.username.trim(), error);
+        return login_page(&state, StatusCode::UNAUTHORIZED, &next, username, error);
     };
+    state.sign_in.succeed(username, address);
     let web = &state.config.web;
     let token = session::create(&state.db, &account, web.session_lifetime()).await?;
     tracing::info!(username = %account.username, "signed in");
