@@ -11,6 +11,7 @@ pub mod io;
 pub mod pycheck;
 pub mod shape;
 pub mod tensor;
+pub mod upgrade;
 
 /// Types generated from the vendored `proto/onnx.proto` (ONNX 1.23.2).
 #[allow(clippy::all, missing_docs)]
@@ -19,8 +20,8 @@ pub mod proto {
 }
 
 pub use builder::{Attr, Dim, GraphBuilder};
-pub use check::{check_model, CheckError};
-pub use io::{decode_model, encode_model, load_model, save_model, IoError};
+pub use check::{CheckError, check_model};
+pub use io::{IoError, decode_model, encode_model, load_model, save_model};
 pub use proto::tensor_proto::DataType;
 pub use tensor::{Tensor, TensorData, TensorError};
 

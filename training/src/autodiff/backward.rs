@@ -44,6 +44,11 @@ pub fn differentiate_with(
     wrt: &[String],
     opts: &Options,
 ) -> Result<Differentiated, AutodiffError> {
+    // The rules write opset-20 nodes (reductions with axes as an input): bring the
+    // forward graph to that opset first, so the result is one consistent model.
+    let mut upgraded = model.clone();
+    memeguard_onnx::upgrade::upgrade_opset(&mut upgraded)?;
+    let model = &upgraded;
     let mut shapes = infer_shapes(model);
     let graph = model.graph.clone().unwrap_or_default();
     let nodes = graph.node.clone();
@@ -51,7 +56,10 @@ pub fn differentiate_with(
     // The loss must exist and be a float scalar (rank 0, or every dim 1).
     let loss_type = shapes.get(loss).cloned().ok_or_else(|| AutodiffError::LossNotFound(loss.to_string()))?;
     if !is_float(loss_type.dtype) {
-        return Err(AutodiffError::LossNotScalar { name: loss.into(), what: format!("element type {:?}", loss_type.dtype) });
+        return Err(AutodiffError::LossNotScalar {
+            name: loss.into(),
+            what: format!("element type {:?}", loss_type.dtype),
+        });
     }
     if let Some(d) = &loss_type.dims {
         if d.iter().any(|x| *x != Dim::Known(1)) {
@@ -96,7 +104,13 @@ pub fn differentiate_with(
     };
     let loss_shape = b.node_named(&format!("{loss}_grad_shape"), "Shape", &[loss], 1, &[]).pop().expect("one");
     let seed = b
-        .node_named(&format!("{loss}_grad_seed"), "ConstantOfShape", &[&loss_shape], 1, &[("value", Attr::Tensor(seed_value))])
+        .node_named(
+            &format!("{loss}_grad_seed"),
+            "ConstantOfShape",
+            &[&loss_shape],
+            1,
+            &[("value", Attr::Tensor(seed_value))],
+        )
         .pop()
         .expect("one");
     for n in &b.graph().node[b.graph().node.len() - 2..].to_vec() {
@@ -115,7 +129,8 @@ pub fn differentiate_with(
             continue;
         }
         let op = node.op_type.clone().unwrap_or_default();
-        let rule = rule(&op).ok_or_else(|| AutodiffError::NoRule { op: op.clone(), node: node.name.clone().unwrap_or_default() })?;
+        let rule = rule(&op)
+            .ok_or_else(|| AutodiffError::NoRule { op: op.clone(), node: node.name.clone().unwrap_or_default() })?;
         let needs: Vec<bool> = node
             .input
             .iter()

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::shape::infer_shapes;
-use memeguard_onnx::{encode_model, DataType, GraphBuilder, Tensor, TensorData};
-use memeguard_package::onnxruntime::{session_from_bytes, SessionOptions};
+use memeguard_onnx::{DataType, GraphBuilder, Tensor, TensorData, encode_model};
+use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
 use memeguard_package::tensor_value::{from_value, to_value};
 
 use super::differentiate;
@@ -72,7 +72,11 @@ fn run(bytes: &[u8], feeds: &[(String, Tensor)], outputs: &[String]) -> Result<V
     run_session(&mut session, feeds, outputs)
 }
 
-fn run_session(session: &mut ort::session::Session, feeds: &[(String, Tensor)], outputs: &[String]) -> Result<Vec<Tensor>, String> {
+fn run_session(
+    session: &mut ort::session::Session,
+    feeds: &[(String, Tensor)],
+    outputs: &[String],
+) -> Result<Vec<Tensor>, String> {
     let mut inputs = Vec::new();
     for (name, t) in feeds {
         inputs.push((name.clone(), to_value(t).map_err(|e| e.to_string())?));
@@ -94,7 +98,9 @@ fn perturbed(t: &Tensor, i: usize, delta: f64) -> Tensor {
 /// Runs the check; `Err` describes the first mismatches (or why it could not run).
 pub fn check(spec: &GradCheck) -> Result<CheckReport, String> {
     // Move `wrt` initializers into graph inputs so they can be fed perturbed.
+    // Probes below are built at opset 20: bring an older graph there first.
     let mut model = spec.model.clone();
+    memeguard_onnx::upgrade::upgrade_opset(&mut model).map_err(|e| e.to_string())?;
     let mut feeds: Vec<(String, Tensor)> = spec.inputs.clone();
     {
         let graph = model.graph.as_mut().ok_or("model has no graph")?;
@@ -154,8 +160,9 @@ pub fn check(spec: &GradCheck) -> Result<CheckReport, String> {
     }
     let analytic = run(&encode_model(&grad_model), &feeds, &grad_names)?;
 
-    let mut loss_session = session_from_bytes(&encode_model(&loss_model), &SessionOptions { deterministic: true, ..Default::default() })
-        .map_err(|e| e.to_string())?;
+    let mut loss_session =
+        session_from_bytes(&encode_model(&loss_model), &SessionOptions { deterministic: true, ..Default::default() })
+            .map_err(|e| e.to_string())?;
     let index: HashMap<&str, usize> = feeds.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
     let mut checked = 0;
     let mut max_abs_err: f64 = 0.0;

@@ -13,9 +13,9 @@ pub mod gradcheck;
 mod registry;
 pub mod rules;
 
-pub use backward::{differentiate, differentiate_with, Differentiated, Options};
+pub use backward::{Differentiated, Options, differentiate, differentiate_with};
 pub use context::RuleCtx;
-pub use registry::{has_rule, missing_rules, supported_ops, Rule};
+pub use registry::{Rule, has_rule, missing_rules, supported_ops};
 
 /// Errors building a gradient graph.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,8 @@ pub enum AutodiffError {
     LossNotScalar { name: String, what: String },
     #[error("cannot differentiate with respect to `{0}`: it is not an input, initializer or value of the graph")]
     WrtNotFound(String),
+    #[error("cannot bring the graph to the opset its gradient is written in: {0}")]
+    Upgrade(#[from] memeguard_onnx::upgrade::UpgradeError),
     #[error("cannot differentiate with respect to `{name}`: its element type {dtype:?} is not floating point")]
     WrtNotFloat { name: String, dtype: memeguard_onnx::DataType },
 }

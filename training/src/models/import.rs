@@ -16,26 +16,13 @@ use std::path::Path;
 
 use memeguard_onnx::builder::{value_dims, value_dtype};
 use memeguard_onnx::proto::{ModelProto, TensorProto, tensor_proto::DataLocation};
-use memeguard_onnx::{DataType, Dim, OPSET_VERSION, Tensor};
+use memeguard_onnx::{DataType, Dim, OPSET_VERSION};
 
 use crate::models::net::Net;
 
 /// Oldest default-domain opset we import: from 13 on, Split/Squeeze/Unsqueeze/ReduceSum
 /// take their axes as inputs as they do at opset 20.
 pub const MIN_IMPORT_OPSET: i64 = 13;
-
-/// Reductions whose `axes` moved from an attribute to an input at opset 18.
-const AXES_BECAME_INPUT_AT_18: &[&str] = &[
-    "ReduceMean",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceProd",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceLogSum",
-    "ReduceLogSumExp",
-    "ReduceSumSquare",
-];
 
 /// Ops whose outputs carry no gradient (shapes, indices, booleans): they need no rule
 /// and stop gradient paths.
@@ -176,9 +163,7 @@ impl ImportedEncoder {
         if !problems.is_empty() {
             return Err(fail(problems.join("; ")));
         }
-        if opset < 18 {
-            move_reduction_axes_to_inputs(graph);
-        }
+        memeguard_onnx::upgrade::upgrade_graph(graph, opset).map_err(|e| fail(e.to_string()))?;
         Ok(ImportedEncoder { source_name: source_name.to_string(), model })
     }
 
@@ -341,28 +326,4 @@ fn summary(v: &memeguard_onnx::proto::ValueInfoProto) -> ValueSummary {
 
 fn is_parameter(t: &TensorProto) -> bool {
     t.data_type == Some(DataType::Float as i32) && t.dims.iter().product::<i64>() > 1
-}
-
-/// Opset < 18 reductions carry `axes` as an attribute; opset 18+ wants an input.
-fn move_reduction_axes_to_inputs(graph: &mut memeguard_onnx::proto::GraphProto) {
-    let mut used: HashSet<String> = graph.initializer.iter().filter_map(|t| t.name.clone()).collect();
-    used.extend(graph.node.iter().flat_map(|n| n.output.iter().cloned()));
-    used.extend(graph.input.iter().filter_map(|v| v.name.clone()));
-    let mut new_inits = Vec::new();
-    for (i, node) in graph.node.iter_mut().enumerate() {
-        if !AXES_BECAME_INPUT_AT_18.contains(&node.op_type()) {
-            continue;
-        }
-        let Some(pos) = node.attribute.iter().position(|a| a.name.as_deref() == Some("axes")) else { continue };
-        let axes = node.attribute.remove(pos).ints;
-        let mut name = format!("{}_axes", node.name.clone().unwrap_or_else(|| format!("reduce{i}")));
-        while used.contains(&name) {
-            name.push('_');
-        }
-        used.insert(name.clone());
-        new_inits.push(Tensor::vec_i64(&axes).to_proto(&name));
-        node.input.truncate(1);
-        node.input.push(name);
-    }
-    graph.initializer.extend(new_inits);
 }

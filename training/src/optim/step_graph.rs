@@ -214,7 +214,11 @@ pub fn build_step_graph(training: &TrainingGraph<'_>, config: &OptimizerConfig) 
     if config.accumulation_steps == 0 {
         return Err(OptimError::InvalidConfig("accumulation_steps must be at least 1".into()));
     }
+    // One opset for the whole step: the forward graph's old-style nodes are rewritten
+    // to the opset the gradient and optimizer nodes are written in.
     let mut model = training.model.clone();
+    memeguard_onnx::upgrade::upgrade_opset(&mut model).map_err(|e| OptimError::InvalidGraph(e.to_string()))?;
+    let opset = memeguard_onnx::upgrade::default_opset(&model).unwrap_or(memeguard_onnx::OPSET_VERSION);
     let graph = model.graph.as_mut().ok_or_else(|| OptimError::InvalidConfig("the model has no graph".into()))?;
     let data_inputs: Vec<String> = graph
         .input
@@ -371,7 +375,12 @@ pub fn build_step_graph(training: &TrainingGraph<'_>, config: &OptimizerConfig) 
         ensure_output(&mut b, norm, DataType::Float, &[]);
     }
     b.metadata("memeguard.optimizer", config.kind.name());
-    let model = b.build();
+    let mut model = b.build();
+    // The builder declares opset 20; a forward graph already newer keeps its opset.
+    if opset > memeguard_onnx::OPSET_VERSION {
+        model.opset_import[0].version = Some(opset);
+        model.ir_version = model.ir_version.max(training.model.ir_version);
+    }
     check_model(&model, true).map_err(|e| OptimError::InvalidGraph(e.to_string()))?;
     Ok(StepGraph {
         graph: StateGraph { model, state: state_io, scalars, data_inputs, reports },
