@@ -21,6 +21,7 @@
 //! encoders.rs   encoders by name (`resnet50`, `vit-b16@384`, `text-small`)
 //! source.rs     where an encoder comes from (`name`, `hf:DIR`, `onnx:FILE#OUT`), how much trains
 //! import.rs     a user's ONNX encoder as part of a Net
+//! hf/           Hugging Face CLIP and BERT-family folders (config.json + safetensors) as native towers
 //! catalog.rs    architectures, parameter counts and op histograms for the CLI
 //! ```
 
@@ -29,6 +30,7 @@ pub mod classifier;
 pub mod encoders;
 pub mod fusion;
 pub mod heads;
+pub mod hf;
 pub mod import;
 pub mod init;
 pub mod input;

@@ -1,0 +1,417 @@
+//! Hugging Face folders built natively (`models::hf`) against what `transformers`
+//! computes for them: the tiny random-weight fixtures in `fixtures/hf/` and their
+//! `reference.safetensors` (`scripts/fixtures/make_hf_fixtures.py`). Also the folder
+//! checks (missing / unexpected / misshapen tensors, unknown architectures), how much
+//! trains, and that a Train graph differentiates.
+
+mod models_support;
+
+use std::path::{Path, PathBuf};
+
+use memeguard_onnx::proto::ModelProto;
+use memeguard_onnx::{Attr, DataType, Dim, GraphBuilder, dims};
+use memeguard_training::autodiff::differentiate;
+use memeguard_training::graph_spec::{Mode, ModelGraph};
+use memeguard_training::models::hf::{HfModel, TowerOutputs};
+use memeguard_training::models::input::{ATTENTION_MASK, BATCH, INPUT_IDS, SEQUENCE};
+use memeguard_training::models::layers::l2_normalize;
+use memeguard_training::models::{GraphOutput, Net, Trainable, text_inputs};
+use models_support::{Outputs, init_ort, run};
+use ort::value::DynValue;
+use safetensors::SafeTensors;
+
+/// Largest |ONNX Runtime − transformers| allowed (float32 on both sides).
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf").join(name)
+}
+
+/// `reference.safetensors` of a fixture.
+struct Reference(Vec<u8>);
+
+impl Reference {
+    fn open(name: &str) -> Self {
+        Reference(std::fs::read(fixture(name).join("reference.safetensors")).expect("reference.safetensors"))
+    }
+    fn tensors(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.0).expect("a safetensors file")
+    }
+    fn has(&self, name: &str) -> bool {
+        self.tensors().names().iter().any(|n| *n == name)
+    }
+    fn f32(&self, name: &str) -> (Vec<i64>, Vec<f32>) {
+        let t = self.tensors().tensor(name).unwrap_or_else(|e| panic!("reference `{name}`: {e}"));
+        assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+        let values = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        (t.shape().iter().map(|&d| d as i64).collect(), values)
+    }
+    fn i64_value(&self, name: &str) -> DynValue {
+        init_ort();
+        let t = self.tensors().tensor(name).unwrap_or_else(|e| panic!("reference `{name}`: {e}"));
+        assert_eq!(t.dtype(), safetensors::Dtype::I64, "{name}");
+        let values: Vec<i64> = t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+        ort::value::Tensor::from_array((shape, values)).unwrap().into_dyn()
+    }
+    fn f32_value(&self, name: &str) -> DynValue {
+        init_ort();
+        let (shape, values) = self.f32(name);
+        ort::value::Tensor::from_array((shape, values)).unwrap().into_dyn()
+    }
+    fn text_inputs(&self) -> Vec<(&'static str, DynValue)> {
+        vec![(INPUT_IDS, self.i64_value("input_ids")), (ATTENTION_MASK, self.i64_value("attention_mask"))]
+    }
+}
+
+/// Asserts `got[output]` matches `want` within [`TOLERANCE`]; returns the largest
+/// difference.
+fn compare(case: &str, got: &Outputs, output: &str, want: &(Vec<i64>, Vec<f32>)) -> f32 {
+    let (shape, values) = got.get(output).unwrap_or_else(|| panic!("{case}: no output `{output}`"));
+    assert_eq!(shape, &want.0, "{case}/{output}: shape");
+    let worst = values.iter().zip(&want.1).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+    eprintln!("{case}/{output}: max |ONNX Runtime − transformers| = {worst:.2e}");
+    assert!(worst <= TOLERANCE, "{case}/{output}: max abs difference {worst:e} > {TOLERANCE:e}");
+    worst
+}
+
+fn open(name: &str) -> HfModel {
+    HfModel::open(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn known(dims: &[usize]) -> Vec<Dim> {
+    dims.iter().map(|&d| Dim::Known(d as i64)).collect()
+}
+
+fn batch_by(dim: usize) -> Vec<Dim> {
+    dims![BATCH, dim as i64]
+}
+
+/// Declares a tower's outputs under `{name}_…`: last hidden state, pooled, and the
+/// L2-normalised projection (what CLIPModel reports as `*_embeds`).
+fn tower_outputs(net: &mut Net, name: &str, out: &TowerOutputs, tokens: Dim, width: usize) -> Vec<GraphOutput> {
+    let mut outputs = vec![
+        GraphOutput::f32(
+            &out.last_hidden_state,
+            &format!("{name}_last_hidden_state"),
+            vec![Dim::Sym(BATCH.into()), tokens, Dim::Known(width as i64)],
+        ),
+        GraphOutput::f32(&out.pooled.value, &format!("{name}_pooler_output"), batch_by(out.pooled.dim)),
+    ];
+    if let Some(p) = &out.projected {
+        outputs.push(GraphOutput::f32(&p.value, &format!("{name}_projected"), batch_by(p.dim)));
+        let embeds = l2_normalize(net, &p.value);
+        outputs.push(GraphOutput::f32(&embeds, &format!("{name}_embeds"), batch_by(p.dim)));
+    }
+    outputs
+}
+
+#[test]
+fn clip_towers_match_transformers() {
+    let model = open("clip-tiny");
+    assert!(model.has_vision() && model.has_text());
+    assert_eq!((model.model_type(), model.image_size(), model.max_text_length()), ("clip", Some(32), Some(77)));
+    let reference = Reference::open("clip-tiny");
+
+    let mut net = Net::new("clip", Mode::Infer, 0);
+    let pixels = net.b.input("pixel_values", DataType::Float, &dims![BATCH, 3, 32, 32]);
+    let (ids, mask) = text_inputs(&mut net);
+    let vision = model.attach_vision_outputs(&mut net, "image", &pixels, Trainable::Frozen).unwrap();
+    let text = model.attach_text_outputs(&mut net, "text", &ids, &mask, Trainable::Frozen).unwrap();
+    assert_eq!(vision.projected.as_ref().map(|p| p.dim), Some(16));
+    assert_eq!(model.vision_feature_dim(), Some(16));
+    let mut outputs = tower_outputs(&mut net, "vision", &vision, Dim::Known(17), 32);
+    outputs.extend(tower_outputs(&mut net, "text", &text, Dim::Sym(SEQUENCE.into()), 32));
+    let graph = net.finish(&outputs);
+    assert!(graph.trainable().is_empty(), "frozen towers train nothing");
+
+    let mut inputs = reference.text_inputs();
+    inputs.push(("pixel_values", reference.f32_value("pixel_values")));
+    let got = run(&graph.model, inputs);
+    // transformers 5 reports `CLIPModel`'s `*_model_output.pooler_output` after the
+    // projection (`get_*_features` overwrite it), so the fixture's `*_pooler_output` are
+    // the projected features before L2 normalisation ([N, 16]), not the [N, 32] pooled
+    // states. Ours are checked through them: the projection is a bias-free linear map of
+    // the pooled state.
+    for (ours, theirs) in [
+        ("vision_embeds", "image_embeds"),
+        ("vision_projected", "vision_pooler_output"),
+        ("vision_last_hidden_state", "vision_last_hidden_state"),
+        ("text_embeds", "text_embeds"),
+        ("text_projected", "text_pooler_output"),
+        ("text_last_hidden_state", "text_last_hidden_state"),
+    ] {
+        compare("clip-tiny", &got, ours, &reference.f32(theirs));
+    }
+}
+
+#[test]
+fn bert_family_encoders_match_transformers() {
+    for (name, model_type, pooler, max_length) in [
+        ("bert-tiny", "bert", true, 64),
+        ("roberta-tiny", "roberta", true, 33),
+        ("distilbert-tiny", "distilbert", false, 64),
+    ] {
+        let model = open(name);
+        assert!(model.has_text() && !model.has_vision(), "{name}");
+        assert_eq!(
+            (model.model_type(), model.max_text_length(), model.image_size()),
+            (model_type, Some(max_length), None)
+        );
+        let reference = Reference::open(name);
+        assert_eq!(reference.has("pooler_output"), pooler, "{name}: fixture");
+
+        let mut net = Net::new(name, Mode::Infer, 0);
+        let (ids, mask) = text_inputs(&mut net);
+        let text = model.attach_text_outputs(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
+        let features = text.features();
+        assert_eq!(features, text.pooled, "{name}: BERT-family features are the pooled output");
+        let outputs = tower_outputs(&mut net, "text", &text, Dim::Sym(SEQUENCE.into()), 32);
+        let graph = net.finish(&outputs);
+        let got = run(&graph.model, reference.text_inputs());
+        let want_hidden = reference.f32("last_hidden_state");
+        compare(name, &got, "text_last_hidden_state", &want_hidden);
+        if pooler {
+            compare(name, &got, "text_pooler_output", &reference.f32("pooler_output"));
+        } else {
+            // DistilBERT pools the first token's hidden state.
+            let (dims, values) = &want_hidden;
+            let (n, l, d) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
+            let first: Vec<f32> = (0..n).flat_map(|i| values[i * l * d..i * l * d + d].to_vec()).collect();
+            compare(name, &got, "text_pooler_output", &(vec![n as i64, d as i64], first));
+        }
+    }
+}
+
+/// A copy of fixture `name` in a temporary folder whose weights `edit` rewrites.
+fn edited_copy(
+    name: &str,
+    edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = fixture(name);
+    std::fs::copy(from.join("config.json"), dir.path().join("config.json")).unwrap();
+    let bytes = std::fs::read(from.join("model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<_> =
+        file.tensors().into_iter().map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect();
+    edit(&mut tensors);
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, dt, shape, data)| {
+            (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
+    dir
+}
+
+#[test]
+fn missing_unexpected_and_misshapen_tensors_are_listed_in_one_error() {
+    let dir = edited_copy("clip-tiny", |tensors| {
+        tensors.retain(|(n, ..)| n != "text_model.final_layer_norm.bias");
+        let misshapen = tensors.iter_mut().find(|(n, ..)| n == "visual_projection.weight").unwrap();
+        misshapen.2 = vec![32, 16];
+        tensors.push(("text_model.surprise".into(), safetensors::Dtype::F32, vec![1], vec![0; 4]));
+    });
+    let err = HfModel::open(dir.path()).unwrap_err().to_string();
+    for part in [
+        "model_type `clip`",
+        "missing (1): text_model.final_layer_norm.bias [32]",
+        "wrong shape (1): visual_projection.weight: expected [16, 32], found [32, 16]",
+        "unexpected (1): text_model.surprise [1]",
+    ] {
+        assert!(err.contains(part), "`{part}` not in:\n{err}");
+    }
+
+    // Task-head tensors, stored buffers and a `bert.` prefix are fine.
+    let dir = edited_copy("bert-tiny", |tensors| {
+        for (name, ..) in tensors.iter_mut() {
+            *name = format!("bert.{name}");
+        }
+        tensors.push(("bert.embeddings.position_ids".into(), safetensors::Dtype::I64, vec![1, 2], vec![0; 16]));
+        tensors.push(("cls.predictions.bias".into(), safetensors::Dtype::F32, vec![2], vec![0; 8]));
+    });
+    let model = HfModel::open(dir.path()).unwrap();
+    let mut net = Net::hollow("bert", Mode::Infer);
+    let (ids, mask) = text_inputs(&mut net);
+    model.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
+    assert!(net.params().iter().any(|p| p.name == "text.embeddings.word_embeddings.weight"));
+}
+
+#[test]
+fn unknown_architectures_and_non_folders_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "llama", "hidden_size": 8}"#).unwrap();
+    let err = HfModel::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("model_type `llama` is not supported"), "{err}");
+    assert!(err.contains("clip, clip_vision_model, clip_text_model, bert, distilbert, roberta"), "{err}");
+
+    let err = HfModel::open(&dir.path().join("nowhere")).unwrap_err().to_string();
+    assert!(err.contains("config.json"), "{err}");
+
+    std::fs::copy(fixture("bert-tiny/config.json"), dir.path().join("config.json")).unwrap();
+    let err = HfModel::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+
+    let bert = open("bert-tiny");
+    let mut net = Net::hollow("g", Mode::Infer);
+    let pixels = net.b.input("pixels", DataType::Float, &dims![BATCH, 3, 32, 32]);
+    let err = bert.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap_err().to_string();
+    assert!(err.contains("no vision tower"), "{err}");
+}
+
+#[test]
+fn last_blocks_train_only_the_last_block_and_the_tail() {
+    let model = open("bert-tiny");
+    let mut net = Net::hollow("bert", Mode::Train);
+    let (ids, mask) = text_inputs(&mut net);
+    model.attach_text(&mut net, "text", &ids, &mask, Trainable::LastBlocks(1)).unwrap();
+    let trainable: Vec<&str> = net.params().iter().filter(|p| p.trainable).map(|p| p.name.as_str()).collect();
+    let expected: Vec<String> = [
+        "attention.self.query.weight",
+        "attention.self.query.bias",
+        "attention.self.key.weight",
+        "attention.self.key.bias",
+        "attention.self.value.weight",
+        "attention.self.value.bias",
+        "attention.output.dense.weight",
+        "attention.output.dense.bias",
+        "attention.output.LayerNorm.weight",
+        "attention.output.LayerNorm.bias",
+        "intermediate.dense.weight",
+        "intermediate.dense.bias",
+        "output.dense.weight",
+        "output.dense.bias",
+        "output.LayerNorm.weight",
+        "output.LayerNorm.bias",
+    ]
+    .iter()
+    .map(|n| format!("text.encoder.layer.1.{n}"))
+    .chain(["text.pooler.dense.weight".to_string(), "text.pooler.dense.bias".to_string()])
+    .collect();
+    let mut sorted = trainable.clone();
+    sorted.sort_unstable();
+    let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(sorted, want);
+
+    let model = open("clip-tiny");
+    let mut net = Net::hollow("clip", Mode::Train);
+    let pixels = net.b.input("pixels", DataType::Float, &dims![BATCH, 3, 32, 32]);
+    model.attach_vision(&mut net, "image", &pixels, Trainable::LastBlocks(1)).unwrap();
+    let trainable: Vec<&str> = net.params().iter().filter(|p| p.trainable).map(|p| p.name.as_str()).collect();
+    assert!(trainable.iter().all(|n| n.starts_with("image.vision_model.encoder.layers.1.")
+        || n.starts_with("image.vision_model.post_layernorm.")
+        || *n == "image.visual_projection.weight"));
+    assert!(trainable.contains(&"image.visual_projection.weight"));
+    assert!(trainable.contains(&"image.vision_model.encoder.layers.1.mlp.fc2.bias"));
+}
+
+/// The graph the trainer rebuilds for export ([`Weights::Hollow`]) has the parameters
+/// of the graph it trained: same names, shapes, order, and flags.
+#[test]
+fn hollow_graphs_have_the_loaded_graphs_parameters() {
+    for name in ["clip-tiny", "bert-tiny", "roberta-tiny", "distilbert-tiny"] {
+        let model = open(name);
+        let build = |mut net: Net| -> ModelGraph {
+            let (ids, mask) = text_inputs(&mut net);
+            let mut outputs = Vec::new();
+            let t = model.attach_text(&mut net, "text", &ids, &mask, Trainable::LastBlocks(1)).unwrap();
+            outputs.push(GraphOutput::f32(&t.value, "text", batch_by(t.dim)));
+            if model.has_vision() {
+                let pixels = net.b.input("pixels", DataType::Float, &dims![BATCH, 3, 32, 32]);
+                let v = model.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap();
+                outputs.push(GraphOutput::f32(&v.value, "image", batch_by(v.dim)));
+            }
+            net.finish(&outputs)
+        };
+        let loaded = build(Net::new(name, Mode::Infer, 0));
+        let hollow = build(Net::hollow(name, Mode::Infer));
+        assert_eq!(loaded.params, hollow.params, "{name}");
+        let shapes = |g: &ModelGraph| -> Vec<(String, Vec<i64>)> {
+            g.model.graph.as_ref().unwrap().initializer.iter().map(|t| (t.name().to_string(), t.dims.clone())).collect()
+        };
+        assert_eq!(shapes(&loaded), shapes(&hollow), "{name}");
+        let loaded_bytes: usize = loaded
+            .model
+            .graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .map(|t| t.raw_data.as_ref().map_or(0, Vec::len))
+            .sum();
+        assert!(loaded_bytes > 100_000, "{name}: the loaded graph carries the weights");
+        assert!(memeguard_training::models::net::is_hollow(&hollow.model));
+    }
+}
+
+/// Appends each gradient as a graph output so a run returns it.
+fn with_gradient_outputs(
+    model: &ModelProto,
+    graph: &ModelGraph,
+    grads: &std::collections::BTreeMap<String, String>,
+) -> ModelProto {
+    let mut b = GraphBuilder::from_model(model);
+    let inits = &graph.model.graph.as_ref().unwrap().initializer;
+    for (param, grad) in grads {
+        let dims = &inits.iter().find(|t| t.name() == param).unwrap().dims;
+        b.output(grad, DataType::Float, &known(&dims.iter().map(|&d| d as usize).collect::<Vec<_>>()));
+    }
+    b.build()
+}
+
+/// Both CLIP towers in a Train graph with everything trainable: the autodiff finds a
+/// rule for every op, ONNX Runtime runs forward and backward, and every parameter gets
+/// a finite gradient of its own shape (none of them all zero but the class embedding
+/// and position rows no input reaches).
+#[test]
+fn clip_train_graph_differentiates() {
+    let model = open("clip-tiny");
+    let reference = Reference::open("clip-tiny");
+    let mut net = Net::new("clip_train", Mode::Train, 0);
+    let pixels = net.b.input("pixel_values", DataType::Float, &dims![BATCH, 3, 32, 32]);
+    let (ids, mask) = text_inputs(&mut net);
+    let image = model.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap();
+    let text = model.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
+    // loss = mean((image · textᵀ)²): both towers feed it.
+    let text_t = net.b.op("Transpose", &[&text.value], &[("perm", Attr::Ints(vec![1, 0]))]);
+    let sims = net.b.op("MatMul", &[&image.value, &text_t], &[]);
+    let squared = net.b.op("Mul", &[&sims, &sims], &[]);
+    let loss = net.b.op("ReduceMean", &[&squared], &[("keepdims", Attr::Int(0))]);
+    let graph = net.finish(&[GraphOutput::f32(&loss, "loss", vec![])]);
+
+    let shapes = memeguard_onnx::shape::infer_shapes(&graph.model);
+    let unknown: Vec<String> = graph
+        .model
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.clone(), n.op_type().to_string())))
+        .filter(|(o, _)| shapes.get(o).and_then(|t| t.dims.clone()).is_none())
+        .map(|(o, op)| format!("{o} ({op})"))
+        .collect();
+    assert!(unknown.is_empty(), "values without a shape: {unknown:?}");
+
+    let trainable = graph.trainable();
+    assert_eq!(trainable.len(), graph.params.len());
+    let diff = differentiate(&graph.model, "loss", &trainable).unwrap_or_else(|e| panic!("{e}"));
+    let with_grads = with_gradient_outputs(&diff.model, &graph, &diff.grads);
+    memeguard_onnx::check_model(&with_grads, true).unwrap_or_else(|e| panic!("{e}"));
+    let mut inputs = reference.text_inputs();
+    inputs.push(("pixel_values", reference.f32_value("pixel_values")));
+    let out = run(&with_grads, inputs);
+    let inits = &graph.model.graph.as_ref().unwrap().initializer;
+    let mut zero = Vec::new();
+    for (param, grad) in &diff.grads {
+        let (shape, values) = &out[grad];
+        assert_eq!(shape, &inits.iter().find(|t| t.name() == param).unwrap().dims, "{param}");
+        if values.iter().all(|v| *v == 0.0) {
+            zero.push(param.as_str());
+        }
+    }
+    assert!(zero.is_empty(), "all-zero gradients: {zero:?}");
+}
