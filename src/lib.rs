@@ -44,7 +44,6 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::decisions::router())
         .merge(routes::ops::router())
         .merge(routes::openapi::router())
-        .merge(routes::pages::router())
         .merge(web::router())
         .fallback(|| async { AppError::NotFound("no such route; see /docs".into()) })
         .method_not_allowed_fallback(|| async {

@@ -45,9 +45,21 @@ async fn health_readiness_metrics_and_fallbacks() {
     reply.expect(404);
     let reply = t.send(request("DELETE", "/v1/moderations", None).body(axum::body::Body::empty()).unwrap()).await;
     reply.expect(405);
+    // The landing page: the served model and the entry points for people and platforms.
     let index = t.get("/", None).await;
     assert_eq!(index.status, 200);
-    assert!(index.text().contains("/docs"));
+    let page = index.text();
+    for needle in [
+        "placeholder@0.0.0",
+        "untrained placeholder",
+        "href=\"/upload\"",
+        "href=\"/review\"",
+        "href=\"/docs\"",
+        "/v1/moderations",
+        "/static/app.css",
+    ] {
+        assert!(page.contains(needle), "the landing page lacks {needle}: {page}");
+    }
     t.finish().await;
 }
 

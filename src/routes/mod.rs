@@ -4,4 +4,3 @@ pub mod decisions;
 pub mod moderations;
 pub mod openapi;
 pub mod ops;
-pub mod pages;

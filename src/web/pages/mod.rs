@@ -2,6 +2,7 @@
 //! whether the served model is the untrained placeholder) and the score bar.
 
 mod dashboard;
+mod home;
 mod login;
 mod model;
 mod review;
@@ -34,6 +35,7 @@ impl CsrfForm {
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(home::page))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/upload", get(upload::form).post(upload::submit))
