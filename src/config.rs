@@ -124,6 +124,18 @@ pub struct ServeConfig {
     /// Most image+text pairs in one request.
     #[arg(long, env = "MEMEGUARD_MAX_ITEMS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_items: u32,
+    /// Longest a client may take to send a request's headers, in seconds; also how long an
+    /// idle keep-alive connection is kept open waiting for its next request.
+    #[arg(long, env = "MEMEGUARD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_secs: u64,
+    /// Longest a request may take from its headers to its response (reading the body and
+    /// scoring included), in seconds; slower ones get 408.
+    #[arg(long, env = "MEMEGUARD_REQUEST_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+    /// Most open client connections; further ones wait in the listen backlog until one
+    /// closes. Lowered at start to fit the process's open-file limit.
+    #[arg(long, env = "MEMEGUARD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Require an admin API key for /metrics.
     #[arg(long, env = "MEMEGUARD_PROTECT_METRICS")]
     pub protect_metrics: bool,
@@ -163,6 +175,17 @@ impl ServeConfig {
         SessionOptions { device: self.device, threads: self.threads, ..SessionOptions::default() }
     }
 
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_connections: self.max_connections as usize,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
     pub fn batching(&self) -> BatchConfig {
         BatchConfig {
             max_batch_size: self.max_batch_size as usize,
@@ -179,4 +202,12 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Sessions (threads) per model.
     pub sessions: usize,
+}
+
+/// How the listener bounds its connections (see `serve`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// For a request's headers, and for an idle keep-alive connection's next request.
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
 }

@@ -39,6 +39,9 @@ pub enum AppError {
     /// Well-formed but refused, e.g. a model package that fails validation (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// The request took longer than `--request-timeout-secs` (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The scoring queue is full; retry after this many seconds (429).
     #[error("the scoring queue is full; retry in {retry_after_secs} s")]
     Overloaded { retry_after_secs: u64 },
@@ -63,6 +66,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error"),
+            AppError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout_error"),
             AppError::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             AppError::Database(_) | AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),

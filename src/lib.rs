@@ -13,8 +13,8 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod moderation;
-pub mod review;
 pub mod ocr;
+pub mod review;
 pub mod routes;
 pub mod scoring;
 pub mod serve;
@@ -23,8 +23,10 @@ pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
 use axum::http::{HeaderName, Request};
-use axum::middleware;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -50,6 +52,7 @@ pub fn app(state: AppState) -> Router {
             AppError::MethodNotAllowed("this route does not take this method; see /docs".into())
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.config.request_timeout(), request_timeout))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         // One structured log line per request, tagged with its request id.
         .layer(
@@ -66,4 +69,22 @@ pub fn app(state: AppState) -> Router {
             axum::response::IntoResponse::into_response(AppError::Internal("a handler panicked".into()))
         }))
         .with_state(state)
+}
+
+/// Middleware: answers 408 when a request (reading its body included: extractors read it
+/// inside the handler) takes longer than `--request-timeout-secs`. A decision already
+/// handed to the writer is still committed; the client just does not learn its id.
+async fn request_timeout(
+    State(limit): State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => AppError::RequestTimeout(format!(
+            "the request took longer than {} s (see --request-timeout-secs)",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
 }

@@ -27,3 +27,18 @@ async fn made_up_methods_share_one_metrics_label() {
     );
     t.finish().await;
 }
+
+#[tokio::test]
+async fn a_body_that_never_ends_gets_408() {
+    use futures_util::StreamExt as _;
+    let t = TestApp::start(Backend::Sqlite, &["--ocr", "false", "--request-timeout-secs", "1"]).await;
+    let first = futures_util::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from("{\"input\": \"a")) });
+    let body = Body::from_stream(first.chain(futures_util::stream::pending()));
+    let started = std::time::Instant::now();
+    let reply = t.post_raw("/v1/moderations", Some(&t.scorer_key), "application/json", body).await;
+    let message = reply.expect(408)["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("--request-timeout-secs"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(t.decision_count().await, 0);
+    t.finish().await;
+}

@@ -49,9 +49,28 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `memeguard serve` and waits until `/readyz` says ready.
     pub async fn start(database_url: &str, models: &Path, log_dir: &Path, extra: &[&str]) -> ServerProcess {
+        Self::start_with_open_file_limit(database_url, models, log_dir, extra, None).await
+    }
+
+    /// Like [`ServerProcess::start`], with the soft limit on open files lowered to
+    /// `open_files` (through the shell's `ulimit -n`).
+    pub async fn start_with_open_file_limit(
+        database_url: &str,
+        models: &Path,
+        log_dir: &Path,
+        extra: &[&str],
+        open_files: Option<u32>,
+    ) -> ServerProcess {
         let port = free_port();
         let log = log_dir.join(format!("server-{port}.log"));
-        let mut command = Command::new(BINARY);
+        let mut command = match open_files {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -S -n {n} && exec \"$0\" \"$@\""), BINARY]);
+                c
+            }
+            None => Command::new(BINARY),
+        };
         command
             .arg("serve")
             .args(["--bind", &format!("127.0.0.1:{port}"), "--database-url", database_url])
