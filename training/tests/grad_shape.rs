@@ -337,3 +337,71 @@ fn dropout_in_training_without_its_mask_output_is_a_clear_error() {
     let err = differentiate(&model, "loss", &["x".to_string()]).unwrap_err().to_string();
     assert!(err.contains("Dropout") && err.contains("mask"), "{err}");
 }
+
+/// `Reshape(x, target)` with `target` fed at run time and of unknown length: static
+/// inference loses even the rank of the result.
+fn reshaped_to_a_run_time_shape(b: &mut GraphBuilder) -> String {
+    let x = b.input("x", DataType::Double, &dims![2, 3, 4]);
+    let target = b.input("target", DataType::Int64, &dims!["n"]);
+    b.op("Reshape", &[&x, &target], &[])
+}
+
+fn run_time_shape_feeds() -> Vec<(String, Tensor)> {
+    vec![
+        ("x".to_string(), Tensor::f64(vec![2, 3, 4], values(24, 90, 0.1, 2.0))),
+        ("target".to_string(), Tensor::i64(vec![3], vec![2, 3, 4])),
+    ]
+}
+
+#[test]
+fn gather_from_data_of_unknown_rank() {
+    for axis in [0, 1, 2, -1, -2] {
+        let mut b = GraphBuilder::new("g");
+        let r = reshaped_to_a_run_time_shape(&mut b);
+        let idx = b.const_i64s("idx", &[1, 0, 1]);
+        let y = b.op("Gather", &[&r, &idx], &[("axis", Attr::Int(axis))]);
+        let model = b.build();
+        assert_eq!(memeguard_onnx::shape::infer_shapes(&model).get(&r).unwrap().rank(), None);
+        check(&GradCheck::f64(model, &y, run_time_shape_feeds(), &["x"]))
+            .unwrap_or_else(|e| panic!("axis {axis}: {e}"));
+    }
+}
+
+#[test]
+fn a_declared_shape_gives_matmul_the_rank_inference_cannot() {
+    let build = |declare: bool| {
+        let mut b = GraphBuilder::new("g");
+        let r = reshaped_to_a_run_time_shape(&mut b);
+        let w = b.input("w", DataType::Double, &dims![4, 2]);
+        let y = b.node_named("proj", "MatMul", &[&r, &w], 1, &[]).remove(0);
+        let mut model = b.build();
+        if declare {
+            // What exporters write into value_info.
+            let vi = memeguard_onnx::builder::value_info(&r, DataType::Double, &dims!["batch", "len", 4]);
+            model.graph.as_mut().unwrap().value_info.push(vi);
+        }
+        (model, y)
+    };
+    let (model, y) = build(true);
+    let mut feeds = run_time_shape_feeds();
+    feeds.push(("w".to_string(), Tensor::f64(vec![4, 2], values(8, 91, 0.1, 2.0))));
+    check(&GradCheck::f64(model, &y, feeds, &["x", "w"])).unwrap();
+    // Without the declaration: a clear error that names the node.
+    let (model, y) = build(false);
+    let mut b = GraphBuilder::from_model(&model);
+    let l = b.op("ReduceSum", &[&y], &[("keepdims", Attr::Int(0))]);
+    let err = differentiate(&b.build(), &l, &["w".to_string()]).unwrap_err().to_string();
+    assert!(err.contains("MatMul") && err.contains("`proj`") && err.contains("rank"), "{err}");
+}
+
+#[test]
+fn reductions_of_data_of_unknown_rank() {
+    for (op, axes, keep) in [("ReduceSum", vec![-1], 0), ("ReduceMean", vec![0, -1], 0), ("ReduceMax", vec![1], 1)] {
+        let mut b = GraphBuilder::new("g");
+        let r = reshaped_to_a_run_time_shape(&mut b);
+        let ax = b.const_i64s("axes", &axes);
+        let y = b.op(op, &[&r, &ax], &[("keepdims", Attr::Int(keep))]);
+        let model = b.build();
+        check(&GradCheck::f64(model, &y, run_time_shape_feeds(), &["x"])).unwrap_or_else(|e| panic!("{op}: {e}"));
+    }
+}

@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use crate::builder::{attr_int, attr_ints, attribute, value_dims, value_dtype, Dim};
-use crate::proto::{tensor_proto::DataType, ModelProto, NodeProto};
+use crate::builder::{Dim, attr_int, attr_ints, attribute, value_dims, value_dtype};
+use crate::proto::{ModelProto, NodeProto, tensor_proto::DataType};
 use crate::tensor::Tensor;
 
 /// The inferred type of one value.
@@ -82,10 +82,37 @@ impl ShapeMap {
         let outs = infer_node(node, self);
         for (name, t) in node.output.iter().zip(outs) {
             if let Some(t) = t {
-                self.types.insert(name.clone(), t);
+                let merged = match self.types.remove(name) {
+                    Some(declared) => merge_declared(declared, t),
+                    None => t,
+                };
+                self.types.insert(name.clone(), merged);
             }
         }
     }
+}
+
+/// Combines what the file declares about a value (`value_info`, graph outputs) with what
+/// inference works out: each known size or named dim inference finds wins, and the
+/// declaration fills in whatever inference leaves unknown, the rank included. The
+/// declared element type wins (inference guesses it for ops it has no rule for).
+pub fn merge_declared(declared: ValueType, inferred: ValueType) -> ValueType {
+    let dims = match (declared.dims, inferred.dims) {
+        (Some(d), Some(i)) if d.len() == i.len() => Some(
+            d.into_iter()
+                .zip(i)
+                .map(|(d, i)| match (&d, &i) {
+                    (_, Dim::Known(_)) => i,
+                    (Dim::Known(_), _) => d,
+                    (_, Dim::Sym(name)) if name == "?" => d,
+                    _ => i,
+                })
+                .collect(),
+        ),
+        (Some(d), None) => Some(d),
+        (_, i) => i,
+    };
+    ValueType { dtype: declared.dtype, dims }
 }
 
 /// The contents of a node's output when it computes with shapes.
@@ -112,7 +139,9 @@ fn propagate_shape_value(node: &NodeProto, map: &ShapeMap) -> Option<Vec<Dim>> {
         "Gather" => {
             let data = arg(0)?;
             let idx = map.const_i64s(node.input.get(1)?)?;
-            idx.iter().map(|&i| data.get(if i < 0 { (i + data.len() as i64) as usize } else { i as usize }).cloned()).collect()
+            idx.iter()
+                .map(|&i| data.get(if i < 0 { (i + data.len() as i64) as usize } else { i as usize }).cloned())
+                .collect()
         }
         "Slice" => {
             let data = arg(0)?;
@@ -143,18 +172,21 @@ fn record_constant(node: &NodeProto, constants: &mut HashMap<String, Tensor>) {
     }
 }
 
-/// Infers types for every value of `model`'s graph.
+/// Infers types for every value of `model`'s graph, keeping the shapes the file declares
+/// where inference knows less.
 pub fn infer_shapes(model: &ModelProto) -> ShapeMap {
     let mut map = ShapeMap::default();
     let Some(graph) = model.graph.as_ref() else { return map };
     for t in &graph.initializer {
         if let (Some(name), Ok(tensor)) = (t.name.as_ref(), Tensor::from_proto(t)) {
             let dtype = tensor.data_type();
-            map.types.insert(name.clone(), ValueType { dtype, dims: Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()) });
+            map.types
+                .insert(name.clone(), ValueType { dtype, dims: Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()) });
             map.constants.insert(name.clone(), tensor);
         }
     }
-    for v in graph.input.iter().chain(graph.value_info.iter()) {
+    // Declared types first; inference refines them node by node (see `merge_declared`).
+    for v in graph.input.iter().chain(graph.value_info.iter()).chain(graph.output.iter()) {
         if let (Some(name), Some(dtype)) = (v.name.as_ref(), value_dtype(v)) {
             map.types.insert(name.clone(), ValueType { dtype, dims: value_dims(v) });
         }
@@ -236,18 +268,23 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             let all: Option<Vec<Vec<Dim>>> =
                 node.input.iter().filter(|s| !s.is_empty()).map(|n| map.get(n).and_then(|t| t.dims.clone())).collect();
             let dims = all.map(|all| broadcast_shapes(&all.iter().map(|v| v.as_slice()).collect::<Vec<_>>()));
-            let dtype = if matches!(op, "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor") {
-                DataType::Bool
-            } else {
-                first_dtype
-            };
+            let dtype =
+                if matches!(op, "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor")
+                {
+                    DataType::Bool
+                } else {
+                    first_dtype
+                };
             Some(ValueType { dtype, dims })
         }
         "Not" => same(dims0.clone()),
         "Where" => {
             let all: Option<Vec<Vec<Dim>>> = (0..3).map(|i| input(i).and_then(|t| t.dims.clone())).collect();
             let dtype = input(1).map(|t| t.dtype).unwrap_or(DataType::Float);
-            Some(ValueType { dtype, dims: all.map(|a| broadcast_shapes(&a.iter().map(|v| v.as_slice()).collect::<Vec<_>>())) })
+            Some(ValueType {
+                dtype,
+                dims: all.map(|a| broadcast_shapes(&a.iter().map(|v| v.as_slice()).collect::<Vec<_>>())),
+            })
         }
         "Cast" => Some(ValueType { dtype: dtype_from_attr(node, "to").unwrap_or(first_dtype), dims: dims0.clone() }),
         "CastLike" => Some(ValueType { dtype: input(1).map(|t| t.dtype).unwrap_or(first_dtype), dims: dims0.clone() }),
@@ -261,18 +298,22 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             Some(ValueType { dtype: DataType::Int64, dims: len.map(|n| vec![Dim::Known(n)]) })
         }
         "Size" => Some(ValueType { dtype: DataType::Int64, dims: Some(vec![]) }),
-        "NonZero" => Some(ValueType { dtype: DataType::Int64, dims: rank0.map(|r| vec![Dim::Known(r as i64), unknown()]) }),
-        "Constant" => attribute(node, "value").and_then(|a| a.t.as_ref()).and_then(|t| Tensor::from_proto(t).ok()).map(|t| {
-            ValueType { dtype: t.data_type(), dims: Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()) }
-        }),
+        "NonZero" => {
+            Some(ValueType { dtype: DataType::Int64, dims: rank0.map(|r| vec![Dim::Known(r as i64), unknown()]) })
+        }
+        "Constant" => attribute(node, "value")
+            .and_then(|a| a.t.as_ref())
+            .and_then(|t| Tensor::from_proto(t).ok())
+            .map(|t| ValueType { dtype: t.data_type(), dims: Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()) }),
         "ConstantOfShape" => {
             let dtype = attribute(node, "value")
                 .and_then(|a| a.t.as_ref())
                 .and_then(|t| t.data_type)
                 .and_then(|d| DataType::try_from(d).ok())
                 .unwrap_or(DataType::Float);
-            let dims = node.input.first().and_then(|n| map.dim_values(n))
-                .or_else(|| input(0).and_then(|t| t.known_dims()).map(|d| vec![unknown(); d.first().copied().unwrap_or(0) as usize]));
+            let dims = node.input.first().and_then(|n| map.dim_values(n)).or_else(|| {
+                input(0).and_then(|t| t.known_dims()).map(|d| vec![unknown(); d.first().copied().unwrap_or(0) as usize])
+            });
             Some(ValueType { dtype, dims })
         }
         "MatMul" => {
@@ -280,8 +321,10 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             let b = input(1).and_then(|t| t.dims.clone());
             let dims = match (a, b) {
                 (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
-                    let (a2, a_vec) = if a.len() == 1 { (vec![Dim::Known(1), a[0].clone()], true) } else { (a.clone(), false) };
-                    let (b2, b_vec) = if b.len() == 1 { (vec![b[0].clone(), Dim::Known(1)], true) } else { (b.clone(), false) };
+                    let (a2, a_vec) =
+                        if a.len() == 1 { (vec![Dim::Known(1), a[0].clone()], true) } else { (a.clone(), false) };
+                    let (b2, b_vec) =
+                        if b.len() == 1 { (vec![b[0].clone(), Dim::Known(1)], true) } else { (b.clone(), false) };
                     let batch = broadcast_shapes(&[&a2[..a2.len() - 2], &b2[..b2.len() - 2]]);
                     let mut d = batch;
                     if !a_vec {
@@ -316,8 +359,9 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             });
             same(dims)
         }
-        "Reshape" if node.input.get(1).and_then(|n| map.const_i64s(n)).is_none()
-            && node.input.get(1).and_then(|n| map.dim_values(n)).is_some() =>
+        "Reshape"
+            if node.input.get(1).and_then(|n| map.const_i64s(n)).is_none()
+                && node.input.get(1).and_then(|n| map.dim_values(n)).is_some() =>
         {
             // A shape computed from other shapes: 0 copies, -1 is left unknown.
             let target = node.input.get(1).and_then(|n| map.dim_values(n)).expect("checked");
@@ -362,15 +406,18 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                         }
                         match x {
                             Dim::Known(v) => rest *= v,
-                            sym => match src_syms.iter().position(|s| *s == sym && !matches!(s, Dim::Sym(n) if n == "?")) {
-                                Some(k) => {
-                                    src_syms.remove(k);
+                            sym => {
+                                match src_syms.iter().position(|s| *s == sym && !matches!(s, Dim::Sym(n) if n == "?")) {
+                                    Some(k) => {
+                                        src_syms.remove(k);
+                                    }
+                                    None => ok = false,
                                 }
-                                None => ok = false,
-                            },
+                            }
                         }
                     }
-                    let total: i64 = src.iter().filter_map(|x| if let Dim::Known(v) = x { Some(*v) } else { None }).product();
+                    let total: i64 =
+                        src.iter().filter_map(|x| if let Dim::Known(v) = x { Some(*v) } else { None }).product();
                     if ok && src_syms.is_empty() && rest != 0 && total % rest == 0 {
                         d[pos] = Dim::Known(total / rest);
                     }
@@ -386,7 +433,10 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                     if s.len() == 1 {
                         return s[0].clone();
                     }
-                    s.iter().try_fold(1i64, |acc, x| if let Dim::Known(v) = x { Some(acc * v) } else { None }).map(Dim::Known).unwrap_or_else(unknown)
+                    s.iter()
+                        .try_fold(1i64, |acc, x| if let Dim::Known(v) = x { Some(acc * v) } else { None })
+                        .map(Dim::Known)
+                        .unwrap_or_else(unknown)
                 };
                 vec![prod(&d[..axis]), prod(&d[axis..])]
             });
@@ -418,25 +468,33 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                     let mut ax: Vec<usize> = ax.iter().map(|&a| norm_axis(a, r)).collect();
                     ax.sort();
                     let mut it = d.iter();
-                    Some((0..r).map(|i| if ax.contains(&i) { Dim::Known(1) } else { it.next().cloned().unwrap_or_else(unknown) }).collect())
+                    Some(
+                        (0..r)
+                            .map(|i| {
+                                if ax.contains(&i) { Dim::Known(1) } else { it.next().cloned().unwrap_or_else(unknown) }
+                            })
+                            .collect(),
+                    )
                 }
                 _ => None,
             };
             same(dims)
         }
         "Concat" => {
-            let all: Option<Vec<Vec<Dim>>> = node.input.iter().map(|n| map.get(n).and_then(|t| t.dims.clone())).collect();
+            let all: Option<Vec<Vec<Dim>>> =
+                node.input.iter().map(|n| map.get(n).and_then(|t| t.dims.clone())).collect();
             // Inputs of different ranks are an invalid graph: leave the shape unknown.
-            let dims = all.filter(|a| !a.is_empty() && a.iter().all(|d| d.len() == a[0].len() && !d.is_empty())).map(|all| {
-                let axis = norm_axis(attr_int(node, "axis", 0), all[0].len());
-                let mut d = all[0].clone();
-                d[axis] = all
-                    .iter()
-                    .try_fold(0i64, |acc, s| if let Dim::Known(v) = s[axis] { Some(acc + v) } else { None })
-                    .map(Dim::Known)
-                    .unwrap_or_else(unknown);
-                d
-            });
+            let dims =
+                all.filter(|a| !a.is_empty() && a.iter().all(|d| d.len() == a[0].len() && !d.is_empty())).map(|all| {
+                    let axis = norm_axis(attr_int(node, "axis", 0), all[0].len());
+                    let mut d = all[0].clone();
+                    d[axis] = all
+                        .iter()
+                        .try_fold(0i64, |acc, s| if let Dim::Known(v) = s[axis] { Some(acc + v) } else { None })
+                        .map(Dim::Known)
+                        .unwrap_or_else(unknown);
+                    d
+                });
             same(dims)
         }
         "Expand" => {
@@ -583,7 +641,11 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                 let ceil = attr_int(node, "ceil_mode", 0) != 0;
                 let auto_pad = crate::builder::attr_str(node, "auto_pad").unwrap_or_default();
                 let mut out = vec![d[0].clone()];
-                out.push(if op == "Conv" { w.as_ref().map(|w| w[0].clone()).unwrap_or_else(unknown) } else { d[1].clone() });
+                out.push(if op == "Conv" {
+                    w.as_ref().map(|w| w[0].clone()).unwrap_or_else(unknown)
+                } else {
+                    d[1].clone()
+                });
                 for i in 0..spatial {
                     out.push(if auto_pad.starts_with("SAME") {
                         match &d[2 + i] {
@@ -609,8 +671,9 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             let w = input(1).and_then(|t| t.dims.clone());
             let dims = dims0.as_ref().filter(|d| d.len() >= 3).map(|d| {
                 let spatial = d.len() - 2;
-                let kernel: Option<Vec<i64>> = attr_ints(node, "kernel_shape")
-                    .or_else(|| w.as_ref().filter(|w| w.len() == d.len()).and_then(|w| w[2..].iter().map(known).collect()));
+                let kernel: Option<Vec<i64>> = attr_ints(node, "kernel_shape").or_else(|| {
+                    w.as_ref().filter(|w| w.len() == d.len()).and_then(|w| w[2..].iter().map(known).collect())
+                });
                 let strides = attr_ints(node, "strides").unwrap_or_else(|| vec![1; spatial]);
                 let dil = attr_ints(node, "dilations").unwrap_or_else(|| vec![1; spatial]);
                 let out_pad = attr_ints(node, "output_padding").unwrap_or_else(|| vec![0; spatial]);
@@ -622,7 +685,13 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                 let explicit = attr_ints(node, "output_shape");
                 let group = attr_int(node, "group", 1);
                 let mut out = vec![d[0].clone()];
-                out.push(w.as_ref().and_then(|w| w.get(1)).and_then(known).map(|c| Dim::Known(c * group)).unwrap_or_else(unknown));
+                out.push(
+                    w.as_ref()
+                        .and_then(|w| w.get(1))
+                        .and_then(known)
+                        .map(|c| Dim::Known(c * group))
+                        .unwrap_or_else(unknown),
+                );
                 for i in 0..spatial {
                     out.push(match (&explicit, known(&d[2 + i]), &kernel) {
                         (Some(s), _, _) => Dim::Known(s[s.len() - spatial + i]),
@@ -637,9 +706,11 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             });
             same(dims)
         }
-        "GlobalAveragePool" | "GlobalMaxPool" => {
-            same(dims0.as_ref().map(|d| d.iter().enumerate().map(|(i, x)| if i >= 2 { Dim::Known(1) } else { x.clone() }).collect()))
-        }
+        "GlobalAveragePool" | "GlobalMaxPool" => same(
+            dims0
+                .as_ref()
+                .map(|d| d.iter().enumerate().map(|(i, x)| if i >= 2 { Dim::Known(1) } else { x.clone() }).collect()),
+        ),
         "BatchNormalization" => {
             let c = input(1).and_then(|t| t.dims.clone());
             let mut v = vec![same(dims0.clone())];
@@ -671,7 +742,11 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             let sizes = node.input.get(1).filter(|s| !s.is_empty()).and_then(|n| map.const_i64s(n)).or_else(|| {
                 if let Dim::Known(n) = d[axis] {
                     let k = n_out as i64;
-                    Some((0..k).map(|i| if i < k - 1 { (n + k - 1) / k } else { n - (k - 1) * ((n + k - 1) / k) }).collect())
+                    Some(
+                        (0..k)
+                            .map(|i| if i < k - 1 { (n + k - 1) / k } else { n - (k - 1) * ((n + k - 1) / k) })
+                            .collect(),
+                    )
                 } else {
                     None
                 }
@@ -733,7 +808,7 @@ fn pad_outputs(mut v: Vec<Option<ValueType>>, n: usize) -> Vec<Option<ValueType>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{dims, Attr, GraphBuilder};
+    use crate::{Attr, GraphBuilder, dims};
 
     #[test]
     fn infers_a_small_cnn_and_mlp() {
@@ -741,7 +816,8 @@ mod tests {
         let x = b.input("x", DataType::Float, &dims!["batch", 3, 32, 32]);
         let w = b.initializer("w", &Tensor::f32(vec![8, 3, 3, 3], vec![0.0; 216]));
         let c = b.op("Conv", &[&x, &w], &[("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
-        let p = b.op("MaxPool", &[&c], &[("kernel_shape", Attr::Ints(vec![2, 2])), ("strides", Attr::Ints(vec![2, 2]))]);
+        let p =
+            b.op("MaxPool", &[&c], &[("kernel_shape", Attr::Ints(vec![2, 2])), ("strides", Attr::Ints(vec![2, 2]))]);
         let g = b.op("GlobalAveragePool", &[&p], &[]);
         let f = b.op("Flatten", &[&g], &[]);
         let shape = b.const_i64s("shape", &[0, 2, -1]);
@@ -832,6 +908,47 @@ mod tests {
         let map = infer_shapes(&b.build());
         assert_eq!(map.dims(&y).map(|d| d.len()), Some(3));
         assert_eq!(map.dims(&y).unwrap()[2], Dim::Known(8));
+    }
+
+    #[test]
+    fn declared_shapes_survive_where_inference_knows_less() {
+        // Reshape to a shape fed at run time whose length is not known either: inference
+        // alone loses even the rank; the declared value_info and graph output keep theirs.
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Float, &dims!["batch", 12]);
+        let target = b.input("target", DataType::Int64, &dims!["n"]);
+        let r = b.op("Reshape", &[&x, &target], &[]);
+        let c = b.op("Cast", &[&r], &[("to", Attr::Int(DataType::Double as i64))]);
+        let u = b.op("Mystery", &[&x], &[]);
+        b.output(&c, DataType::Double, &dims!["batch", 3, "?"]);
+        let mut m = b.build();
+        let g = m.graph.as_mut().unwrap();
+        g.value_info.push(crate::builder::value_info(&r, DataType::Float, &dims!["b", 3, 4]));
+        g.value_info.push(crate::builder::value_info(&u, DataType::Int32, &dims!["batch", 5]));
+        assert_eq!(infer_shapes(&b_free(&m)).get(&r).unwrap().dims, None, "inference alone knows nothing");
+        let map = infer_shapes(&m);
+        assert_eq!(map.dims(&r).unwrap(), &dims!["b", 3, 4][..]);
+        // Cast passes the (declared) dims on, and its own declaration adds nothing new.
+        assert_eq!(map.dims(&c).unwrap(), &dims!["b", 3, 4][..]);
+        assert_eq!(map.dtype(&c), Some(DataType::Double));
+        // An op inference has no rule for: the declared type and shape stand.
+        assert_eq!(map.get(&u).unwrap(), &ValueType { dtype: DataType::Int32, dims: Some(dims!["batch", 5]) });
+    }
+
+    /// `m` without its declared value_info and graph outputs.
+    fn b_free(m: &ModelProto) -> ModelProto {
+        let mut m = m.clone();
+        let g = m.graph.as_mut().unwrap();
+        g.value_info.clear();
+        g.output.clear();
+        m
+    }
+
+    #[test]
+    fn inferred_sizes_refine_declared_ones() {
+        let d = ValueType { dtype: DataType::Float, dims: Some(dims!["batch", "?", 4]) };
+        let i = ValueType { dtype: DataType::Float, dims: Some(vec![unknown(), Dim::Known(7), unknown()]) };
+        assert_eq!(merge_declared(d, i).dims.unwrap(), dims!["batch", 7, 4]);
     }
 
     #[test]

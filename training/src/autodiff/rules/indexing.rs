@@ -62,29 +62,52 @@ pub(super) fn grad_through_index_map(
 /// `y = Gather(x, idx, axis)`: `y` has shape `D[..a] + Q + D[a+1..]`. `GO` is reshaped to
 /// `D[..a] + [|Q|] + D[a+1..]`, the indices are broadcast to that shape along axis `a`,
 /// and ScatterElements with `reduction="add"` sums them into zeros shaped like `x`.
+/// When the rank of `x` is not known statically, the pieces of its shape are cut at run
+/// time (negative `axis` counts from the end, as ScatterElements' does).
 fn gather(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     if !c.needs_grad(0) {
         return Ok(());
     }
     let g = c.grad_out();
     let (x, idx) = (c.input(0).to_string(), c.input(1).to_string());
-    let rank = c.rank(&x).ok_or_else(|| c.unsupported("the rank of the data input must be known"))? as i64;
     let axis = c.attr_int("axis", 0);
-    let a = if axis < 0 { axis + rank } else { axis };
-    if !(0..rank).contains(&a) {
-        return Err(c.unsupported(format!("axis {axis} is out of range for rank {rank}")));
-    }
+    let a = match c.rank(&x) {
+        Some(rank) => {
+            let rank = rank as i64;
+            let a = if axis < 0 { axis + rank } else { axis };
+            if !(0..rank).contains(&a) {
+                return Err(c.unsupported(format!("axis {axis} is out of range for rank {rank}")));
+            }
+            a
+        }
+        None => axis,
+    };
     let shape = c.shape_of(&x);
-    let (lo, mid, hi) = (c.const_i64s(&[0]), c.const_i64s(&[a]), c.const_i64s(&[a + 1]));
-    let end = c.const_i64s(&[rank]);
+    // Start and end of the dims after the axis (empty when it is the last one).
+    let after_start = if a == -1 { i64::MAX } else { a + 1 };
+    let (lo, mid, hi) = (c.const_i64s(&[0]), c.const_i64s(&[a]), c.const_i64s(&[after_start]));
+    let end = c.const_i64s(&[i64::MAX]);
     let before = c.op("Slice", &[&shape, &lo, &mid], &[]);
     let after = c.op("Slice", &[&shape, &hi, &end], &[]);
     let minus_one = c.const_i64s(&[-1]);
     let target = c.op("Concat", &[&before, &minus_one, &after], &[("axis", Attr::Int(0))]);
     let g2 = c.op("Reshape", &[&g, &target], &[]);
-    let mut along: Vec<i64> = vec![1; rank as usize];
-    along[a as usize] = -1;
-    let along = c.const_i64s(&along);
+    // The indices as [1, .., 1, -1, 1, .., 1] with the -1 at the axis.
+    let along = match c.rank(&x) {
+        Some(rank) => {
+            let mut along: Vec<i64> = vec![1; rank];
+            along[a as usize] = -1;
+            c.const_i64s(&along)
+        }
+        None => {
+            let one = Attr::Tensor(Tensor::vec_i64(&[1]));
+            let n_before = c.shape_of(&before);
+            let ones_before = c.op("ConstantOfShape", &[&n_before], &[("value", one.clone())]);
+            let n_after = c.shape_of(&after);
+            let ones_after = c.op("ConstantOfShape", &[&n_after], &[("value", one)]);
+            c.op("Concat", &[&ones_before, &minus_one, &ones_after], &[("axis", Attr::Int(0))])
+        }
+    };
     let idx2 = c.op("Reshape", &[&idx, &along], &[]);
     let g2_shape = c.shape_of(&g2);
     let idx3 = c.op("Expand", &[&idx2, &g2_shape], &[]);

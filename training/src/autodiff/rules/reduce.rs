@@ -34,9 +34,11 @@ fn reduced_axes(c: &RuleCtx) -> Result<Option<Vec<i64>>, AutodiffError> {
         }
         return Ok(None);
     };
+    // Without a static rank, negative axes stay negative: Unsqueeze (against the input's
+    // rank, which is its output's) and ReduceSum read them the same way.
     let x = c.input(0).to_string();
-    let rank = c.rank(&x).ok_or_else(|| c.unsupported("the input rank must be known"))? as i64;
-    let mut a: Vec<i64> = axes.iter().map(|&v| if v < 0 { v + rank } else { v }).collect();
+    let Some(rank) = c.rank(&x) else { return Ok(Some(axes)) };
+    let mut a: Vec<i64> = axes.iter().map(|&v| if v < 0 { v + rank as i64 } else { v }).collect();
     a.sort_unstable();
     Ok(Some(a))
 }
@@ -53,11 +55,16 @@ fn keepdims_form(c: &mut RuleCtx, v: &str) -> Result<String, AutodiffError> {
             Ok(c.op("Unsqueeze", &[v, &ax], &[]))
         }
         None => {
-            // Reduced to a scalar: reshape to all-ones of the input's rank.
+            // Reduced to a scalar: reshape to all-ones of the input's rank (a rank-0
+            // scalar broadcasts the same way when that rank is not known).
             let x = c.input(0).to_string();
-            let rank = c.rank(&x).ok_or_else(|| c.unsupported("the input rank must be known"))?;
-            let ones = c.const_i64s(&vec![1; rank]);
-            Ok(c.op("Reshape", &[v, &ones], &[]))
+            match c.rank(&x) {
+                Some(rank) => {
+                    let ones = c.const_i64s(&vec![1; rank]);
+                    Ok(c.op("Reshape", &[v, &ones], &[]))
+                }
+                None => Ok(v.to_string()),
+            }
         }
     }
 }
