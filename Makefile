@@ -9,7 +9,7 @@ ORT_DIR := .cache/onnxruntime/cpu
 
 ## run: build and start the server on its embedded defaults (http://127.0.0.1:8080)
 run: onnxruntime setup-ocr
-	$(CARGO) run --release -p memeguard -- serve
+	$(CARGO) run --release -p memeguard -- serve --allow-placeholder
 
 ## test: everything CI runs: fmt, clippy (warnings are errors), the whole test suite with
 ## PostgreSQL started for it and stopped afterwards (scripts/run-tests.sh; under CI=true a

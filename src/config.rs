@@ -84,9 +84,15 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub db: DatabaseArgs,
     /// Directory of model packages (`<name>/<version>/`). The newest non-placeholder
-    /// package is served; when there is none, an untrained placeholder is written here.
+    /// package that loads is served; when the directory holds no package, an untrained
+    /// placeholder is written here.
     #[arg(long, env = "MEMEGUARD_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,
+    /// Create a missing models directory and serve the untrained placeholder from it
+    /// (without this flag a models directory that does not exist stops the start: a
+    /// mistyped path must not serve meaningless scores).
+    #[arg(long, env = "MEMEGUARD_ALLOW_PLACEHOLDER")]
+    pub allow_placeholder: bool,
     /// Serve this package instead of the newest: `name@version`, `name` (its newest
     /// version), or the path of a package directory. No placeholder is written when set.
     #[arg(long, env = "MEMEGUARD_MODEL")]

@@ -162,9 +162,10 @@ impl From<ReloadError> for AppError {
         match e {
             ReloadError::NoPackage { .. } => AppError::NotFound(e.to_string()),
             ReloadError::Refused { .. } => AppError::Unprocessable(e.to_string()),
-            ReloadError::ModelsDir { .. } | ReloadError::Placeholder(_) | ReloadError::Join(_) => {
-                AppError::Internal(e.to_string())
-            }
+            ReloadError::ModelsDir { .. }
+            | ReloadError::MissingModelsDir { .. }
+            | ReloadError::Placeholder(_)
+            | ReloadError::Join(_) => AppError::Internal(e.to_string()),
         }
     }
 }

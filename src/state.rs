@@ -51,6 +51,7 @@ impl AppState {
                 pinned: config.model.clone(),
                 session: config.session_options(),
                 batching: config.batching(),
+                allow_placeholder: config.allow_placeholder,
             },
             metrics.clone(),
         ));

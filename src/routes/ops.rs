@@ -40,6 +40,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "model": model.as_ref().map(|m| m.id()),
         "placeholder_model": model.as_ref().map(|m| m.is_placeholder()),
         "model_error": model.is_none().then(|| state.scorer.registry().unavailable_reason()),
+        // Packages refused at the last (re)load, newer than the served one: fix or remove them.
+        "broken_packages": state.scorer.registry().broken_packages(),
         "database": state.db.backend(),
         "database_error": database.as_ref().err().map(|e| {
             tracing::error!(error = %e, "readiness: the database does not take writes");

@@ -32,6 +32,12 @@ pub struct Candidate {
 pub enum ReloadError {
     #[error("no model package in {}{}", .dir.display(), .wanted.as_ref().map(|w| format!(" matches `{w}`")).unwrap_or_default())]
     NoPackage { dir: PathBuf, wanted: Option<String> },
+    #[error(
+        "the models directory {} does not exist; create it with a model package in it, or pass \
+         --allow-placeholder to start with the untrained placeholder",
+        .dir.display()
+    )]
+    MissingModelsDir { dir: PathBuf },
     #[error("cannot read the models directory {}: {source}", .dir.display())]
     ModelsDir { dir: PathBuf, source: std::io::Error },
     #[error("package {id} refused: {source}")]
@@ -52,6 +58,15 @@ pub struct ReloadOutcome {
     /// False when the chosen package was already being served.
     pub changed: bool,
     pub placeholder: bool,
+    /// Newer packages that were refused on the way to this one.
+    pub skipped: Vec<BrokenPackage>,
+}
+
+/// A package that failed to load, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokenPackage {
+    pub id: String,
+    pub reason: String,
 }
 
 /// Where packages come from and how they are run.
@@ -62,6 +77,17 @@ pub struct RegistryConfig {
     pub pinned: Option<String>,
     pub session: SessionOptions,
     pub batching: BatchConfig,
+    /// Create a missing models directory with the placeholder in it (else an error).
+    pub allow_placeholder: bool,
+}
+
+/// What a reload's search found.
+enum Found {
+    Loaded(LoadedModel),
+    /// The best package that loads is the one already served.
+    Current,
+    /// Every package tried was refused.
+    Nothing,
 }
 
 /// Holds the served model and swaps it.
@@ -71,6 +97,8 @@ pub struct ModelRegistry {
     current: RwLock<Option<Arc<LoadedModel>>>,
     /// Why no model is served (the last refusal), for 503 answers and `/readyz`.
     last_error: RwLock<Option<String>>,
+    /// Packages refused by the last reload (newer than the one served), for `/readyz`.
+    broken: RwLock<Vec<BrokenPackage>>,
     /// One reload at a time: two concurrent reloads would load the same package twice.
     reloading: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -82,6 +110,7 @@ impl ModelRegistry {
             config,
             current: RwLock::new(None),
             last_error: RwLock::new(Some("no model loaded yet".into())),
+            broken: RwLock::new(Vec::new()),
             reloading: tokio::sync::Mutex::new(()),
             metrics,
         }
@@ -95,6 +124,11 @@ impl ModelRegistry {
     /// Why no model is served, when none is.
     pub fn unavailable_reason(&self) -> String {
         self.last_error.read().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_else(|| "no model loaded".into())
+    }
+
+    /// Packages the last reload refused (newer than the served one, or all when none is).
+    pub fn broken_packages(&self) -> Vec<BrokenPackage> {
+        self.broken.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn models_dir(&self) -> &Path {
@@ -118,7 +152,12 @@ impl ModelRegistry {
             return Ok(false);
         }
         let dir = self.config.models_dir.clone();
+        let allow_placeholder = self.config.allow_placeholder;
         tokio::task::spawn_blocking(move || {
+            // A mistyped path must not silently serve an untrained model.
+            if !dir.exists() && !allow_placeholder {
+                return Err(ReloadError::MissingModelsDir { dir });
+            }
             if !find_candidates(&dir)?.is_empty() {
                 return Ok(false);
             }
@@ -137,7 +176,10 @@ impl ModelRegistry {
 
     /// Chooses the package to serve (`wanted`, else the configured pin, else the newest
     /// non-placeholder, else the newest placeholder), loads and warms it up, and swaps it
-    /// in. The current model keeps serving if anything fails.
+    /// in. The current model keeps serving if anything fails. When no model is served
+    /// yet (at start), a package that fails is skipped for the next best one, so a broken
+    /// newest version does not take the service down while an older one is valid; the
+    /// skipped ones are logged and listed in `/readyz`.
     pub async fn reload(&self, wanted: Option<&str>) -> Result<ReloadOutcome, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let result = self.reload_locked(wanted).await;
@@ -150,12 +192,17 @@ impl ModelRegistry {
                 }
             }
             Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "model reload refused; the current model keeps serving");
-                if self.current().is_none() {
-                    *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            Err(e) if self.current().is_none() => {
+                tracing::error!(error = %e, "no valid model package: none is served");
+                let mut reason = e.to_string();
+                let others = self.broken_packages();
+                if others.len() > 1 {
+                    let ids: Vec<&str> = others.iter().map(|b| b.id.as_str()).collect();
+                    reason.push_str(&format!(" (refused: {})", ids.join(", ")));
                 }
+                *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
             }
+            Err(e) => tracing::error!(error = %e, "model reload refused; the current model keeps serving"),
         }
         result
     }
@@ -172,19 +219,50 @@ impl ModelRegistry {
         let (session, batching, metrics) = (self.config.session.clone(), self.config.batching, self.metrics.clone());
         let current_id = previous.as_ref().map(|m| m.id().to_string());
 
-        let loaded = tokio::task::spawn_blocking(move || -> Result<Option<LoadedModel>, ReloadError> {
+        let (found, refused) = tokio::task::spawn_blocking(move || {
             let candidates = find_candidates(&dir)?;
-            let chosen = choose(&candidates, wanted.as_deref())
-                .ok_or_else(|| ReloadError::NoPackage { dir: dir.clone(), wanted: wanted.clone() })?;
-            if current_id.as_deref() == Some(chosen.id.as_str()) {
-                return Ok(None);
+            let ranked = rank(&candidates, wanted.as_deref());
+            if ranked.is_empty() {
+                return Err(ReloadError::NoPackage { dir: dir.clone(), wanted: wanted.clone() });
             }
-            let refused = |source: LoadError| ReloadError::Refused { id: chosen.id.clone(), source };
-            let package = ModelPackage::open(&chosen.dir).map_err(|e| refused(e.into()))?;
-            LoadedModel::load(package, &session, batching, metrics).map(Some).map_err(refused)
+            // With a model served, only the first choice is tried (a refusal is reported
+            // and the current one stays); without one, the next best are tried in turn.
+            let fall_back = current_id.is_none();
+            let mut refused: Vec<(String, LoadError)> = Vec::new();
+            for chosen in ranked {
+                if current_id.as_deref() == Some(chosen.id.as_str()) {
+                    return Ok((Found::Current, refused));
+                }
+                let loaded = ModelPackage::open(&chosen.dir)
+                    .map_err(LoadError::from)
+                    .and_then(|package| LoadedModel::load(package, &session, batching, metrics.clone()));
+                match loaded {
+                    Ok(model) => return Ok((Found::Loaded(model), refused)),
+                    Err(source) => {
+                        tracing::warn!(package = %chosen.id, error = %source, "model package refused");
+                        refused.push((chosen.id.clone(), source));
+                        if !fall_back {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok((Found::Nothing, refused))
         })
         .await
         .map_err(|e| ReloadError::Join(e.to_string()))??;
+        let skipped: Vec<BrokenPackage> =
+            refused.iter().map(|(id, e)| BrokenPackage { id: id.clone(), reason: e.to_string() }).collect();
+        *self.broken.write().unwrap_or_else(|p| p.into_inner()) = skipped.clone();
+        let loaded = match found {
+            Found::Loaded(model) => Some(model),
+            Found::Current => None,
+            Found::Nothing => {
+                // Report the first choice's reason (all are in `broken_packages`).
+                let (id, source) = refused.into_iter().next().expect("a refusal for each candidate tried");
+                return Err(ReloadError::Refused { id, source });
+            }
+        };
 
         let previous_id = previous.as_ref().map(|m| m.id().to_string());
         let Some(model) = loaded else {
@@ -194,6 +272,7 @@ impl ModelRegistry {
                 previous: previous_id,
                 changed: false,
                 placeholder: current.is_placeholder(),
+                skipped,
             });
         };
         let outcome = ReloadOutcome {
@@ -201,6 +280,7 @@ impl ModelRegistry {
             previous: previous_id,
             changed: true,
             placeholder: model.is_placeholder(),
+            skipped,
         };
         let old = self.current.write().unwrap_or_else(|p| p.into_inner()).replace(Arc::new(model));
         *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = None;
@@ -264,15 +344,22 @@ pub fn find_candidates(dir: &Path) -> Result<Vec<Candidate>, ReloadError> {
     Ok(candidates)
 }
 
-/// The package to serve: those matching `wanted` (`name@version` or `name`), real models
-/// before placeholders, newest first, ties by id.
+/// The package to serve: the first of [`rank`].
 pub fn choose<'a>(candidates: &'a [Candidate], wanted: Option<&str>) -> Option<&'a Candidate> {
-    candidates
+    rank(candidates, wanted).into_iter().next()
+}
+
+/// The packages matching `wanted` (`name@version` or `name`), best first: real models
+/// before placeholders, newest first, ties by id.
+pub fn rank<'a>(candidates: &'a [Candidate], wanted: Option<&str>) -> Vec<&'a Candidate> {
+    let mut ranked: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| match wanted {
             None => true,
             Some(w) if w.contains('@') => c.id == w,
             Some(w) => c.name == w,
         })
-        .max_by(|a, b| (!a.placeholder, a.created_at, &a.id).cmp(&(!b.placeholder, b.created_at, &b.id)))
+        .collect();
+    ranked.sort_by(|a, b| (!b.placeholder, b.created_at, &b.id).cmp(&(!a.placeholder, a.created_at, &a.id)));
+    ranked
 }
