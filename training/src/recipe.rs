@@ -6,11 +6,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::models::ModelError;
 use crate::models::classifier::ClassifierConfig;
-use crate::models::encoders::{parse_text_encoder, ImageEncoderConfig};
+use crate::models::encoders::{ImageEncoder, ImageEncoderConfig, TextEncoder, parse_text_encoder};
 use crate::models::fusion::{ConcatHead, HateClipperHead, HeadConfig, Interaction};
 use crate::models::heads::DinoHeadConfig;
-use crate::models::ModelError;
+use crate::models::source::{EncoderSource, Trainable};
 use crate::objectives::cass::CassConfig;
 use crate::objectives::cass_mm::CassMmConfig;
 use crate::objectives::clip::ClipConfig;
@@ -54,17 +55,24 @@ pub enum Modality {
 }
 
 /// The model part of a recipe. Encoders are named as `memeguard-train models` lists
-/// them (`resnet50`, `vit-b16@384`, `resnet-tiny@64`, `text-tiny`...).
+/// them (`resnet50`, `vit-b16@384`, `resnet-tiny@64`, `text-tiny`...); a finetune's
+/// `image` and `text` may also be an ONNX export, `onnx:FILE[#OUTPUT]` (`#OUTPUT`
+/// picks the features of a joint two-tower export, e.g. `#image_embeds`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelSpec {
     /// Image encoder (CLIP, DINO, finetune).
     pub image: String,
+    /// How much of the finetune's image encoder trains: `true` (all), `false` (frozen;
+    /// only the head trains) or `"last:N"` (its last N blocks; hf: encoders only).
+    pub image_trainable: Trainable,
     /// CNN and ViT (CASS, CASS-MM).
     pub cnn: String,
     pub vit: String,
     /// Text encoder.
     pub text: String,
+    /// How much of the finetune's text encoder trains (as `image_trainable`).
+    pub text_trainable: Trainable,
     /// Tokenizer vocabulary size (when a tokenizer is trained) and maximum text length.
     pub vocab_size: usize,
     pub max_length: usize,
@@ -84,9 +92,11 @@ impl Default for ModelSpec {
     fn default() -> Self {
         ModelSpec {
             image: "resnet-tiny@64".into(),
+            image_trainable: Trainable::All,
             cnn: "resnet-tiny@64".into(),
             vit: "vit-tiny@64".into(),
             text: "text-tiny".into(),
+            text_trainable: Trainable::All,
             vocab_size: 2000,
             max_length: 24,
             projection_dim: 64,
@@ -102,7 +112,7 @@ impl Default for ModelSpec {
 
 /// Data options of a recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DataSpec {
     /// Augment training images (method-specific pipelines); off for evaluation always.
     pub augment: bool,
@@ -118,8 +128,10 @@ impl Default for DataSpec {
     }
 }
 
-/// A whole training setup.
+/// A whole training setup. Unknown keys are refused (a typo such as `train.epoch`
+/// would otherwise be silently ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Recipe {
     pub name: String,
     #[serde(default)]
@@ -147,8 +159,10 @@ pub enum RecipeError {
 impl Recipe {
     /// Reads a recipe file.
     pub fn load(path: &Path) -> Result<Self, RecipeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read { path: path.display().to_string(), source })?;
-        toml::from_str(&text).map_err(|e| RecipeError::Parse { path: path.display().to_string(), message: e.to_string() })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| RecipeError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| RecipeError::Parse { path: path.display().to_string(), message: e.to_string() })
     }
 
     /// The recipe as TOML (what a run directory's `config.toml` holds).
@@ -159,11 +173,12 @@ impl Recipe {
     /// The objective's training graph for a tokenizer of `vocab_size` tokens.
     pub fn objective(&self, vocab_size: usize, seed: u64) -> Result<Objective, RecipeError> {
         let m = &self.model;
-        let text = || parse_text_encoder(&m.text, vocab_size, m.max_length);
+        let text = || parse_text_encoder(builtin(&m.text, "model.text")?, vocab_size, m.max_length);
+        let image = |spec: &str, key: &str| ImageEncoderConfig::parse(builtin(spec, key)?);
         Ok(match self.method {
             Method::Clip => objectives::clip::build(
                 &ClipConfig {
-                    image: ImageEncoderConfig::parse(&m.image)?,
+                    image: image(&m.image, "model.image")?,
                     text: text()?,
                     projection_dim: m.projection_dim,
                     dropout: m.dropout,
@@ -172,8 +187,8 @@ impl Recipe {
             )?,
             Method::Cass => objectives::cass::build(
                 &CassConfig {
-                    cnn: ImageEncoderConfig::parse(&m.cnn)?,
-                    vit: ImageEncoderConfig::parse(&m.vit)?,
+                    cnn: image(&m.cnn, "model.cnn")?,
+                    vit: image(&m.vit, "model.vit")?,
                     projection_dim: m.projection_dim,
                     dropout: m.dropout,
                 },
@@ -181,17 +196,21 @@ impl Recipe {
             )?,
             Method::CassMm => objectives::cass_mm::build(
                 &CassMmConfig {
-                    cnn: ImageEncoderConfig::parse(&m.cnn)?,
-                    vit: ImageEncoderConfig::parse(&m.vit)?,
+                    cnn: image(&m.cnn, "model.cnn")?,
+                    vit: image(&m.vit, "model.vit")?,
                     text: text()?,
                     fusion_dim: m.projection_dim,
                 },
                 seed,
             )?,
             Method::Dino => {
-                let mut head = if m.dino_out_dim >= 4096 { DinoHeadConfig::reference(m.dino_out_dim) } else { DinoHeadConfig::tiny() };
+                let mut head = if m.dino_out_dim >= 4096 {
+                    DinoHeadConfig::reference(m.dino_out_dim)
+                } else {
+                    DinoHeadConfig::tiny()
+                };
                 head.out_dim = m.dino_out_dim;
-                let mut cfg = DinoConfig::reference(ImageEncoderConfig::parse(&m.image)?, head);
+                let mut cfg = DinoConfig::reference(image(&m.image, "model.image")?, head);
                 cfg.local_crops = m.local_crops;
                 cfg.local_size = m.local_size;
                 objectives::dino::build(&cfg, seed)?
@@ -200,16 +219,17 @@ impl Recipe {
         })
     }
 
-    /// The classifier this recipe finetunes (and exports).
+    /// The classifier this recipe finetunes (and exports). Imported encoders are
+    /// loaded here, once: build every graph from the one configuration.
     pub fn classifier(&self, vocab_size: usize) -> Result<ClassifierConfig, RecipeError> {
         let m = &self.model;
         let image = match m.modality {
             Modality::Text => None,
-            _ => Some(ImageEncoderConfig::parse(&m.image)?),
+            _ => Some(ImageEncoder::from_spec(&m.image, m.image_trainable)?),
         };
         let text = match m.modality {
             Modality::Image => None,
-            _ => Some(parse_text_encoder(&m.text, vocab_size, m.max_length)?),
+            _ => Some(TextEncoder::from_spec(&m.text, m.text_trainable, vocab_size, m.max_length)?),
         };
         let head = match m.head.as_str() {
             "concat" => HeadConfig::Concat(ConcatHead::default()),
@@ -222,12 +242,39 @@ impl Recipe {
         Ok(ClassifierConfig { image, text, head })
     }
 
-    /// The image side the recipe's models take.
+    /// The image side the recipe's built-in models take (an imported encoder's comes
+    /// from its file: [`ClassifierConfig`]'s image encoder says).
     pub fn image_size(&self) -> Result<usize, RecipeError> {
-        let spec = match self.method {
-            Method::Cass | Method::CassMm => &self.model.cnn,
-            _ => &self.model.image,
+        let (spec, key) = match self.method {
+            Method::Cass | Method::CassMm => (&self.model.cnn, "model.cnn"),
+            _ => (&self.model.image, "model.image"),
         };
-        Ok(ImageEncoderConfig::parse(spec)?.image_size())
+        Ok(ImageEncoderConfig::parse(builtin(spec, key)?)?.image_size())
+    }
+
+    /// Whether the finetune's text encoder is imported (it brings its own vocabulary, so
+    /// the tokenizer must be the encoder's, not one trained on the data).
+    pub fn imports_text_encoder(&self) -> Result<bool, RecipeError> {
+        Ok(self.model.modality != Modality::Image && EncoderSource::parse(&self.model.text)?.is_imported())
+    }
+
+    /// The recipe's encoders brought from elsewhere (`onnx:` or `hf:`), as written.
+    pub fn imported_encoders(&self) -> Vec<String> {
+        let m = &self.model;
+        let used = |spec: &String, unused: Modality| {
+            (m.modality != unused && EncoderSource::parse(spec).is_ok_and(|s| s.is_imported())).then(|| spec.clone())
+        };
+        used(&m.image, Modality::Text).into_iter().chain(used(&m.text, Modality::Image)).collect()
+    }
+}
+
+/// `spec` if it names a built-in encoder: pretraining builds our own architectures.
+fn builtin<'a>(spec: &'a str, key: &str) -> Result<&'a str, ModelError> {
+    match EncoderSource::parse(spec)? {
+        EncoderSource::Builtin(_) => Ok(spec.trim()),
+        _ => Err(ModelError::Config(format!(
+            "{key} = `{spec}`: encoders from elsewhere (hf:, onnx:) are for finetune recipes; pretraining \
+             builds a built-in architecture (see `memeguard-train models`)"
+        ))),
     }
 }

@@ -36,8 +36,11 @@ fn training_graph_ops() -> BTreeSet<String> {
         ("resnet-tiny", HeadConfig::default()),
         ("vit-tiny", HeadConfig::HateClipper(HateClipperHead::new(Interaction::Cross))),
     ] {
-        let cfg =
-            ClassifierConfig { image: Some(ImageEncoderConfig::parse(image).unwrap()), text: Some(text.clone()), head };
+        let cfg = ClassifierConfig {
+            image: Some(ImageEncoderConfig::parse(image).unwrap().into()),
+            text: Some(text.clone().into()),
+            head,
+        };
         let graph = build_classifier(&cfg, Mode::Train, Weights::Random { seed: 1 }).unwrap();
         let mut b = memeguard_onnx::GraphBuilder::from_model(&graph.model);
         let squared = b.op("Mul", &["logits", "logits"], &[]);

@@ -140,7 +140,9 @@ fn encoders_that_cannot_be_embedded_are_refused_with_the_reason() {
     let mut external = encoder(&[], None);
     external.graph.as_mut().unwrap().initializer[0].data_location =
         Some(memeguard_onnx::proto::tensor_proto::DataLocation::External as i32);
-    assert!(refuse(external).contains("external file"));
+    // Bytes without a folder: external data cannot be read in, one message says so.
+    let text = refuse(external);
+    assert!(text.contains("1 initializer(s) are stored in an external data file"), "{text}");
 
     let imported = ImportedEncoder::from_model(encoder(&[], None), "enc.onnx").unwrap();
     let mut net = Net::new("g", Mode::Infer, 0);

@@ -57,8 +57,8 @@ fn standard_configurations_build_in_both_modes_and_pass_check_model() {
     let text = parse_text_encoder("text-base", 30522, 128).unwrap();
     let graph = build_classifier(
         &ClassifierConfig {
-            image: Some(ImageEncoderConfig::parse("vit-b16@384").unwrap()),
-            text: Some(text),
+            image: Some(ImageEncoderConfig::parse("vit-b16@384").unwrap().into()),
+            text: Some(text.into()),
             head: HeadConfig::default(),
         },
         Mode::Train,
@@ -154,8 +154,13 @@ fn heads_have_the_expected_shapes_and_ranges() {
         let f = resnet(&mut net, &ResNetConfig::tiny(), "image", &x);
         let p = projection_head(&mut net, "proj", &f, 64, 24, 0.1);
         let d = dino_head(&mut net, "dino", &f, 64, &DinoHeadConfig::tiny());
-        let s =
-            single_modality_head(&mut net, "cls", &f, 64, &ConcatHead { proj_dim: 12, hidden_dim: 8, dropout: 0.5, feature_norm: false });
+        let s = single_modality_head(
+            &mut net,
+            "cls",
+            &f,
+            64,
+            &ConcatHead { proj_dim: 12, hidden_dim: 8, dropout: 0.5, feature_norm: false },
+        );
         let graph = net.finish(&[
             GraphOutput::f32(&p, "projection", dims![BATCH, 24]),
             GraphOutput::f32(&d, "dino", dims![BATCH, 64]),
@@ -186,7 +191,10 @@ fn feature_norm_standardises_each_feature_over_the_batch() {
     let x = image_input(&mut net, 32);
     let f = resnet(&mut net, &ResNetConfig::tiny(), "image", &x);
     let y = feature_norm(&mut net, "head.image_norm", &f, 64);
-    let graph = net.finish(&[GraphOutput::f32(&f, "features", dims![BATCH, 64]), GraphOutput::f32(&y, "normed", dims![BATCH, 64])]);
+    let graph = net.finish(&[
+        GraphOutput::f32(&f, "features", dims![BATCH, 64]),
+        GraphOutput::f32(&y, "normed", dims![BATCH, 64]),
+    ]);
     check_model(&graph.model, true).unwrap();
     let out = run(&graph.model, vec![(PIXEL_VALUES, pixels(6, 32, 9))]);
     let (feats, normed) = (&out["features"].1, &out["normed"].1);
@@ -198,7 +206,11 @@ fn feature_norm_standardises_each_feature_over_the_batch() {
         spread = spread.max(var);
         for n in 0..6 {
             let expected = (col[n] - mean) / (var + 1e-5).sqrt();
-            assert!((normed[n * 64 + c] - expected).abs() < 2e-3, "feature {c} item {n}: {} vs {expected}", normed[n * 64 + c]);
+            assert!(
+                (normed[n * 64 + c] - expected).abs() < 2e-3,
+                "feature {c} item {n}: {} vs {expected}",
+                normed[n * 64 + c]
+            );
         }
     }
     assert!(spread > 0.0, "the features vary over the batch");
@@ -217,7 +229,10 @@ fn embedding_spread_matches_its_definition_and_is_zero_when_collapsed() {
         let x = image_input(&mut net, 32);
         let f = resnet(&mut net, &ResNetConfig::tiny(), "image", &x);
         let spread = embedding_spread(&mut net, &f, 64);
-        let graph = net.finish(&[GraphOutput::f32(&f, "features", dims![BATCH, 64]), GraphOutput::f32(&spread, "spread", dims![])]);
+        let graph = net.finish(&[
+            GraphOutput::f32(&f, "features", dims![BATCH, 64]),
+            GraphOutput::f32(&spread, "spread", dims![]),
+        ]);
         let images = if identical { repeated_pixels(5, 32, 3) } else { pixels(5, 32, 3) };
         let out = run(&graph.model, vec![(PIXEL_VALUES, images)]);
         let feats = &out["features"].1;
@@ -245,9 +260,9 @@ fn embedding_spread_matches_its_definition_and_is_zero_when_collapsed() {
 }
 
 fn classifier_configs() -> Vec<(&'static str, ClassifierConfig)> {
-    let image = Some(ImageEncoderConfig::parse("resnet-tiny").unwrap());
-    let vit = Some(ImageEncoderConfig::parse("vit-tiny").unwrap());
-    let text = Some(TextConfig { dropout: 0.1, ..TextConfig::tiny(40, 16) });
+    let image = Some(ImageEncoderConfig::parse("resnet-tiny").unwrap().into());
+    let vit = Some(ImageEncoderConfig::parse("vit-tiny").unwrap().into());
+    let text = Some(TextConfig { dropout: 0.1, ..TextConfig::tiny(40, 16) }.into());
     let small = HeadConfig::Concat(ConcatHead { proj_dim: 16, hidden_dim: 8, dropout: 0.2, feature_norm: false });
     vec![
         ("image-only", ClassifierConfig { image: image.clone(), text: None, head: small.clone() }),
@@ -258,7 +273,10 @@ fn classifier_configs() -> Vec<(&'static str, ClassifierConfig)> {
             ClassifierConfig {
                 image: image.clone(),
                 text: text.clone(),
-                head: HeadConfig::Concat(ConcatHead { feature_norm: true, ..ConcatHead { proj_dim: 16, hidden_dim: 8, dropout: 0.2, feature_norm: false } }),
+                head: HeadConfig::Concat(ConcatHead {
+                    feature_norm: true,
+                    ..ConcatHead { proj_dim: 16, hidden_dim: 8, dropout: 0.2, feature_norm: false }
+                }),
             },
         ),
         (
@@ -305,7 +323,7 @@ fn classifiers_follow_the_package_contract_and_run() {
     let broken = ClassifierConfig { image: None, text: None, head: HeadConfig::default() };
     assert!(build_classifier(&broken, Mode::Infer, Weights::Hollow).is_err());
     let one_sided = ClassifierConfig {
-        image: Some(ImageEncoderConfig::parse("resnet-tiny").unwrap()),
+        image: Some(ImageEncoderConfig::parse("resnet-tiny").unwrap().into()),
         text: None,
         head: HeadConfig::HateClipper(HateClipperHead::new(Interaction::Cross)),
     };

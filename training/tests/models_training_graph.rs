@@ -90,7 +90,11 @@ fn cases() -> Vec<Case> {
             HeadConfig::HateClipper(HateClipperHead::new(Interaction::Align)),
         ),
     ] {
-        let cfg = ClassifierConfig { image: image.map(|s| ImageEncoderConfig::parse(s).unwrap()), text, head };
+        let cfg = ClassifierConfig {
+            image: image.map(|s| ImageEncoderConfig::parse(s).unwrap().into()),
+            text: text.map(Into::into),
+            head,
+        };
         let mut graph = build_classifier(&cfg, Mode::Train, Weights::Random { seed: 4 }).unwrap();
         // loss = mean(logits²) on the classifier's `logits` output.
         let mut b = GraphBuilder::from_model(&graph.model);

@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use memeguard_package::TextTokenizer;
-use memeguard_training::eval::summary::{results_table, ResultRow};
-use memeguard_training::eval::{mean_std, Threshold};
-use memeguard_training::pipeline::export::{export_package, ExportInfo};
-use memeguard_training::pipeline::finetune::{finetune, FinetuneOptions};
+use memeguard_training::eval::summary::{ResultRow, results_table};
+use memeguard_training::eval::{Threshold, mean_std};
 use memeguard_training::pipeline::Dataset;
+use memeguard_training::pipeline::export::{ExportInfo, export_package};
+use memeguard_training::pipeline::finetune::{FinetuneOptions, finetune};
 use memeguard_training::recipe::{Method, Recipe};
-use memeguard_training::run::{install_interrupt_handler, RunDir, RunOptions};
+use memeguard_training::run::{RunDir, RunOptions, install_interrupt_handler};
 
-use super::common::{resume_dir, run_dir, RecipeArgs, RunArgs};
+use super::common::{RecipeArgs, RunArgs, resume_dir, run_dir};
 
 const LONG_ABOUT: &str = "\
 Finetune a classifier (image-only, text-only or multimodal, as the recipe says) on the
@@ -106,6 +106,22 @@ fn pretraining_method(checkpoint: &Path) -> String {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let recipe = args.recipe.load()?;
+    if let Some(path) = &args.init_from
+        && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        anyhow::bail!(
+            "--init-from takes a checkpoint (.safetensors); an ONNX encoder is named in the recipe instead: \
+             --set model.image=onnx:{0}#OUTPUT (or model.text=onnx:{0}#OUTPUT)",
+            path.display()
+        );
+    }
+    if args.tokenizer.is_none() && recipe.imports_text_encoder()? {
+        anyhow::bail!(
+            "model.text = `{}` brings its own vocabulary: pass its tokenizer with --tokenizer FILE \
+             (the tokenizer.json it was trained with)",
+            recipe.model.text
+        );
+    }
     let tokenizer = match &args.tokenizer {
         Some(p) => Some(TextTokenizer::from_file(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?),
         None => None,
@@ -114,11 +130,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let renames: Vec<(String, String)> = args
         .renames
         .iter()
-        .map(|r| r.split_once('=').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| anyhow::anyhow!("--rename `{r}`: use FROM=TO")))
+        .map(|r| {
+            r.split_once('=')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--rename `{r}`: use FROM=TO"))
+        })
         .collect::<anyhow::Result<_>>()?;
     let threshold = parse_threshold(&args.threshold)?;
     if args.resume.is_some() && args.seeds > 1 {
-        anyhow::bail!("--resume continues one run: resume each seed's run on its own (--seeds 1 --resume RUN/seed-N/checkpoint.safetensors)");
+        anyhow::bail!(
+            "--resume continues one run: resume each seed's run on its own (--seeds 1 --resume RUN/seed-N/checkpoint.safetensors)"
+        );
     }
     let base = run_dir(args.recipe.out.clone().or_else(|| resume_dir(args.resume.as_deref())), &recipe.name);
     install_interrupt_handler();
@@ -156,7 +178,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             rep.threshold,
             rep.best_epoch,
             rep.epochs_run,
-            rep.test.as_ref().map(|t| format!("; test AUROC {:.4} accuracy {:.4}", t.auroc.unwrap_or(f64::NAN), t.accuracy)).unwrap_or_default()
+            rep.test
+                .as_ref()
+                .map(|t| format!("; test AUROC {:.4} accuracy {:.4}", t.auroc.unwrap_or(f64::NAN), t.accuracy))
+                .unwrap_or_default()
         );
         aurocs.push(rep.dev.auroc.unwrap_or(f64::NAN));
         accs.push(rep.dev.accuracy);
@@ -174,7 +199,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(checkpoint) => pretraining_method(checkpoint),
         });
         let folder_name = |p: Option<&std::path::Path>| {
-            p.and_then(|p| p.file_name()).and_then(|n| n.to_str()).filter(|n| !n.is_empty() && *n != "." && *n != "..").map(str::to_string)
+            p.and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+                .map(str::to_string)
         };
         let info = ExportInfo {
             name: args.name.clone().or_else(|| folder_name(out.parent())).unwrap_or_else(|| recipe.name.clone()),

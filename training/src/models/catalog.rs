@@ -205,11 +205,14 @@ pub fn builtin_model_ops() -> BTreeSet<String> {
     for mode in [Mode::Train, Mode::Infer] {
         for image in &images {
             for (head, pooling) in heads.iter().zip([Pooling::Cls, Pooling::Mean, Pooling::Cls]) {
-                let cfg =
-                    ClassifierConfig { image: Some(image.clone()), text: Some(text(pooling)), head: head.clone() };
+                let cfg = ClassifierConfig {
+                    image: Some(image.clone().into()),
+                    text: Some(text(pooling).into()),
+                    head: head.clone(),
+                };
                 add(&build_classifier(&cfg, mode, Weights::Hollow).expect("built-in classifier builds"));
             }
-            let cfg = ClassifierConfig { image: Some(image.clone()), text: None, head: HeadConfig::default() };
+            let cfg = ClassifierConfig { image: Some(image.clone().into()), text: None, head: HeadConfig::default() };
             add(&build_classifier(&cfg, mode, Weights::Hollow).expect("built-in classifier builds"));
         }
         let mut net = Net::hollow("heads", mode);

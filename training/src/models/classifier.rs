@@ -2,18 +2,19 @@
 //! encoder, a classifier head, outputs `logits` and `probability` `[N]` plus the
 //! encoder features (`image_embedding`, `text_embedding`). All three package inputs
 //! are declared even when a modality is unused, so every classifier is a valid
-//! package model.
+//! package model. Encoders are built-in architectures or imported ones
+//! ([`ImageEncoder`], [`TextEncoder`]); an imported encoder's weights are copied into
+//! every graph built, [`Weights::Hollow`] included, so a package exported from the
+//! inference graph carries them.
 
 use memeguard_onnx::{DataType, Dim, dims};
-use serde::{Deserialize, Serialize};
 
 use crate::graph_spec::{Mode, ModelGraph};
 use crate::models::ModelError;
-use crate::models::encoders::ImageEncoderConfig;
+use crate::models::encoders::{ImageEncoder, TextEncoder};
 use crate::models::fusion::{HeadConfig, concat_head, hate_clipper_head, single_modality_head};
 use crate::models::input::{BATCH, PIXEL_VALUES, image_input, text_inputs};
 use crate::models::net::{GraphOutput, Net, Weights};
-use crate::models::text::{TextConfig, text_encoder};
 
 /// Parameter-name prefix of the image encoder in classifiers.
 pub const IMAGE_PREFIX: &str = "image";
@@ -23,12 +24,12 @@ pub const TEXT_PREFIX: &str = "text";
 pub const HEAD_PREFIX: &str = "head";
 
 /// What a classifier is made of.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClassifierConfig {
     /// The image encoder, or none for a text-only model.
-    pub image: Option<ImageEncoderConfig>,
+    pub image: Option<ImageEncoder>,
     /// The text encoder, or none for an image-only model.
-    pub text: Option<TextConfig>,
+    pub text: Option<TextEncoder>,
     pub head: HeadConfig,
 }
 
@@ -42,7 +43,7 @@ pub fn build_classifier(cfg: &ClassifierConfig, mode: Mode, weights: Weights) ->
     let image = match &cfg.image {
         Some(c) => {
             let pixels = image_input(&mut net, c.image_size());
-            Some((c.build(&mut net, IMAGE_PREFIX, &pixels), c.feature_dim()))
+            Some((c.build(&mut net, IMAGE_PREFIX, &pixels)?, c.feature_dim()))
         }
         None => {
             // Declared for the package contract only: any size, never read.
@@ -51,7 +52,10 @@ pub fn build_classifier(cfg: &ClassifierConfig, mode: Mode, weights: Weights) ->
         }
     };
     let (ids, mask) = text_inputs(&mut net);
-    let text = cfg.text.as_ref().map(|c| (text_encoder(&mut net, c, TEXT_PREFIX, &ids, &mask), c.feature_dim()));
+    let text = match &cfg.text {
+        Some(c) => Some((c.build(&mut net, TEXT_PREFIX, &ids, &mask)?, c.feature_dim())),
+        None => None,
+    };
 
     let logits = match (&image, &text, &cfg.head) {
         (None, None, _) => {

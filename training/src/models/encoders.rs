@@ -1,12 +1,20 @@
-//! Image and text encoders by name: the architectures recipes and the command line
-//! refer to (`resnet50`, `vit-b16@384`, `text-small`...).
+//! Image and text encoders: the architectures recipes and the command line refer to by
+//! name (`resnet50`, `vit-b16@384`, `text-small`...), and encoders brought from
+//! elsewhere (`onnx:FILE[#OUTPUT]`), behind one [`ImageEncoder`] / [`TextEncoder`] a
+//! classifier is built with.
 
+use std::sync::Arc;
+
+use memeguard_onnx::{Attr, DataType, Dim};
 use serde::{Deserialize, Serialize};
 
 use crate::models::ModelError;
+use crate::models::import::{ImportError, ImportedEncoder, describe_dims};
+use crate::models::input::{ATTENTION_MASK, INPUT_IDS};
 use crate::models::net::Net;
 use crate::models::resnet::{ResNetConfig, resnet};
-use crate::models::text::TextConfig;
+use crate::models::source::{EncoderSource, Trainable};
+use crate::models::text::{TextConfig, text_encoder};
 use crate::models::vit::{VitConfig, vit_at_input_size};
 
 /// An image encoder: a CNN or a ViT.
@@ -166,6 +174,319 @@ pub fn parse_text_encoder(name: &str, vocab_size: usize, max_length: usize) -> R
             Err(ModelError::Config(format!("unknown text encoder `{name}`; known: {}", known.join(", "))))
         }
     }
+}
+
+/// An image encoder a classifier is built with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageEncoder {
+    /// One of our architectures, trained from scratch or from a checkpoint.
+    Builtin(ImageEncoderConfig),
+    /// An ONNX export (`onnx:FILE[#OUTPUT]`).
+    Onnx(OnnxImageEncoder),
+}
+
+/// A text encoder a classifier is built with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextEncoder {
+    Builtin(TextConfig),
+    Onnx(OnnxTextEncoder),
+}
+
+impl From<ImageEncoderConfig> for ImageEncoder {
+    fn from(cfg: ImageEncoderConfig) -> Self {
+        ImageEncoder::Builtin(cfg)
+    }
+}
+
+impl From<TextConfig> for TextEncoder {
+    fn from(cfg: TextConfig) -> Self {
+        TextEncoder::Builtin(cfg)
+    }
+}
+
+/// An ONNX encoder, loaded once (weights and all) and shared by every graph built
+/// from it, cut down to the output that carries its features.
+#[derive(Debug, Clone)]
+pub struct OnnxEncoder {
+    /// `onnx:FILE#OUTPUT`, as the recipe named it.
+    pub source: String,
+    pub encoder: Arc<ImportedEncoder>,
+    /// The output the features come from.
+    pub output: String,
+    /// Width of the features (the output's declared `[N, D]`).
+    pub dim: usize,
+    /// Whether its weights train (ONNX encoders train all or nothing).
+    pub trainable: bool,
+}
+
+impl PartialEq for OnnxEncoder {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.trainable == other.trainable
+    }
+}
+
+impl OnnxEncoder {
+    /// Loads `file` (external data included), keeps what computes `output`, and reads
+    /// the features' width.
+    pub fn load(source: &EncoderSource, trainable: Trainable) -> Result<Self, ModelError> {
+        let EncoderSource::Onnx { file, output } = source else {
+            return Err(ModelError::Config(format!("`{source}` is not an ONNX encoder")));
+        };
+        let trainable = match trainable {
+            Trainable::LastBlocks(n) if n > 0 => {
+                return Err(ModelError::Config(format!(
+                    "{source}: trainable = \"last:{n}\" needs the encoder's block structure, which an ONNX \
+                     graph does not state; use false (frozen) or true (all of it), or bring the encoder as \
+                     an hf: folder"
+                )));
+            }
+            t => t.any(),
+        };
+        let encoder =
+            ImportedEncoder::load(file).and_then(|e| e.into_output(output.as_deref())).map_err(import_error)?;
+        let dim = encoder.feature_dim().map_err(import_error)?;
+        if trainable {
+            let missing = encoder.ops_without_gradient_rule();
+            if !missing.is_empty() {
+                return Err(import_error(ImportError::MissingGradientRules {
+                    source_name: encoder.source_name.clone(),
+                    missing,
+                }));
+            }
+        }
+        let output = encoder.outputs()[0].name.clone();
+        Ok(OnnxEncoder { source: source.to_string(), encoder: Arc::new(encoder), output, dim, trainable })
+    }
+
+    fn fail(&self, problem: String) -> ModelError {
+        ModelError::Config(format!("{}: {problem}", self.source))
+    }
+
+    fn attach(&self, net: &mut Net, prefix: &str, inputs: &[(&str, &str)]) -> Result<String, ModelError> {
+        let outputs = self.encoder.attach(net, prefix, inputs, self.trainable).map_err(import_error)?;
+        outputs
+            .get(&self.output)
+            .cloned()
+            .ok_or_else(|| self.fail(format!("output `{}` was not attached", self.output)))
+    }
+}
+
+fn import_error(e: ImportError) -> ModelError {
+    ModelError::Config(e.to_string())
+}
+
+/// An ONNX image encoder: one float input `[N, 3, S, S]` fed our normalised pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnnxImageEncoder {
+    pub onnx: OnnxEncoder,
+    /// Its image input's name.
+    pub input: String,
+    /// Square input side `S`, from the input's declared shape.
+    pub image_size: usize,
+}
+
+impl OnnxImageEncoder {
+    /// Loads `source` and checks it takes one float NCHW image of a known square size.
+    pub fn load(source: &EncoderSource, trainable: Trainable) -> Result<Self, ModelError> {
+        let onnx = OnnxEncoder::load(source, trainable)?;
+        let inputs = onnx.encoder.inputs();
+        let [input] = inputs.as_slice() else {
+            let names: Vec<&str> = inputs.iter().map(|v| v.name.as_str()).collect();
+            return Err(onnx.fail(format!(
+                "an image encoder takes one input (the pixels), this one needs {}: {} (a joint export: pick the \
+                 image output with #OUTPUT)",
+                names.len(),
+                names.join(", ")
+            )));
+        };
+        if !matches!(input.dtype, Some(DataType::Float)) {
+            return Err(onnx.fail(format!(
+                "image input `{}` is {:?}; it must be float32 pixels [N, 3, H, W]",
+                input.name, input.dtype
+            )));
+        }
+        let image_size = match input.dims.as_deref() {
+            Some([_, Dim::Known(3), Dim::Known(h), Dim::Known(w)]) if h == w && *h > 0 => *h as usize,
+            Some(dims) => {
+                return Err(onnx.fail(format!(
+                    "image input `{}` is declared {}; it must be [N, 3, S, S] with S known (export it with a \
+                     fixed image size)",
+                    input.name,
+                    describe_dims(dims)
+                )));
+            }
+            None => return Err(onnx.fail(format!("image input `{}` declares no shape", input.name))),
+        };
+        Ok(OnnxImageEncoder { input: input.name.clone(), image_size, onnx })
+    }
+
+    /// Attaches the encoder to normalised float NCHW `pixels`; returns `[N, dim]`.
+    pub fn build(&self, net: &mut Net, prefix: &str, pixels: &str) -> Result<String, ModelError> {
+        self.onnx.attach(net, prefix, &[(&self.input, pixels)])
+    }
+}
+
+/// Text inputs an ONNX text encoder may declare, matched by name.
+const TOKEN_TYPE_IDS: &str = "token_type_ids";
+
+/// An ONNX text encoder: inputs `input_ids`, optionally `attention_mask` and
+/// `token_type_ids` (all zeros), int64 or int32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnnxTextEncoder {
+    pub onnx: OnnxEncoder,
+    /// Each input's name and element type.
+    pub inputs: Vec<(String, DataType)>,
+}
+
+impl OnnxTextEncoder {
+    /// Loads `source` and checks its inputs are ones we can feed.
+    pub fn load(source: &EncoderSource, trainable: Trainable) -> Result<Self, ModelError> {
+        let onnx = OnnxEncoder::load(source, trainable)?;
+        let mut inputs = Vec::new();
+        let mut problems = Vec::new();
+        for input in onnx.encoder.inputs() {
+            match (input.name.as_str(), input.dtype) {
+                (INPUT_IDS | ATTENTION_MASK | TOKEN_TYPE_IDS, Some(t @ (DataType::Int64 | DataType::Int32))) => {
+                    inputs.push((input.name, t));
+                }
+                (INPUT_IDS | ATTENTION_MASK | TOKEN_TYPE_IDS, t) => {
+                    problems.push(format!("input `{}` is {t:?}; it must be int64 or int32", input.name));
+                }
+                (other, _) => problems.push(format!(
+                    "input `{other}` is not one we can feed (a text encoder takes {INPUT_IDS}, {ATTENTION_MASK} \
+                     and {TOKEN_TYPE_IDS}; a joint export: pick the text output with #OUTPUT)"
+                )),
+            }
+        }
+        if !inputs.iter().any(|(n, _)| n == INPUT_IDS) {
+            problems.push(format!("it has no `{INPUT_IDS}` input"));
+        }
+        if !problems.is_empty() {
+            return Err(onnx.fail(problems.join("; ")));
+        }
+        Ok(OnnxTextEncoder { onnx, inputs })
+    }
+
+    /// Attaches the encoder to our int64 `ids` / `mask`; returns `[N, dim]`.
+    pub fn build(&self, net: &mut Net, prefix: &str, ids: &str, mask: &str) -> Result<String, ModelError> {
+        let mut fed = Vec::new();
+        for (name, dtype) in &self.inputs {
+            let ours = match name.as_str() {
+                INPUT_IDS => ids.to_string(),
+                ATTENTION_MASK => mask.to_string(),
+                _ => net.b.op("Sub", &[ids, ids], &[]),
+            };
+            let ours = if *dtype == DataType::Int64 {
+                ours
+            } else {
+                net.b.op("Cast", &[&ours], &[("to", Attr::Int(*dtype as i64))])
+            };
+            fed.push((name.clone(), ours));
+        }
+        let fed: Vec<(&str, &str)> = fed.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        self.onnx.attach(net, prefix, &fed)
+    }
+}
+
+impl ImageEncoder {
+    /// The encoder `spec` names (a built-in name, or `onnx:FILE[#OUTPUT]`), trained as
+    /// `trainable` says.
+    pub fn from_spec(spec: &str, trainable: Trainable) -> Result<Self, ModelError> {
+        match EncoderSource::parse(spec)? {
+            EncoderSource::Builtin(name) => {
+                builtin_trainable(&name, trainable)?;
+                Ok(ImageEncoder::Builtin(ImageEncoderConfig::parse(&name)?))
+            }
+            source @ EncoderSource::Onnx { .. } => Ok(ImageEncoder::Onnx(OnnxImageEncoder::load(&source, trainable)?)),
+            source @ EncoderSource::HuggingFace(_) => Err(not_yet_hf(&source)),
+        }
+    }
+
+    /// Square input side.
+    pub fn image_size(&self) -> usize {
+        match self {
+            ImageEncoder::Builtin(c) => c.image_size(),
+            ImageEncoder::Onnx(e) => e.image_size,
+        }
+    }
+
+    /// Width of the features.
+    pub fn feature_dim(&self) -> usize {
+        match self {
+            ImageEncoder::Builtin(c) => c.feature_dim(),
+            ImageEncoder::Onnx(e) => e.onnx.dim,
+        }
+    }
+
+    /// Checks that the encoder can be built.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        match self {
+            ImageEncoder::Builtin(c) => c.validate(),
+            ImageEncoder::Onnx(_) => Ok(()),
+        }
+    }
+
+    /// Builds the encoder on normalised float NCHW `pixels`; returns `[N, feature_dim]`.
+    pub fn build(&self, net: &mut Net, prefix: &str, pixels: &str) -> Result<String, ModelError> {
+        match self {
+            ImageEncoder::Builtin(c) => Ok(c.build(net, prefix, pixels)),
+            ImageEncoder::Onnx(e) => e.build(net, prefix, pixels),
+        }
+    }
+}
+
+impl TextEncoder {
+    /// The encoder `spec` names for a tokenizer of `vocab_size` tokens and texts of at
+    /// most `max_length` tokens (a built-in name, or `onnx:FILE[#OUTPUT]`, which brings
+    /// its own vocabulary: the tokenizer must be the encoder's).
+    pub fn from_spec(
+        spec: &str,
+        trainable: Trainable,
+        vocab_size: usize,
+        max_length: usize,
+    ) -> Result<Self, ModelError> {
+        match EncoderSource::parse(spec)? {
+            EncoderSource::Builtin(name) => {
+                builtin_trainable(&name, trainable)?;
+                Ok(TextEncoder::Builtin(parse_text_encoder(&name, vocab_size, max_length)?))
+            }
+            source @ EncoderSource::Onnx { .. } => Ok(TextEncoder::Onnx(OnnxTextEncoder::load(&source, trainable)?)),
+            source @ EncoderSource::HuggingFace(_) => Err(not_yet_hf(&source)),
+        }
+    }
+
+    /// Width of the features.
+    pub fn feature_dim(&self) -> usize {
+        match self {
+            TextEncoder::Builtin(c) => c.feature_dim(),
+            TextEncoder::Onnx(e) => e.onnx.dim,
+        }
+    }
+
+    /// Builds the encoder on int64 `ids` / `mask` `[N, L]`; returns `[N, feature_dim]`.
+    pub fn build(&self, net: &mut Net, prefix: &str, ids: &str, mask: &str) -> Result<String, ModelError> {
+        match self {
+            TextEncoder::Builtin(c) => Ok(text_encoder(net, c, prefix, ids, mask)),
+            TextEncoder::Onnx(e) => e.build(net, prefix, ids, mask),
+        }
+    }
+}
+
+/// Built-in encoders train all or nothing (`--freeze-encoders` or `trainable = false`).
+fn builtin_trainable(name: &str, trainable: Trainable) -> Result<(), ModelError> {
+    match trainable {
+        Trainable::LastBlocks(n) if n > 0 => Err(ModelError::Config(format!(
+            "`{name}`: trainable = \"last:{n}\" is for hf: encoders; a built-in encoder trains (true) or not (false)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn not_yet_hf(source: &EncoderSource) -> ModelError {
+    ModelError::Config(format!(
+        "`{source}`: Hugging Face folders are not wired into classifiers yet; export the encoder to ONNX and use \
+         onnx:FILE#OUTPUT"
+    ))
 }
 
 #[cfg(test)]

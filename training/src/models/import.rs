@@ -5,8 +5,8 @@
 //! Loading validates what embedding into our opset-20, default-domain graphs needs:
 //! a default-domain opset from 13 to 20 (older reductions with an `axes` attribute
 //! are rewritten to take axes as an input, as opset 18 wants), no other domains, no
-//! control-flow subgraphs, no external weight files, no ops whose meaning changed
-//! before opset 20. Attaching copies the nodes under a name prefix, turns its float32
+//! control-flow subgraphs, no ops whose meaning changed before opset 20. External
+//! weight files (`.onnx.data`) are read in by [`memeguard_onnx::load_model`]. Attaching copies the nodes under a name prefix, turns its float32
 //! initializers into parameters (trainable or frozen), and, when it is to be trained,
 //! first checks that every op on a path from a parameter to an output has a gradient
 //! rule, reporting all that don't at once.
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use memeguard_onnx::builder::{value_dims, value_dtype};
-use memeguard_onnx::proto::{ModelProto, TensorProto, tensor_proto::DataLocation};
+use memeguard_onnx::proto::{ModelProto, TensorProto};
 use memeguard_onnx::{DataType, Dim, OPSET_VERSION};
 
 use crate::models::net::Net;
@@ -152,19 +152,84 @@ impl ImportedEncoder {
                 problems.push(format!("{label} changed meaning between opset {opset} and {OPSET_VERSION}"));
             }
         }
-        for t in &graph.initializer {
-            if t.data_location == Some(DataLocation::External as i32) {
-                problems.push(format!(
-                    "initializer `{}` is stored in an external file; save the model with its weights inside",
-                    t.name.as_deref().unwrap_or("")
-                ));
-            }
+        // A model that did not come through `load_model` (bytes, not a file) has no
+        // folder to read external data from: one message, not one per initializer.
+        let external = graph.initializer.iter().filter(|t| memeguard_onnx::io::is_external(t)).count();
+        if external > 0 {
+            problems.push(format!(
+                "{external} initializer(s) are stored in an external data file; load the model from its file \
+                 (the .onnx.data file beside it) so they are read in"
+            ));
         }
         if !problems.is_empty() {
             return Err(fail(problems.join("; ")));
         }
         memeguard_onnx::upgrade::upgrade_graph(graph, opset).map_err(|e| fail(e.to_string()))?;
         Ok(ImportedEncoder { source_name: source_name.to_string(), model })
+    }
+
+    /// The encoder cut down to what computes `output` (`None`: its only output): the
+    /// nodes, initializers and inputs `output` depends on. A joint two-tower export
+    /// picked by `#image_embeds` keeps the image tower alone, so the text tower's
+    /// inputs are not needed.
+    pub fn into_output(mut self, output: Option<&str>) -> Result<Self, ImportError> {
+        let fail = |problem: String| ImportError::Unsupported { source_name: self.source_name.clone(), problem };
+        let names: Vec<String> = self.outputs().into_iter().map(|v| v.name).collect();
+        let chosen = match output {
+            Some(o) if names.iter().any(|n| n == o) => o.to_string(),
+            Some(o) => {
+                return Err(fail(format!("has no output `{o}` (its outputs: {})", names.join(", "))));
+            }
+            None if names.len() == 1 => names[0].clone(),
+            None => {
+                return Err(fail(format!(
+                    "has {} outputs ({}): name the one with the features, e.g. onnx:FILE#{}",
+                    names.len(),
+                    names.join(", "),
+                    names.first().map(String::as_str).unwrap_or("OUTPUT")
+                )));
+            }
+        };
+        let graph = self.model.graph.as_mut().expect("checked on load");
+        let mut needed: HashSet<String> = HashSet::from([chosen.clone()]);
+        let mut keep = vec![false; graph.node.len()];
+        for (i, node) in graph.node.iter().enumerate().rev() {
+            if node.output.iter().any(|o| needed.contains(o)) {
+                keep[i] = true;
+                needed.extend(node.input.iter().filter(|v| !v.is_empty()).cloned());
+            }
+        }
+        let mut flags = keep.into_iter();
+        graph.node.retain(|_| flags.next().unwrap_or(false));
+        let is_needed = |name: &Option<String>| name.as_ref().is_some_and(|n| needed.contains(n));
+        graph.initializer.retain(|t| is_needed(&t.name));
+        graph.input.retain(|v| is_needed(&v.name));
+        graph.value_info.retain(|v| is_needed(&v.name));
+        graph.output.retain(|v| v.name.as_deref() == Some(chosen.as_str()));
+        Ok(self)
+    }
+
+    /// The width `D` of the (only) output, which must be declared `[N, D]` with `D`
+    /// known: the features a head attaches to.
+    pub fn feature_dim(&self) -> Result<usize, ImportError> {
+        let fail = |problem: String| ImportError::Unsupported { source_name: self.source_name.clone(), problem };
+        let outputs = self.outputs();
+        let [out] = outputs.as_slice() else {
+            return Err(fail(format!("has {} outputs; pick the features with #OUTPUT", outputs.len())));
+        };
+        match out.dims.as_deref() {
+            Some([_, Dim::Known(d)]) if *d > 0 => Ok(*d as usize),
+            Some(dims) => Err(fail(format!(
+                "output `{}` is declared {}: features must be [N, D] with D known (pick a pooled or \
+                 projected output, e.g. image_embeds / text_embeds, not last_hidden_state)",
+                out.name,
+                describe_dims(dims)
+            ))),
+            None => Err(fail(format!(
+                "output `{}` declares no shape, so its feature width is unknown; re-export it with shapes",
+                out.name
+            ))),
+        }
     }
 
     fn graph(&self) -> &memeguard_onnx::proto::GraphProto {
@@ -318,6 +383,18 @@ impl ImportedEncoder {
         }
         Ok(outputs)
     }
+}
+
+/// `[batch, 3, 224, 224]`-style text for messages.
+pub fn describe_dims(dims: &[Dim]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Known(n) => n.to_string(),
+            Dim::Sym(s) => s.clone(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
 }
 
 fn summary(v: &memeguard_onnx::proto::ValueInfoProto) -> ValueSummary {

@@ -1,10 +1,12 @@
-//! Writing a finetuned model as a model package (DESIGN.md): `model.onnx` in inference
+//! Writing a finetuned model as a model package (docs/architecture.md): `model.onnx` in inference
 //! mode, the tokenizer, and a manifest carrying metrics, threshold and data summary.
 
 use std::path::Path;
 
 use memeguard_package::manifest::now_rfc3339;
-use memeguard_package::{write_package, Architecture, ImageSpec, Manifest, ModelPackage, TextSpec, MANIFEST_FORMAT_VERSION};
+use memeguard_package::{
+    Architecture, ImageSpec, MANIFEST_FORMAT_VERSION, Manifest, ModelPackage, TextSpec, write_package,
+};
 
 use super::finetune::{Finetuned, RESIZE};
 use super::{Dataset, PipelineError};
@@ -38,7 +40,13 @@ pub fn time_version() -> String {
 }
 
 /// Writes the package to `dir` (which must not exist yet).
-pub fn export_package(dir: &Path, recipe: &Recipe, data: &Dataset, done: &Finetuned, info: &ExportInfo) -> Result<ModelPackage, PipelineError> {
+pub fn export_package(
+    dir: &Path,
+    recipe: &Recipe,
+    data: &Dataset,
+    done: &Finetuned,
+    info: &ExportInfo,
+) -> Result<ModelPackage, PipelineError> {
     let m = &recipe.model;
     let rep = &done.report;
     let mut metrics = serde_json::json!({ "dev": rep.dev, "best_epoch": rep.best_epoch });
@@ -53,7 +61,10 @@ pub fn export_package(dir: &Path, recipe: &Recipe, data: &Dataset, done: &Finetu
         .graph
         .iter()
         .flat_map(|g| g.initializer.iter())
-        .filter(|t| t.data_type == Some(memeguard_onnx::DataType::Float as i32) && !t.name.as_deref().unwrap_or("").contains("running_"))
+        .filter(|t| {
+            t.data_type == Some(memeguard_onnx::DataType::Float as i32)
+                && !t.name.as_deref().unwrap_or("").contains("running_")
+        })
         .map(|t| t.dims.iter().product::<i64>() as u64)
         .sum();
     let manifest = Manifest {
@@ -80,7 +91,7 @@ pub fn export_package(dir: &Path, recipe: &Recipe, data: &Dataset, done: &Finetu
             parameters,
         },
         pretraining: info.pretraining.clone(),
-        image: ImageSpec { size: recipe.image_size()? as u32, resize: RESIZE },
+        image: ImageSpec::new(done.image_size, RESIZE),
         text: TextSpec { max_length: m.max_length },
         threshold: rep.threshold,
         metrics,

@@ -7,25 +7,26 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::Tensor;
-use memeguard_package::onnxruntime::SessionOptions;
+use memeguard_onnx::proto::ModelProto;
 use memeguard_package::ResizeRule;
+use memeguard_package::onnxruntime::SessionOptions;
 use serde::{Deserialize, Serialize};
 
 use super::early_stopping::{EarlyStopping, EpochRecord};
-use super::score::{score_memes, Scores, SplitMetrics};
+use super::score::{Scores, SplitMetrics, score_memes};
 use super::{Dataset, PipelineError};
 use crate::data::augment::Views;
 use crate::data::{Loader, LoaderConfig, Sampling, Split};
-use crate::eval::{choose_threshold, Threshold};
+use crate::eval::{Threshold, choose_threshold};
 use crate::graph_spec::Mode;
 use crate::models::classifier::build_classifier;
 use crate::models::net::Weights;
+use crate::models::source::Trainable;
 use crate::recipe::{Method, Recipe};
 use crate::run::feed::LoaderSource;
-use crate::run::{train, RunDir, RunError, RunOptions, StepLog};
-use crate::runtime::{export_inference, Checkpoint};
+use crate::run::{RunDir, RunError, RunOptions, StepLog, train};
+use crate::runtime::{Checkpoint, export_inference};
 
 /// The resize rule of exported packages (the server letterboxes the same way).
 pub const RESIZE: ResizeRule = ResizeRule::Letterbox;
@@ -87,6 +88,8 @@ pub struct FinetuneReport {
 pub struct Finetuned {
     pub model: ModelProto,
     pub report: FinetuneReport,
+    /// Side of the square images the model takes.
+    pub image_size: u32,
 }
 
 /// Reads a checkpoint's tensors with `renames` applied to their names.
@@ -107,22 +110,53 @@ pub fn pretrained_values(path: &Path, renames: &[(String, String)]) -> Result<BT
 }
 
 /// Finetunes the recipe's classifier on `data`.
-pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir>, opts: &FinetuneOptions) -> Result<Finetuned, PipelineError> {
+pub fn finetune(
+    recipe: &Recipe,
+    data: &Dataset,
+    mut run_dir: Option<&mut RunDir>,
+    opts: &FinetuneOptions,
+) -> Result<Finetuned, PipelineError> {
     if recipe.method != Method::Finetune {
-        return Err(PipelineError::Invalid(format!("recipe `{}` is a {} recipe, not a finetune", recipe.name, recipe.method.name())));
+        return Err(PipelineError::Invalid(format!(
+            "recipe `{}` is a {} recipe, not a finetune",
+            recipe.name,
+            recipe.method.name()
+        )));
     }
+    // --freeze-encoders: the encoders are built frozen (an imported one then needs no
+    // gradient rules).
+    let mut frozen;
+    let recipe = if opts.freeze_encoders {
+        frozen = recipe.clone();
+        frozen.model.image_trainable = Trainable::Frozen;
+        frozen.model.text_trainable = Trainable::Frozen;
+        &frozen
+    } else {
+        recipe
+    };
     let vocab = data.tokenizer.vocab_size();
+    // One configuration for the training and the inference graph: imported encoders
+    // are read once.
     let cfg = recipe.classifier(vocab)?;
-    let mut objective = recipe.objective(vocab, recipe.train.seed)?;
-    if opts.freeze_encoders {
-        for p in objective.graph.params.iter_mut().filter(|p| p.name.starts_with("image.") || p.name.starts_with("text.")) {
+    let mut objective = crate::objectives::classify::build(&cfg, recipe.train.seed)?;
+    let m = &recipe.model;
+    let freeze_image = !m.image_trainable.any();
+    let freeze_text = !m.text_trainable.any();
+    for p in objective.graph.params.iter_mut() {
+        if (freeze_image && p.name.starts_with("image.")) || (freeze_text && p.name.starts_with("text.")) {
             p.trainable = false;
         }
     }
     let mut run_opts = opts.run.clone();
     if let Some(path) = &opts.init_from {
         let values = pretrained_values(path, &opts.renames)?;
-        let wanted: Vec<&str> = objective.graph.params.iter().map(|p| p.name.as_str()).chain(objective.graph.buffers.iter().map(|b| b.name.as_str())).collect();
+        let wanted: Vec<&str> = objective
+            .graph
+            .params
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(objective.graph.buffers.iter().map(|b| b.name.as_str()))
+            .collect();
         run_opts.init = values.into_iter().filter(|(k, _)| wanted.contains(&k.as_str())).collect();
         if run_opts.init.is_empty() {
             return Err(PipelineError::Invalid(format!(
@@ -132,7 +166,10 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
         }
     }
 
-    let size = recipe.image_size()? as u32;
+    let size = match &cfg.image {
+        Some(image) => image.image_size() as u32,
+        None => recipe.image_size()? as u32,
+    };
     let max_len = recipe.model.max_length;
     let mut train_memes = data.split(Split::Train)?;
     for _ in 0..opts.extra_repeat.max(1) {
@@ -176,7 +213,8 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
     };
     let trained = train(&objective, &mut source, &recipe.train, &run_opts, run_dir.as_deref_mut(), Some(&mut hook))?;
     let epochs = stopping.history().to_vec();
-    let (_, best_epoch, values) = stopping.into_best().ok_or_else(|| PipelineError::Invalid("no epoch finished".into()))?;
+    let (_, best_epoch, values) =
+        stopping.into_best().ok_or_else(|| PipelineError::Invalid("no epoch finished".into()))?;
     let model = export_inference(&infer, &values)?;
     let dev_scores = score_memes(&model, &dev_memes, &data.tokenizer, size, RESIZE, max_len, &session)?;
     let threshold = choose_threshold(&dev_scores.probabilities, &dev_scores.labels, opts.threshold);
@@ -206,9 +244,12 @@ pub fn finetune(recipe: &Recipe, data: &Dataset, mut run_dir: Option<&mut RunDir
             curves.push(("test", t.roc()));
         }
         let refs: Vec<(&str, &[crate::eval::RocPoint])> = curves.iter().map(|(n, c)| (*n, c.as_slice())).collect();
-        crate::eval::plot::roc_plot(&r.path.join("roc.svg"), &format!("ROC — {}", recipe.name), &refs).map_err(PipelineError::Invalid)?;
-        memeguard_onnx::save_model(&model, &r.path.join("model.onnx")).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-        std::fs::write(r.path.join("tokenizer.json"), data.tokenizer.to_json()).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        crate::eval::plot::roc_plot(&r.path.join("roc.svg"), &format!("ROC — {}", recipe.name), &refs)
+            .map_err(PipelineError::Invalid)?;
+        memeguard_onnx::save_model(&model, &r.path.join("model.onnx"))
+            .map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        std::fs::write(r.path.join("tokenizer.json"), data.tokenizer.to_json())
+            .map_err(|e| PipelineError::Invalid(e.to_string()))?;
     }
-    Ok(Finetuned { model, report })
+    Ok(Finetuned { model, report, image_size: size })
 }

@@ -5,9 +5,9 @@ use ndarray::{Array2, Array4};
 
 use super::{Batch, BatchSource};
 use crate::data::loader::{Batch as DataBatch, Loader};
+use crate::objectives::Feeds;
 use crate::objectives::classify::LABELS;
 use crate::objectives::dino::{GLOBAL_VIEWS, LOCAL_VIEWS};
-use crate::objectives::Feeds;
 
 fn pixels(a: &Array4<u8>) -> Tensor {
     let dims: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
@@ -53,7 +53,10 @@ pub fn to_feeds(batch: &DataBatch, feeds: Feeds) -> Result<Batch, String> {
         }
         Feeds::MultiCrop { local_crops } => {
             if batch.views.len() != 2 + local_crops {
-                return Err(format!("DINO needs 2 global and {local_crops} local views, the loader made {}", batch.views.len()));
+                return Err(format!(
+                    "DINO needs 2 global and {local_crops} local views, the loader made {}",
+                    batch.views.len()
+                ));
             }
             out.push((GLOBAL_VIEWS.into(), stack(&batch.views[..2])));
             if local_crops > 0 {

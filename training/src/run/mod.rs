@@ -15,10 +15,10 @@ use memeguard_onnx::Tensor;
 use memeguard_package::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::autodiff::{differentiate, AutodiffError};
-use crate::objectives::{Objective, LOSS};
-use crate::optim::schedule::{dino_teacher_momentum, CosineSchedule};
-use crate::optim::{build_step_graph, OptimError, OptimizerConfig, OptimizerKind, TrainingGraph};
+use crate::autodiff::{AutodiffError, differentiate};
+use crate::objectives::{LOSS, Objective};
+use crate::optim::schedule::{CosineSchedule, dino_teacher_momentum};
+use crate::optim::{OptimError, OptimizerConfig, OptimizerKind, TrainingGraph, build_step_graph};
 use crate::runtime::{RuntimeError, StepHyper, Trainer, TrainerConfig};
 pub use interrupt::{install_interrupt_handler, interrupted};
 pub use run_dir::RunDir;
@@ -63,6 +63,7 @@ pub enum OptimizerChoice {
 
 /// How to train (the part of a recipe that is not the model).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub epochs: u64,
     pub batch_size: usize,
@@ -226,7 +227,12 @@ pub fn train(
     let temp_warmup = ((cfg.teacher_temperature_warmup_epochs * per_epoch as f64) / accumulation as f64) as u64;
     let is_dino = matches!(objective.feeds, crate::objectives::Feeds::MultiCrop { .. });
     let spread_name = crate::objectives::EMBEDDING_SPREAD;
-    let watch_spread = objective.graph.model.graph.as_ref().is_some_and(|g| g.output.iter().any(|o| o.name.as_deref() == Some(spread_name)));
+    let watch_spread = objective
+        .graph
+        .model
+        .graph
+        .as_ref()
+        .is_some_and(|g| g.output.iter().any(|o| o.name.as_deref() == Some(spread_name)));
     let fetch: &[&str] = if watch_spread { &[spread_name] } else { &[] };
 
     let start_epoch = trainer.micro_step() / per_epoch;
@@ -348,8 +354,10 @@ fn progress_bar(show: bool, total: u64, done: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_position(done);
     bar

@@ -70,7 +70,13 @@ impl RunDir {
                 (log[i].step as f64, avg)
             })
             .collect();
-        line_plot(&self.path.join("loss.svg"), "training loss", "step", "loss", &[("loss", points), ("moving average", smooth)])
-            .map_err(RunError::Invalid)
+        line_plot(
+            &self.path.join("loss.svg"),
+            "training loss",
+            "step",
+            "loss",
+            &[("loss", points), ("moving average", smooth)],
+        )
+        .map_err(RunError::Invalid)
     }
 }
