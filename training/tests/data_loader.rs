@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use memeguard_package::{ResizeRule, TextTokenizer};
+use memeguard_package::{ResizeFilter, ResizeRule, TextTokenizer};
 use memeguard_training::data::augment::{MultiCrop, Views};
 use memeguard_training::data::synth::{Difficulty, SynthConfig, generate};
 use memeguard_training::data::{
@@ -79,7 +79,7 @@ fn evaluation_view_is_the_package_resize_and_sequential() {
     assert!(batch.input_ids.is_none());
     let bytes = fs::read(&memes[1].image).unwrap();
     let decoded = memeguard_package::decode_image(&bytes, &Default::default()).unwrap();
-    let expected = memeguard_package::resize_for_model(&decoded.image, 24, ResizeRule::Stretch);
+    let expected = memeguard_package::resize_for_model(&decoded.image, 24, ResizeRule::Stretch, ResizeFilter::Bilinear);
     assert_eq!(batch.views[0].index_axis(ndarray::Axis(0), 1).as_slice().unwrap(), expected.as_raw().as_slice());
 }
 

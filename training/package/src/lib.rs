@@ -5,11 +5,14 @@
 //! - [`contract`] — the inputs and outputs every `model.onnx` declares
 //! - [`package`] — opening (validating) and writing package directories
 //! - [`tokenizer`], [`image`], [`resize`], [`preprocess`] — text and pixels to model inputs
+//! - [`hf_image`], [`hf_tokenizer`] — the preprocessing a Hugging Face model folder declares
 //! - [`session`] — scoring a batch with a package in ONNX Runtime
 //! - [`placeholder`] — the untrained placeholder model used until a trained one exists
 #![forbid(unsafe_code)]
 
 pub mod contract;
+pub mod hf_image;
+pub mod hf_tokenizer;
 pub mod image;
 pub mod manifest;
 pub mod onnxruntime;
@@ -24,7 +27,11 @@ pub mod wordpiece;
 
 pub use crate::image::{DecodedImage, ImageError, ImageFormat, ImageLimits, decode_image, sniff_format};
 pub use crate::resize::resize_for_model;
-pub use manifest::{Architecture, ImageSpec, MANIFEST_FORMAT_VERSION, Manifest, ManifestError, ResizeRule, TextSpec};
+pub use hf_image::PreprocessorConfigError;
+pub use hf_tokenizer::{HfTokenizer, write_hf_tokenizer};
+pub use manifest::{
+    Architecture, ImageSpec, MANIFEST_FORMAT_VERSION, Manifest, ManifestError, ResizeFilter, ResizeRule, TextSpec,
+};
 pub use onnxruntime::{Device, RuntimeError, SessionOptions};
 pub use package::{ModelPackage, PackageError, write_package};
 pub use placeholder::{placeholder_model, write_placeholder_package};

@@ -1,7 +1,8 @@
 //! The **untrained placeholder** model: a small graph with fixed pseudo-random weights
 //! that obeys the package contract, so the server runs end to end before training has
 //! produced a real model. Its scores mean nothing; its manifest says so
-//! (`placeholder: true`), and the training issue replaces it with a trained demo model.
+//! (`placeholder: true`). The server serves it only where no trained package exists and
+//! `--allow-placeholder` permits it; `make run` serves the trained demo in `models/demo/`.
 //!
 //! Graph: image = Cast → /255 → (x − mean)/std → NCHW → grid average pool → flatten;
 //! text = Gather(embedding, clipped ids) → mean over the tokens the mask keeps;
@@ -164,7 +165,7 @@ pub fn write_placeholder_package(dir: &Path) -> Result<ModelPackage, PackageErro
             parameters,
         },
         pretraining: "none".into(),
-        image: ImageSpec { size: PLACEHOLDER_IMAGE_SIZE, resize: ResizeRule::Letterbox },
+        image: ImageSpec::new(PLACEHOLDER_IMAGE_SIZE, ResizeRule::Letterbox),
         text: TextSpec { max_length: PLACEHOLDER_MAX_LENGTH },
         threshold: 0.5,
         metrics: serde_json::json!({ "note": "untrained placeholder: never evaluated" }),

@@ -69,9 +69,9 @@ impl Preprocessor {
         self.text
     }
 
-    /// Resizes by the manifest's rule and tokenises to the manifest's length.
+    /// Resizes by the manifest's rule and filter and tokenises to the manifest's length.
     pub fn prepare(&self, image: &DecodedImage, text: &str) -> PreparedItem {
-        let resized = resize_for_model(&image.image, self.image.size, self.image.resize);
+        let resized = resize_for_model(&image.image, self.image.size, self.image.resize, self.image.filter);
         let encoded = self.tokenizer.encode(text, self.text.max_length);
         PreparedItem { pixels: resized.into_raw(), ids: encoded.ids, mask: encoded.mask }
     }

@@ -2,8 +2,14 @@
 //! Training and serving both call [`TextTokenizer::encode`], so a text is tokenised
 //! the same way in both.
 //!
-//! The stored format is Hugging Face `tokenizers` JSON (`tokenizer.json`); imported
-//! tokenizers (for example a CLIP text tower's) work as long as they load there.
+//! The stored format is Hugging Face `tokenizers` JSON (`tokenizer.json`), used as the
+//! encoder defines it: its own normaliser, pre-tokeniser, model and post-processor (the
+//! framing: BERT's `[CLS] … [SEP]`, CLIP's `<|startoftext|> … <|endoftext|>`, RoBERTa's
+//! `<s> … </s>`). This module only truncates (keeping the framing) and pads to the
+//! manifest's length. The padding id is stored inside the JSON (`padding.pad_id`), so a
+//! package's `tokenizer.json` alone says how to pad; [`crate::hf_tokenizer`] brings a
+//! Hugging Face folder's tokenizer (whose pad token may sit in `tokenizer_config.json`)
+//! into that form.
 
 use std::path::Path;
 
@@ -15,14 +21,21 @@ use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
-    AddedToken, Normalizer, OffsetReferential, OffsetType, PostProcessor, PreTokenizedString, PreTokenizer, Tokenizer,
-    TruncationDirection,
+    AddedToken, Normalizer, OffsetReferential, OffsetType, PaddingParams, PaddingStrategy, PostProcessor,
+    PreTokenizedString, PreTokenizer, Tokenizer, TruncationDirection,
 };
 
 use crate::wordpiece::{CONTINUATION, train_vocab};
 
 /// Special tokens of a trained WordPiece vocabulary, with ids 0..4 in this order.
 pub const SPECIAL_TOKENS: [&str; 4] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"];
+
+/// Framing pairs that a vocabulary's encoder always puts around a text: a tokenizer.json
+/// with both tokens of a pair but no post-processor would silently drop them.
+const FRAMING_PAIRS: [(&str, &str); 2] = [("[CLS]", "[SEP]"), ("<|startoftext|>", "<|endoftext|>")];
+
+/// Tokens tried, in order, as the padding token when the JSON names none.
+const PAD_FALLBACKS: [&str; 3] = ["[PAD]", "<pad>", "<|endoftext|>"];
 
 /// A merge must occur at least this often in the training words: rarer pairs would
 /// only memorise single words.
@@ -43,6 +56,16 @@ pub enum TokenizerError {
     Train(String),
     #[error("encoding failed: {0}")]
     Encode(String),
+    #[error(
+        "has the framing tokens {open} and {close} in its vocabulary but no post_processor, so encoding \
+         would leave them out; export the tokenizer with its post-processor (transformers' \
+         PreTrainedTokenizerFast.save_pretrained writes it)"
+    )]
+    MissingFraming { open: String, close: String },
+    #[error("the padding token `{0}` is not in the vocabulary")]
+    UnknownPadToken(String),
+    #[error("Hugging Face tokenizer folder {dir}: {problem}")]
+    HfFolder { dir: String, problem: String },
 }
 
 /// Token ids and mask of one text, both exactly `max_length` long.
@@ -69,9 +92,19 @@ impl std::fmt::Debug for TextTokenizer {
 
 impl TextTokenizer {
     /// Loads `tokenizer.json` text. Refuses a tokenizer that cannot encode a sample text,
-    /// so [`TextTokenizer::encode`] does not fail later on a served request.
+    /// so [`TextTokenizer::encode`] does not fail later on a served request, and one whose
+    /// vocabulary has framing tokens (`[CLS]`/`[SEP]`, `<|startoftext|>`/`<|endoftext|>`)
+    /// but no post-processor to add them.
     pub fn from_json(json: &str) -> Result<Self, TokenizerError> {
         let inner: Tokenizer = json.parse().map_err(|e: tokenizers::Error| TokenizerError::Parse(e.to_string()))?;
+        if inner.get_post_processor().is_none() {
+            let framing = FRAMING_PAIRS
+                .iter()
+                .find(|(open, close)| inner.token_to_id(open).is_some() && inner.token_to_id(close).is_some());
+            if let Some((open, close)) = framing {
+                return Err(TokenizerError::MissingFraming { open: open.to_string(), close: close.to_string() });
+            }
+        }
         let tokenizer = Self::wrap(inner);
         tokenizer.try_encode("a Sample, text: 123 ÉÀ 😀", 8).map_err(|e| TokenizerError::Unusable(e.to_string()))?;
         Ok(tokenizer)
@@ -84,7 +117,7 @@ impl TextTokenizer {
         Self::from_json(&json)
     }
 
-    /// The tokenizer as `tokenizer.json` text.
+    /// The tokenizer as `tokenizer.json` text, its padding id inside (`padding.pad_id`).
     pub fn to_json(&self) -> String {
         self.inner.to_string(true).expect("a loaded tokenizer always serialises")
     }
@@ -186,17 +219,35 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// Takes over a loaded tokenizer: remembers its padding id (its own padding settings,
-    /// else `[PAD]`, else `<pad>`, else 0; the mask makes the value irrelevant to a model
-    /// that respects it) and clears its own truncation and padding, which `encode` does.
-    fn wrap(mut inner: Tokenizer) -> Self {
+    /// The same tokenizer padding with `token` (which must be in the vocabulary).
+    pub fn with_pad_token(self, token: &str) -> Result<Self, TokenizerError> {
+        let pad_id = self.inner.token_to_id(token).ok_or_else(|| TokenizerError::UnknownPadToken(token.to_string()))?;
+        Ok(Self::with_pad_id(self.inner, pad_id))
+    }
+
+    /// Takes over a loaded tokenizer: its padding id is its own padding settings', else
+    /// the first of [`PAD_FALLBACKS`] in the vocabulary, else 0 (the mask makes the value
+    /// irrelevant to a model that respects it).
+    fn wrap(inner: Tokenizer) -> Self {
         let pad_id = inner
             .get_padding()
             .map(|p| p.pad_id)
-            .or_else(|| inner.token_to_id(SPECIAL_TOKENS[0]))
-            .or_else(|| inner.token_to_id("<pad>"))
+            .or_else(|| PAD_FALLBACKS.iter().find_map(|t| inner.token_to_id(t)))
             .unwrap_or(0);
-        inner.with_padding(None);
+        Self::with_pad_id(inner, pad_id)
+    }
+
+    /// Records `pad_id` in the tokenizer's own padding settings (so `to_json` carries it),
+    /// as "pad to the longest in the batch", which leaves the single texts `encode` hands
+    /// it unpadded; removes its truncation. Both are done by `encode` to the manifest's length.
+    fn with_pad_id(mut inner: Tokenizer, pad_id: u32) -> Self {
+        let pad_token = inner.id_to_token(pad_id).unwrap_or_default();
+        inner.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id,
+            pad_token,
+            ..PaddingParams::default()
+        }));
         inner.with_truncation(None).expect("removing truncation cannot fail");
         TextTokenizer { inner, pad_id }
     }
@@ -277,5 +328,24 @@ mod tests {
         assert!(matches!(TextTokenizer::train_wordpiece(&corpus(), 4), Err(TokenizerError::VocabTooSmall(4))));
         let err = TextTokenizer::from_file(Path::new("/nonexistent/tokenizer.json")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/tokenizer.json"), "{err}");
+        let t = TextTokenizer::train_wordpiece(&corpus(), 150).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
+        json["post_processor"] = serde_json::Value::Null;
+        let err = TextTokenizer::from_json(&json.to_string()).unwrap_err();
+        assert!(matches!(err, TokenizerError::MissingFraming { .. }), "{err}");
+        assert!(err.to_string().contains("[CLS] and [SEP]"), "{err}");
+        assert!(matches!(t.with_pad_token("<nope>"), Err(TokenizerError::UnknownPadToken(_))));
+    }
+
+    #[test]
+    fn the_padding_id_travels_inside_the_json() {
+        let t = TextTokenizer::train_wordpiece(&corpus(), 150).unwrap().with_pad_token("[SEP]").unwrap();
+        assert_eq!(t.pad_id(), 3);
+        let json: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
+        assert_eq!(json["padding"]["pad_id"], 3);
+        let back = TextTokenizer::from_json(&t.to_json()).unwrap();
+        assert_eq!(back.pad_id(), 3);
+        let encoded = back.encode("fine", 8);
+        assert_eq!((encoded.ids[7], encoded.mask[7]), (3, 0), "padded with [SEP]'s id");
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use image::{DynamicImage, ImageFormat as Codec, Rgb, RgbImage, Rgba, RgbaImage};
-use memeguard_package::manifest::{MODEL_FILE, ResizeRule};
+use memeguard_package::manifest::{ImageSpec, MODEL_FILE, ResizeRule};
 use memeguard_package::{ImageLimits, ModelPackage, PackageSession, Preprocessor, ScoreError, SessionOptions, collate};
 
 fn images() -> Vec<(&'static str, Vec<u8>)> {
@@ -70,14 +70,21 @@ fn a_valid_package_scores_image_and_text_end_to_end() {
 #[test]
 fn preprocessing_follows_the_manifest() {
     let root = tempfile::tempdir().unwrap();
-    for rule in [ResizeRule::Stretch, ResizeRule::ShorterSideCenterCrop, ResizeRule::Letterbox] {
-        let dir = root.path().join(rule.to_string());
-        let pkg = common::tiny_package(&dir, rule);
+    let specs = [ResizeRule::Stretch, ResizeRule::ShorterSideCenterCrop, ResizeRule::Letterbox]
+        .map(|rule| ImageSpec::new(common::SIZE, rule))
+        .into_iter()
+        .chain([ImageSpec::clip(common::SIZE)]);
+    for spec in specs {
+        let label = format!("{} {}", spec.resize, spec.filter);
+        let dir = root.path().join(label.replace(' ', "-"));
+        let pkg = common::tiny_package_with(&dir, spec);
+        assert_eq!(pkg.manifest.image, spec);
         let pre = Preprocessor::for_package(&pkg);
         let (_, png) = &images()[0];
         let decoded = memeguard_package::decode_image(png, &ImageLimits::default()).unwrap();
         let item = pre.prepare(&decoded, "when you see it");
-        assert_eq!(item.pixels, memeguard_package::resize_for_model(&decoded.image, 8, rule).into_raw(), "{rule}");
+        let want = memeguard_package::resize_for_model(&decoded.image, 8, spec.resize, spec.filter);
+        assert_eq!(item.pixels, want.into_raw(), "{label}");
         assert_eq!(item.ids, pkg.tokenizer.encode("when you see it", 6).ids);
         assert_eq!(item.mask, pkg.tokenizer.encode("when you see it", 6).mask);
     }

@@ -4,7 +4,9 @@
 mod common;
 
 use image::{DynamicImage, ImageFormat as Codec, Rgb, RgbImage, Rgba, RgbaImage};
-use memeguard_package::{ImageError, ImageFormat, ImageLimits, ResizeRule, decode_image, resize_for_model};
+use memeguard_package::{
+    ImageError, ImageFormat, ImageLimits, ResizeFilter, ResizeRule, decode_image, resize_for_model,
+};
 
 fn close(a: &[u8], b: &[u8], tolerance: u8) -> bool {
     a.iter().zip(b).all(|(x, y)| x.abs_diff(*y) <= tolerance)
@@ -120,14 +122,14 @@ fn stretch_matches_the_naive_resampler() {
     // Shrinking by 2, shrinking unevenly per axis, enlarging.
     for (w, h, size) in [(4, 4, 2), (5, 3, 4), (3, 3, 7)] {
         let img = ramp(w, h);
-        let got = resize_for_model(&img, size, ResizeRule::Stretch);
+        let got = resize_for_model(&img, size, ResizeRule::Stretch, ResizeFilter::Bilinear);
         let want = naive_resize(&img, size, size);
         assert!(close(got.as_raw(), want.as_raw(), 1), "{w}×{h} -> {size}: {:?} vs {:?}", got.as_raw(), want.as_raw());
     }
     // By hand, 4 -> 2 along x: output 0 is centred at 1.0 with support 2, so inputs 0, 1, 2
     // weigh 0.75, 0.75, 0.25 (3/7, 3/7, 1/7); output 1 mirrors it.
     let img = RgbImage::from_fn(4, 4, |x, _| Rgb([(x * 70) as u8, 0, 0]));
-    let got = resize_for_model(&img, 2, ResizeRule::Stretch);
+    let got = resize_for_model(&img, 2, ResizeRule::Stretch, ResizeFilter::Bilinear);
     for y in 0..2 {
         assert_eq!(got.get_pixel(0, y).0[0], 50, "(3·0 + 3·70 + 1·140) / 7");
         assert_eq!(got.get_pixel(1, y).0[0], 160, "(1·70 + 3·140 + 3·210) / 7");
@@ -138,12 +140,12 @@ fn stretch_matches_the_naive_resampler() {
 fn center_crop_takes_the_middle_square() {
     // 8 wide, 4 high: the centred 4×4 square is columns 2..6.
     let img = ramp(8, 4);
-    let got = resize_for_model(&img, 2, ResizeRule::ShorterSideCenterCrop);
+    let got = resize_for_model(&img, 2, ResizeRule::ShorterSideCenterCrop, ResizeFilter::Bilinear);
     let middle = image::imageops::crop_imm(&img, 2, 0, 4, 4).to_image();
     assert!(close(got.as_raw(), naive_resize(&middle, 2, 2).as_raw(), 1));
     // Portrait: rows 2..6 of a 4×8.
     let img = ramp(4, 8);
-    let got = resize_for_model(&img, 4, ResizeRule::ShorterSideCenterCrop);
+    let got = resize_for_model(&img, 4, ResizeRule::ShorterSideCenterCrop, ResizeFilter::Bilinear);
     assert_eq!(got, image::imageops::crop_imm(&img, 0, 2, 4, 4).to_image(), "same size: no resampling");
 }
 
@@ -151,7 +153,7 @@ fn center_crop_takes_the_middle_square() {
 fn letterbox_keeps_everything_and_pads_with_white() {
     // 8×4 into 4×4: scaled to 4×2, centred vertically (rows 1..3), white above and below.
     let img = ramp(8, 4);
-    let got = resize_for_model(&img, 4, ResizeRule::Letterbox);
+    let got = resize_for_model(&img, 4, ResizeRule::Letterbox, ResizeFilter::Bilinear);
     let scaled = naive_resize(&img, 4, 2);
     for x in 0..4 {
         assert_eq!(got.get_pixel(x, 0).0, [255, 255, 255]);
@@ -161,7 +163,7 @@ fn letterbox_keeps_everything_and_pads_with_white() {
         }
     }
     // Portrait 2×6 into 3×3: scaled to 1×3, centred horizontally (column 1).
-    let got = resize_for_model(&ramp(2, 6), 3, ResizeRule::Letterbox);
+    let got = resize_for_model(&ramp(2, 6), 3, ResizeRule::Letterbox, ResizeFilter::Bilinear);
     assert_eq!(got.get_pixel(0, 1).0, [255, 255, 255]);
     assert_eq!(got.get_pixel(2, 1).0, [255, 255, 255]);
     assert_ne!(got.get_pixel(1, 1).0, [255, 255, 255]);

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{DataType, GraphBuilder, dims, encode_model};
-use memeguard_package::manifest::{MANIFEST_FILE, MODEL_FILE, ManifestError, ResizeRule, TOKENIZER_FILE};
+use memeguard_package::manifest::{
+    IMAGENET_MEAN, ImageSpec, MANIFEST_FILE, MODEL_FILE, ManifestError, ResizeFilter, ResizeRule, TOKENIZER_FILE,
+};
 use memeguard_package::package::sha256_hex;
 use memeguard_package::{Manifest, ModelPackage, PackageError, placeholder_model, write_package};
 
@@ -179,17 +181,43 @@ fn an_unknown_manifest_version_is_refused() {
     let dir = valid(root.path());
     let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
     let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    value["format_version"] = serde_json::json!(2);
+    value["format_version"] = serde_json::json!(3);
     std::fs::write(dir.join(MANIFEST_FILE), value.to_string()).unwrap();
     let (err, text) = open_err(&dir);
     assert!(
-        matches!(&err, PackageError::Manifest { source: ManifestError::UnsupportedVersion { found }, .. } if found == "2"),
+        matches!(&err, PackageError::Manifest { source: ManifestError::UnsupportedVersion { found }, .. } if found == "3"),
         "{text}"
     );
     assert!(
-        text.contains("manifest.json") && text.contains("format_version 2") && text.contains("reads format_version 1"),
+        text.contains("manifest.json")
+            && text.contains("format_version 3")
+            && text.contains("reads format_version 1 and 2"),
         "{text}"
     );
+}
+
+#[test]
+fn a_version_1_package_opens_with_the_old_preprocessing() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = valid(root.path());
+    let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["format_version"] = serde_json::json!(1);
+    for key in ["filter", "mean", "std"] {
+        value["image"].as_object_mut().unwrap().remove(key);
+    }
+    std::fs::write(dir.join(MANIFEST_FILE), value.to_string()).unwrap();
+    let pkg = ModelPackage::open(&dir).unwrap();
+    assert_eq!(pkg.manifest.image, ImageSpec::new(common::SIZE, ResizeRule::Letterbox));
+
+    // The committed demo package was written as format 1.
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/demo");
+    let versions: Vec<_> = std::fs::read_dir(&demo).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!versions.is_empty(), "no package under {}", demo.display());
+    for version in versions {
+        let pkg = ModelPackage::open(&version).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((pkg.manifest.image.filter, pkg.manifest.image.mean), (ResizeFilter::Bilinear, IMAGENET_MEAN));
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{encode_model, Tensor};
 use memeguard_package::onnxruntime::{session_from_bytes, SessionOptions};
 use memeguard_package::tensor_value::{from_value, to_value};
-use memeguard_package::{ResizeRule, TextTokenizer};
+use memeguard_package::{ImageSpec, ResizeRule, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
@@ -46,8 +46,8 @@ impl Scores {
     }
 }
 
-/// Runs `model` (package contract inputs, `probability` output) over `memes`.
-/// Memes without a label are scored but left out of `labels`-based metrics.
+/// [`score_package_memes`] with `resize` and the bilinear filter (a version 1 package's
+/// preprocessing); a package's manifest should go through `score_package_memes`.
 pub fn score_memes(
     model: &ModelProto,
     memes: &[Meme],
@@ -57,12 +57,26 @@ pub fn score_memes(
     max_length: usize,
     session: &SessionOptions,
 ) -> Result<Scores, PipelineError> {
+    score_package_memes(model, memes, tokenizer, &ImageSpec::new(size, resize), max_length, session)
+}
+
+/// Runs `model` (package contract inputs, `probability` output) over `memes`, resizing
+/// by `image` (size, rule and filter) exactly as the server does.
+/// Memes without a label are scored but left out of `labels`-based metrics.
+pub fn score_package_memes(
+    model: &ModelProto,
+    memes: &[Meme],
+    tokenizer: &TextTokenizer,
+    image: &ImageSpec,
+    max_length: usize,
+    session: &SessionOptions,
+) -> Result<Scores, PipelineError> {
     let labelled: Vec<Meme> = memes.iter().filter(|m| m.label.is_some()).cloned().collect();
     if labelled.is_empty() {
         return Ok(Scores::default());
     }
     let cfg = LoaderConfig { batch_size: 32, workers: 2, prefetch: 2, sampling: Sampling::Sequential, max_text_len: max_length, ..Default::default() };
-    let loader = Loader::new(labelled.clone(), Some(tokenizer), Views::eval(size, resize), cfg)?;
+    let loader = Loader::new(labelled.clone(), Some(tokenizer), Views::package(image), cfg)?;
     let mut sess = session_from_bytes(&encode_model(model), session).map_err(|e| PipelineError::Score(e.to_string()))?;
     let mut out = Scores::default();
     for batch in loader.epoch(0) {

@@ -23,6 +23,10 @@ pub fn tokenizer() -> TextTokenizer {
 }
 
 pub fn manifest(resize: ResizeRule) -> Manifest {
+    manifest_with(ImageSpec::new(SIZE, resize))
+}
+
+pub fn manifest_with(image: ImageSpec) -> Manifest {
     Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
         name: "tiny".into(),
@@ -37,7 +41,7 @@ pub fn manifest(resize: ResizeRule) -> Manifest {
             parameters: 0,
         },
         pretraining: "none".into(),
-        image: ImageSpec { size: SIZE, resize },
+        image,
         text: TextSpec { max_length: MAX_LENGTH },
         threshold: 0.5,
         metrics: serde_json::json!({ "dev": { "auroc": 0.5 } }),
@@ -50,9 +54,14 @@ pub fn manifest(resize: ResizeRule) -> Manifest {
 
 /// A valid tiny package (the placeholder graph at 8×8 pixels, 6 tokens) in `dir`.
 pub fn tiny_package(dir: &Path, resize: ResizeRule) -> ModelPackage {
+    tiny_package_with(dir, ImageSpec::new(SIZE, resize))
+}
+
+/// [`tiny_package`] with any image spec of side [`SIZE`].
+pub fn tiny_package_with(dir: &Path, image: ImageSpec) -> ModelPackage {
     let tokenizer = tokenizer();
     let model = placeholder_model(SIZE, MAX_LENGTH, tokenizer.vocab_size());
-    write_package(dir, manifest(resize), &model, &tokenizer).unwrap()
+    write_package(dir, manifest_with(image), &model, &tokenizer).unwrap()
 }
 
 pub fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {

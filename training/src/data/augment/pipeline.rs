@@ -2,7 +2,7 @@
 //! square view of a fixed size. Steps are plain data (serde), so recipes can list them.
 
 use image::RgbImage;
-use memeguard_package::{ResizeRule, resize_for_model};
+use memeguard_package::{ResizeFilter, ResizeRule, resize_for_model};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -22,11 +22,14 @@ pub enum Op {
         size: u32,
         interpolation: Interpolation,
     },
-    /// The serving resize (`memeguard_package::resize_for_model` with the package's rule):
-    /// evaluation views use it so a model sees the same pixels in training and serving.
+    /// The serving resize (`memeguard_package::resize_for_model` with the package's rule
+    /// and filter): evaluation views use it so a model sees the same pixels in training
+    /// and serving. `filter` defaults to bilinear (what recipes written before it meant).
     Model {
         size: u32,
         rule: ResizeRule,
+        #[serde(default)]
+        filter: ResizeFilter,
     },
     /// Resize so the shorter side is `size`, then take the centre `size`×`size` square.
     ResizeCenterCrop {
@@ -94,7 +97,7 @@ impl Op {
     fn resample(&self, img: &RgbImage, rng: &mut DataRng) -> Option<RgbImage> {
         match self {
             Op::Resize { size, interpolation } => Some(resize(img, *size, *size, *interpolation)),
-            Op::Model { size, rule } => Some(resize_for_model(img, *size, *rule)),
+            Op::Model { size, rule, filter } => Some(resize_for_model(img, *size, *rule, *filter)),
             Op::ResizeCenterCrop { size, interpolation } => {
                 let (w, h) = img.dimensions();
                 let side = w.min(h) as f64;

@@ -1,7 +1,7 @@
 //! Sets of views per sample, with the recipes of the methods we train: DINO multi-crop,
 //! CASS, CLIP, supervised finetuning and evaluation.
 
-use memeguard_package::ResizeRule;
+use memeguard_package::{ImageSpec, ResizeRule};
 use serde::{Deserialize, Serialize};
 
 use super::color::ColorJitter;
@@ -147,10 +147,16 @@ impl Views {
         Views { views: vec![ViewPipeline { name: "finetune".into(), size, ops }] }
     }
 
-    /// No augmentation: the package's resize, exactly what the server does.
+    /// No augmentation: `rule` with the bilinear filter (a version 1 package's resize).
     pub fn eval(size: u32, rule: ResizeRule) -> Views {
-        let ops = vec![Op::Model { size, rule }];
-        Views { views: vec![ViewPipeline { name: "eval".into(), size, ops }] }
+        Views::package(&ImageSpec::new(size, rule))
+    }
+
+    /// No augmentation: the package's resize (size, rule and filter), exactly what the
+    /// server does.
+    pub fn package(image: &ImageSpec) -> Views {
+        let ops = vec![Op::Model { size: image.size, rule: image.resize, filter: image.filter }];
+        Views { views: vec![ViewPipeline { name: "eval".into(), size: image.size, ops }] }
     }
 }
 
