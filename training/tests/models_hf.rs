@@ -38,7 +38,7 @@ impl Reference {
         SafeTensors::deserialize(&self.0).expect("a safetensors file")
     }
     fn has(&self, name: &str) -> bool {
-        self.tensors().names().iter().any(|n| *n == name)
+        self.tensors().names().contains(&name)
     }
     fn f32(&self, name: &str) -> (Vec<i64>, Vec<f32>) {
         let t = self.tensors().tensor(name).unwrap_or_else(|e| panic!("reference `{name}`: {e}"));
@@ -83,6 +83,11 @@ fn known(dims: &[usize]) -> Vec<Dim> {
     dims.iter().map(|&d| Dim::Known(d as i64)).collect()
 }
 
+/// `[N, 3, 32, 32]`: the fixtures' normalised pixels.
+fn image_dims() -> Vec<Dim> {
+    dims![BATCH, 3, 32, 32]
+}
+
 fn batch_by(dim: usize) -> Vec<Dim> {
     dims![BATCH, dim as i64]
 }
@@ -114,7 +119,7 @@ fn clip_towers_match_transformers() {
     let reference = Reference::open("clip-tiny");
 
     let mut net = Net::new("clip", Mode::Infer, 0);
-    let pixels = net.b.input("pixel_values", DataType::Float, &dims![BATCH, 3, 32, 32]);
+    let pixels = net.b.input("pixel_values", DataType::Float, &image_dims());
     let (ids, mask) = text_inputs(&mut net);
     let vision = model.attach_vision_outputs(&mut net, "image", &pixels, Trainable::Frozen).unwrap();
     let text = model.attach_text_outputs(&mut net, "text", &ids, &mask, Trainable::Frozen).unwrap();
@@ -256,7 +261,7 @@ fn unknown_architectures_and_non_folders_are_refused_clearly() {
 
     let bert = open("bert-tiny");
     let mut net = Net::hollow("g", Mode::Infer);
-    let pixels = net.b.input("pixels", DataType::Float, &dims![BATCH, 3, 32, 32]);
+    let pixels = net.b.input("pixels", DataType::Float, &image_dims());
     let err = bert.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap_err().to_string();
     assert!(err.contains("no vision tower"), "{err}");
 }
@@ -298,7 +303,7 @@ fn last_blocks_train_only_the_last_block_and_the_tail() {
 
     let model = open("clip-tiny");
     let mut net = Net::hollow("clip", Mode::Train);
-    let pixels = net.b.input("pixels", DataType::Float, &dims![BATCH, 3, 32, 32]);
+    let pixels = net.b.input("pixels", DataType::Float, &image_dims());
     model.attach_vision(&mut net, "image", &pixels, Trainable::LastBlocks(1)).unwrap();
     let trainable: Vec<&str> = net.params().iter().filter(|p| p.trainable).map(|p| p.name.as_str()).collect();
     assert!(trainable.iter().all(|n| n.starts_with("image.vision_model.encoder.layers.1.")
@@ -320,7 +325,7 @@ fn hollow_graphs_have_the_loaded_graphs_parameters() {
             let t = model.attach_text(&mut net, "text", &ids, &mask, Trainable::LastBlocks(1)).unwrap();
             outputs.push(GraphOutput::f32(&t.value, "text", batch_by(t.dim)));
             if model.has_vision() {
-                let pixels = net.b.input("pixels", DataType::Float, &dims![BATCH, 3, 32, 32]);
+                let pixels = net.b.input("pixels", DataType::Float, &image_dims());
                 let v = model.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap();
                 outputs.push(GraphOutput::f32(&v.value, "image", batch_by(v.dim)));
             }
@@ -371,7 +376,7 @@ fn clip_train_graph_differentiates() {
     let model = open("clip-tiny");
     let reference = Reference::open("clip-tiny");
     let mut net = Net::new("clip_train", Mode::Train, 0);
-    let pixels = net.b.input("pixel_values", DataType::Float, &dims![BATCH, 3, 32, 32]);
+    let pixels = net.b.input("pixel_values", DataType::Float, &image_dims());
     let (ids, mask) = text_inputs(&mut net);
     let image = model.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap();
     let text = model.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();

@@ -33,7 +33,7 @@ pub mod weights;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use memeguard_onnx::{DataType, dims};
+use memeguard_onnx::{DataType, Dim};
 
 use crate::graph_spec::Mode;
 use crate::models::ModelError;
@@ -127,12 +127,16 @@ impl HfModel {
         let build_error = |e: ModelError| e.to_string();
         if let Some(size) = self.image_size() {
             let channels = self.vision_channels().unwrap_or(3) as i64;
-            let pixels = net.b.input("pixels", DataType::Float, &dims!["batch", channels, size as i64, size as i64]);
+            let pixels = net.b.input(
+                "pixels",
+                DataType::Float,
+                &[Dim::from("batch"), channels.into(), (size as i64).into(), (size as i64).into()],
+            );
             self.vision_tower(&mut net, &mut loader, &pixels, Trainable::Frozen).map_err(build_error)?;
         }
         if self.has_text() {
-            let ids = net.b.input("input_ids", DataType::Int64, &dims!["batch", "sequence"]);
-            let mask = net.b.input("attention_mask", DataType::Int64, &dims!["batch", "sequence"]);
+            let ids = net.b.input("input_ids", DataType::Int64, &[Dim::from("batch"), "sequence".into()]);
+            let mask = net.b.input("attention_mask", DataType::Int64, &[Dim::from("batch"), "sequence".into()]);
             self.text_tower(&mut net, &mut loader, &ids, &mask, Trainable::Frozen).map_err(build_error)?;
         }
         let wanted: BTreeMap<String, Vec<usize>> = loader.into_recorded().into_iter().collect();
