@@ -88,3 +88,26 @@ fn reductions_with_and_without_keepdims() {
         }
     }
 }
+
+/// Inputs in ±[0.2, 2] and ±[3.5, 5], away from the kinks of the hard functions
+/// (HardSigmoid's at ±2.5, HardSwish's at ±3).
+fn spread(seed: u64) -> Vec<f64> {
+    let near = values(8, seed, 0.2, 2.0);
+    let far = values(4, seed + 1, 3.5, 5.0);
+    near.into_iter().chain(far).collect()
+}
+
+#[test]
+fn softplus_elu_hard_sigmoid_hard_swish() {
+    for (op, attrs) in [
+        ("Softplus", vec![]),
+        ("Elu", vec![]),
+        ("Elu", vec![("alpha", Attr::Float(0.5))]),
+        ("HardSigmoid", vec![]),
+        ("HardSigmoid", vec![("alpha", Attr::Float(0.3)), ("beta", Attr::Float(0.4))]),
+        ("HardSwish", vec![]),
+    ] {
+        // ONNX Runtime has float32 kernels only for these: the check runs in float32.
+        check_grad(&[x("a", &[3, 4], spread(31))], &one(op, attrs));
+    }
+}

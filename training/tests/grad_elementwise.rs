@@ -1,6 +1,7 @@
 //! Finite-difference checks of the arithmetic and unary rules.
 
 mod common;
+mod ort_eval;
 use common::*;
 use memeguard_onnx::Attr;
 
@@ -47,16 +48,88 @@ fn pow_with_constant_exponent() {
 }
 
 #[test]
-fn pow_with_learned_exponent_is_refused() {
+fn pow_with_respect_to_the_exponent() {
+    // Positive bases (ln a exists), exponents broadcast and shared.
+    let ins = [x("a", &[2, 3], positive(6, 9, 0.5, 2.0)), x("e", &[], vec![1.7])];
+    assert_eq!(check_grad(&ins, &one("Pow", vec![])), Precision::F64);
+    let ins = [x("a", &[2, 3], positive(6, 17, 0.5, 2.0)), x("e", &[3], vec![2.0, -1.5, 0.5])];
+    check_grad(&ins, &one("Pow", vec![]));
+    // A learned exponent over a fixed base (e.g. a learned temperature 10^t).
+    let ins = [fixed("a", &[4], positive(4, 18, 0.5, 3.0)), x("e", &[2, 1], vec![0.3, -0.7])];
+    check_grad(&ins, &one("Pow", vec![]));
+}
+
+#[test]
+fn pow_exponent_gradient_is_zero_at_a_zero_base() {
+    // 0^e for e > 0 is 0 for every nearby e: its derivative in e is 0, not 0·ln 0 = NaN.
+    let ins = [fixed("a", &[3], vec![0.0, 1.5, 2.0]), x("e", &[3], vec![2.0, 1.5, 0.5])];
+    check_grad(&ins, &one("Pow", vec![]));
+}
+
+#[test]
+fn cast_like_mean_sin_cos_and_n_ary_min_max() {
+    let v = values(12, 25, 0.2, 1.5);
+    for op in ["Sin", "Cos"] {
+        assert_eq!(check_grad(&[x("a", &[3, 4], v.clone())], &one(op, vec![])), Precision::F64, "{op}");
+    }
+    // CastLike to float64 of a float64 value, and through a round trip as PyTorch's
+    // dynamo export writes it (`type_as`).
+    let ins = [x("a", &[3, 4], v.clone()), fixed("like", &[1], vec![0.0])];
+    check_grad(&ins, &|b, n| {
+        let t = b.op("Tanh", &[&n[0]], &[]);
+        b.op("CastLike", &[&t, &n[1]], &[])
+    });
+    let ins = [
+        x("a", &[2, 3], values(6, 26, 0.1, 1.0)),
+        x("b", &[3], values(3, 27, 0.1, 1.0)),
+        x("c", &[2, 1], values(2, 28, 0.1, 1.0)),
+    ];
+    for op in ["Max", "Min", "Sum"] {
+        assert_eq!(check_grad(&ins, &one(op, vec![])), Precision::F64, "{op}");
+    }
+    // ONNX Runtime has no float64 Mean kernel: float32.
+    check_grad(&ins, &one("Mean", vec![]));
+}
+
+#[test]
+fn cast_like_sends_a_float32_gradient_to_a_float32_input() {
+    use memeguard_onnx::{DataType, Tensor};
+    use memeguard_training::autodiff::gradcheck::{GradCheck, check};
+    let ins = [x("a", &[4], values(4, 29, 0.1, 1.0))];
+    let (m, y) = graph(DataType::Float, &ins, &|b, n| {
+        let like = b.constant("like", Tensor::scalar_f64(0.0));
+        let c = b.op("CastLike", &[&n[0], &like], &[]);
+        let t = b.op("Tanh", &[&c], &[]);
+        b.op("Cast", &[&t], &[("to", Attr::Int(DataType::Float as i64))])
+    });
+    let feeds = vec![("a".to_string(), Tensor::f32(vec![4], ins[0].data.iter().map(|&v| v as f32).collect()))];
+    check(&GradCheck::f32(m, &y, feeds, &["a"])).unwrap();
+}
+
+#[test]
+fn n_ary_max_gives_ties_to_the_first_input() {
+    use memeguard_onnx::{DataType, Tensor};
     let (m, y) = graph(
-        memeguard_onnx::DataType::Float,
-        &[x("a", &[2], vec![1.0, 2.0]), x("e", &[], vec![2.0])],
-        &one("Pow", vec![]),
+        DataType::Double,
+        &[x("a", &[2], vec![1.0, 2.0]), x("b", &[2], vec![1.0, 3.0]), x("c", &[2], vec![1.0, 3.0])],
+        &one("Max", vec![]),
     );
     let mut b = memeguard_onnx::GraphBuilder::from_model(&m);
     let l = b.op("ReduceSum", &[&y], &[("keepdims", Attr::Int(0))]);
-    let err = memeguard_training::autodiff::differentiate(&b.build(), &l, &["e".to_string()]).unwrap_err();
-    assert!(err.to_string().contains("constant exponent"), "{err}");
+    let wrt: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let d = memeguard_training::autodiff::differentiate(&b.build(), &l, &wrt).unwrap();
+    let mut gb = memeguard_onnx::GraphBuilder::from_model(&d.model);
+    for w in &wrt {
+        gb.output_unshaped(&d.grads[w], DataType::Double);
+    }
+    let feeds: Vec<(&str, Tensor)> = vec![
+        ("a", Tensor::f64(vec![2], vec![1.0, 2.0])),
+        ("b", Tensor::f64(vec![2], vec![1.0, 3.0])),
+        ("c", Tensor::f64(vec![2], vec![1.0, 3.0])),
+    ];
+    let names: Vec<&str> = wrt.iter().map(|w| d.grads[w].as_str()).collect();
+    let got: Vec<Vec<f64>> = ort_eval::eval(&gb.build(), &feeds, &names).iter().map(|t| t.to_f64_vec()).collect();
+    assert_eq!(got, vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.0, 0.0]]);
 }
 
 #[test]

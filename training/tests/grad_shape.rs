@@ -405,3 +405,22 @@ fn reductions_of_data_of_unknown_rank() {
         check(&GradCheck::f64(model, &y, run_time_shape_feeds(), &["x"])).unwrap_or_else(|e| panic!("{op}: {e}"));
     }
 }
+
+#[test]
+fn gather_nd_with_and_without_batch_dims() {
+    // Whole rows, repeated (gradients accumulate), and single elements with a negative index.
+    check64(&[a(&[3, 4], 101), int("idx", &[3, 1], vec![2, 0, 2])], &one("GatherND", vec![]));
+    check64(&[a(&[3, 4], 102), int("idx", &[2, 2], vec![1, -1, 0, 2])], &one("GatherND", vec![]));
+    // CLIP's pooling at the end-of-text token: hidden [B, L, D], one position per batch row.
+    let pool = vec![("batch_dims", Attr::Int(1))];
+    check64(&[a(&[2, 5, 3], 103), int("eot", &[2, 1], vec![4, 1])], &one("GatherND", pool.clone()));
+    // batch_dims 1 with several lookups per row, and batch_dims 2.
+    check64(
+        &[a(&[2, 5, 3], 104), int("idx", &[2, 3, 2], vec![4, 0, 1, 2, 4, 0, 0, 1, 0, 1, 3, 2])],
+        &one("GatherND", pool),
+    );
+    check64(
+        &[a(&[2, 3, 4], 105), int("idx", &[2, 3, 1], vec![0, 3, 3, 1, 2, 0])],
+        &one("GatherND", vec![("batch_dims", Attr::Int(2))]),
+    );
+}

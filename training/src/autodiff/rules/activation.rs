@@ -14,6 +14,10 @@ pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("Gelu", gelu);
     map.insert("Softmax", softmax);
     map.insert("LogSoftmax", log_softmax);
+    map.insert("Softplus", softplus);
+    map.insert("Elu", elu);
+    map.insert("HardSigmoid", hard_sigmoid);
+    map.insert("HardSwish", hard_swish);
 }
 
 fn tanh(c: &mut RuleCtx) -> Result<(), AutodiffError> {
@@ -147,6 +151,71 @@ fn log_softmax(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let p = c.op("Exp", &[&y], &[]);
     let ps = c.op("Mul", &[&p, &s], &[]);
     let gi = c.op("Sub", &[&g, &ps], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = ln(1 + eˣ)`: `dy/dx = sigmoid(x)`.
+fn softplus(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let d = c.op("Sigmoid", &[&x], &[]);
+    let gi = c.op("Mul", &[&g, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = x` for x > 0, else `α(eˣ − 1)`: the slope is 1, or `y + α`.
+fn elu(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let (x, y) = (c.input(0).to_string(), c.output(0).to_string());
+    let alpha = c.scalar(c.attr_float("alpha", 1.0) as f64, &x);
+    let zero = c.scalar(0.0, &x);
+    let pos = c.op("Greater", &[&x, &zero], &[]);
+    let neg_slope = c.op("Add", &[&y, &alpha], &[]);
+    let neg = c.op("Mul", &[&g, &neg_slope], &[]);
+    let gi = c.op("Where", &[&pos, &g, &neg], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = clamp(αx + β, 0, 1)`: slope α strictly inside, 0 where clamped.
+fn hard_sigmoid(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let (alpha, beta) = (c.attr_float("alpha", 0.2) as f64, c.attr_float("beta", 0.5) as f64);
+    let gi = hard_sigmoid_slope(c, &g, &x, alpha, beta);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `g · dy/dx` of `clamp(αx + β, 0, 1)`.
+fn hard_sigmoid_slope(c: &mut RuleCtx, g: &str, x: &str, alpha: f64, beta: f64) -> String {
+    let a = c.scalar(alpha, x);
+    let b = c.scalar(beta, x);
+    let ax = c.op("Mul", &[x, &a], &[]);
+    let z = c.op("Add", &[&ax, &b], &[]);
+    let (zero, one) = (c.scalar(0.0, x), c.scalar(1.0, x));
+    let above = c.op("Greater", &[&z, &zero], &[]);
+    let below = c.op("Less", &[&z, &one], &[]);
+    let inside = c.op("And", &[&above, &below], &[]);
+    let ga = c.op("Mul", &[g, &a], &[]);
+    c.op("Where", &[&inside, &ga, &zero], &[])
+}
+
+/// `y = x · hardsigmoid(x)` with α = 1/6, β = 1/2: `dy/dx = hardsigmoid(x) + x·hardsigmoid'(x)`.
+fn hard_swish(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let hs = c.op(
+        "HardSigmoid",
+        &[&x],
+        &[("alpha", memeguard_onnx::Attr::Float(1.0 / 6.0)), ("beta", memeguard_onnx::Attr::Float(0.5))],
+    );
+    let first = c.op("Mul", &[&g, &hs], &[]);
+    let gx = c.op("Mul", &[&g, &x], &[]);
+    let second = hard_sigmoid_slope(c, &gx, &x, 1.0 / 6.0, 0.5);
+    let gi = c.op("Add", &[&first, &second], &[]);
     c.set_grad(0, gi);
     Ok(())
 }

@@ -20,11 +20,15 @@ pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("Abs", abs);
     map.insert("Identity", identity);
     map.insert("Cast", cast);
+    map.insert("CastLike", cast_like);
     map.insert("Clip", clip);
     map.insert("Min", min_max);
     map.insert("Max", min_max);
     map.insert("Where", where_);
     map.insert("Sum", sum);
+    map.insert("Mean", mean);
+    map.insert("Sin", sin);
+    map.insert("Cos", cos);
 }
 
 fn add(c: &mut RuleCtx) -> Result<(), AutodiffError> {
@@ -48,6 +52,40 @@ fn sum(c: &mut RuleCtx) -> Result<(), AutodiffError> {
             c.set_grad(i, gi);
         }
     }
+    Ok(())
+}
+
+/// `Mean(x₁..xₙ)`: each input gets `GO / n`, summed back over its broadcast axes.
+fn mean(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let n = c.scalar(c.num_inputs() as f64, &g);
+    let share = c.op("Div", &[&g, &n], &[]);
+    for i in 0..c.num_inputs() {
+        if c.needs_grad(i) {
+            let x = c.input(i).to_string();
+            let gi = c.unbroadcast(&share, &x);
+            c.set_grad(i, gi);
+        }
+    }
+    Ok(())
+}
+
+fn sin(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let d = c.op("Cos", &[&x], &[]);
+    let gi = c.op("Mul", &[&g, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn cos(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let s = c.op("Sin", &[&x], &[]);
+    let d = c.op("Mul", &[&g, &s], &[]);
+    let gi = c.op("Neg", &[&d], &[]);
+    c.set_grad(0, gi);
     Ok(())
 }
 
@@ -109,25 +147,42 @@ fn neg(c: &mut RuleCtx) -> Result<(), AutodiffError> {
 }
 
 fn pow(c: &mut RuleCtx) -> Result<(), AutodiffError> {
-    if c.needs_grad(1) {
-        return Err(c.unsupported("only a constant exponent is supported (the exponent depends on a parameter)"));
-    }
     let g = c.grad_out();
-    let (a, e) = (c.input(0).to_string(), c.input(1).to_string());
-    // d(a^e)/da = e * a^(e-1); the exponent is cast to a's type if it differs.
-    let e = if c.dtype(&e) != c.dtype(&a) {
-        let to = c.dtype(&a) as i64;
-        c.op("Cast", &[&e], &[("to", Attr::Int(to))])
-    } else {
-        e
-    };
-    let one = c.scalar(1.0, &a);
-    let em1 = c.op("Sub", &[&e, &one], &[]);
-    let p = c.op("Pow", &[&a, &em1], &[]);
-    let d = c.op("Mul", &[&e, &p], &[]);
-    let m = c.op("Mul", &[&g, &d], &[]);
-    let gi = c.unbroadcast(&m, &a);
-    c.set_grad(0, gi);
+    let (a, e, y) = (c.input(0).to_string(), c.input(1).to_string(), c.output(0).to_string());
+    if c.needs_grad(0) {
+        // d(a^e)/da = e * a^(e-1); the exponent is cast to a's type if it differs.
+        let e = if c.dtype(&e) != c.dtype(&a) {
+            let to = c.dtype(&a) as i64;
+            c.op("Cast", &[&e], &[("to", Attr::Int(to))])
+        } else {
+            e.clone()
+        };
+        let one = c.scalar(1.0, &a);
+        let em1 = c.op("Sub", &[&e, &one], &[]);
+        let p = c.op("Pow", &[&a, &em1], &[]);
+        let d = c.op("Mul", &[&e, &p], &[]);
+        let m = c.op("Mul", &[&g, &d], &[]);
+        let gi = c.unbroadcast(&m, &a);
+        c.set_grad(0, gi);
+    }
+    if c.needs_grad(1) {
+        // d(a^e)/de = a^e * ln(a), taken as 0 where a = 0 (as PyTorch does: the limit
+        // for e > 0); negative bases give NaN, as their logarithm does.
+        let ln = c.op("Log", &[&a], &[]);
+        let d = c.op("Mul", &[&y, &ln], &[]);
+        let zero = c.scalar(0.0, &a);
+        let at_zero = c.op("Equal", &[&a, &zero], &[]);
+        let d = c.op("Where", &[&at_zero, &zero, &d], &[]);
+        let m = c.op("Mul", &[&g, &d], &[]);
+        let m = if c.dtype(&e) != c.dtype(&y) {
+            let to = c.dtype(&e) as i64;
+            c.op("Cast", &[&m], &[("to", Attr::Int(to))])
+        } else {
+            m
+        };
+        let gi = c.unbroadcast(&m, &e);
+        c.set_grad(1, gi);
+    }
     Ok(())
 }
 
@@ -194,6 +249,19 @@ fn cast(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     Ok(())
 }
 
+/// `CastLike(x, like)`: the gradient goes back to `x` in `x`'s type; `like` only gives
+/// the type.
+fn cast_like(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let a = c.input(0).to_string();
+    if !matches!(c.dtype(&a), DataType::Float | DataType::Double | DataType::Float16 | DataType::Bfloat16) {
+        return Ok(());
+    }
+    let g = c.grad_out();
+    let gi = c.op("CastLike", &[&g, &a], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
 fn clip(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     if c.needs_grad(1) || c.needs_grad(2) {
         return Err(c.unsupported("clip bounds that depend on a parameter are not supported"));
@@ -225,33 +293,41 @@ fn clip(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     Ok(())
 }
 
+/// The winner takes the gradient; ties go to the first input that reaches the extreme.
 fn min_max(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let g = c.grad_out();
-    match c.num_inputs() {
-        1 => {
-            c.set_grad(0, g);
-            Ok(())
-        }
-        2 => {
-            let (a, b) = (c.input(0).to_string(), c.input(1).to_string());
-            // The winner takes the gradient; ties go to the first input.
-            let cmp = if c.op_type() == "Max" { "GreaterOrEqual" } else { "LessOrEqual" };
-            let first = c.op(cmp, &[&a, &b], &[]);
-            let zero = c.scalar(0.0, &g);
-            if c.needs_grad(0) {
-                let w = c.op("Where", &[&first, &g, &zero], &[]);
-                let gi = c.unbroadcast(&w, &a);
-                c.set_grad(0, gi);
-            }
-            if c.needs_grad(1) {
-                let w = c.op("Where", &[&first, &zero, &g], &[]);
-                let gi = c.unbroadcast(&w, &b);
-                c.set_grad(1, gi);
-            }
-            Ok(())
-        }
-        n => Err(c.unsupported(format!("{n} inputs; chain two-input {} nodes instead", c.op_type()))),
+    let n = c.num_inputs();
+    if n == 1 {
+        c.set_grad(0, g);
+        return Ok(());
     }
+    let y = c.output(0).to_string();
+    let zero = c.scalar(0.0, &g);
+    // `taken`: where an earlier input already was the extreme.
+    let mut taken: Option<String> = None;
+    for i in 0..n {
+        let x = c.input(i).to_string();
+        let hit = c.op("Equal", &[&x, &y], &[]);
+        let wins = match &taken {
+            Some(t) => {
+                let free = c.op("Not", &[t], &[]);
+                c.op("And", &[&hit, &free], &[])
+            }
+            None => hit.clone(),
+        };
+        if c.needs_grad(i) {
+            let w = c.op("Where", &[&wins, &g, &zero], &[]);
+            let gi = c.unbroadcast(&w, &x);
+            c.set_grad(i, gi);
+        }
+        if i + 1 < n {
+            taken = Some(match taken {
+                Some(t) => c.op("Or", &[&t, &hit], &[]),
+                None => hit,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn where_(c: &mut RuleCtx) -> Result<(), AutodiffError> {

@@ -1,4 +1,4 @@
-//! Indexing: Gather and GatherElements, whose gradients scatter-add `GO` back into a
+//! Indexing: Gather, GatherElements and GatherND, whose gradients scatter-add `GO` back into a
 //! zero tensor (repeated indices accumulate), and the shared helpers other data
 //! movement rules use to send a gradient back through an index map.
 
@@ -11,6 +11,7 @@ use crate::autodiff::{AutodiffError, Rule, RuleCtx};
 pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("Gather", gather);
     map.insert("GatherElements", gather_elements);
+    map.insert("GatherND", gather_nd);
 }
 
 /// Zeros with the shape and element type of `like` (a float value).
@@ -135,6 +136,58 @@ fn gather_elements(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         &[&zeros, &idx, &g],
         &[("axis", Attr::Int(axis)), ("reduction", Attr::Str("add".into()))],
     );
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = GatherND(x, idx, batch_dims = b)`: `dx = ScatterND(0, idx', GO, add)`, where
+/// `idx'` spells out the batch coordinates ScatterND has no `batch_dims` for: for
+/// `idx` of shape `[B₁…B_b, Q…, k]`, each batch axis j contributes `iota(B_j)` broadcast
+/// to `[B₁…B_b, Q…, 1]`, concatenated before the `k` given coordinates.
+fn gather_nd(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    if !c.needs_grad(0) {
+        return Ok(());
+    }
+    let g = c.grad_out();
+    let (x, idx) = (c.input(0).to_string(), c.input(1).to_string());
+    let b = c.attr_int("batch_dims", 0);
+    let idx = if c.dtype(&idx) == memeguard_onnx::DataType::Int64 {
+        idx
+    } else {
+        c.op("Cast", &[&idx], &[("to", Attr::Int(memeguard_onnx::DataType::Int64 as i64))])
+    };
+    let full = if b == 0 {
+        idx
+    } else {
+        let r =
+            c.rank(&idx).ok_or_else(|| c.unsupported("with batch_dims > 0, the rank of the indices must be known"))?;
+        if b < 0 || b as usize >= r {
+            return Err(c.unsupported(format!("batch_dims {b} with indices of rank {r}")));
+        }
+        // The shape every coordinate column takes: idx's shape with its last dim 1.
+        let shape = c.shape_of(&idx);
+        let (lo, last) = (c.const_i64s(&[0]), c.const_i64s(&[-1]));
+        let lead = c.op("Slice", &[&shape, &lo, &last], &[]);
+        let one = c.const_i64s(&[1]);
+        let column = c.op("Concat", &[&lead, &one], &[("axis", Attr::Int(0))]);
+        let (zero, step) = (c.constant(Tensor::scalar_i64(0)), c.constant(Tensor::scalar_i64(1)));
+        let mut parts = Vec::new();
+        for j in 0..b as usize {
+            let at = c.constant(Tensor::scalar_i64(j as i64));
+            let n = c.op("Gather", &[&shape, &at], &[]);
+            let iota = c.op("Range", &[&zero, &n, &step], &[]);
+            let mut along = vec![1i64; r];
+            along[j] = -1;
+            let along = c.const_i64s(&along);
+            let iota = c.op("Reshape", &[&iota, &along], &[]);
+            parts.push(c.op("Expand", &[&iota, &column], &[]));
+        }
+        parts.push(idx);
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        c.op("Concat", &refs, &[("axis", Attr::Int(-1))])
+    };
+    let zeros = zeros_like(c, &x);
+    let gi = c.op("ScatterND", &[&zeros, &full, &g], &[("reduction", Attr::Str("add".into()))]);
     c.set_grad(0, gi);
     Ok(())
 }
