@@ -124,6 +124,14 @@ pub struct ServeConfig {
     /// Largest image in pixels (width × height), checked before decoding.
     #[arg(long, env = "MEMEGUARD_MAX_PIXELS", default_value_t = ImageLimits::default().max_pixels)]
     pub max_pixels: u64,
+    /// Most decoded pixels in one request, all its images together, checked from the
+    /// images' headers before decoding (413 beyond). Decoded, a pixel takes 3 bytes.
+    #[arg(long, env = "MEMEGUARD_MAX_REQUEST_PIXELS", default_value_t = 64_000_000, value_parser = clap::value_parser!(u64).range(1..=u64::from(u32::MAX)))]
+    pub max_request_pixels: u64,
+    /// Most decoded pixels held at once by all requests being decoded or scored (429
+    /// beyond): the bound on image memory, whatever the queue capacity.
+    #[arg(long, env = "MEMEGUARD_MAX_PIXELS_IN_FLIGHT", default_value_t = 256_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels_in_flight: u64,
     /// Longest text in characters.
     #[arg(long, env = "MEMEGUARD_MAX_TEXT_CHARS", default_value_t = 2000)]
     pub max_text_chars: usize,

@@ -12,6 +12,7 @@ use serde_json::json;
 use memeguard_package::ImageError;
 
 use crate::db::DbError;
+use crate::pixel_budget::PixelBudgetError;
 use crate::scoring::{ReloadError, ScorerError};
 
 /// An error answered to the client.
@@ -42,9 +43,9 @@ pub enum AppError {
     /// The request took longer than `--request-timeout-secs` (408).
     #[error("{0}")]
     RequestTimeout(String),
-    /// The scoring queue is full; retry after this many seconds (429).
-    #[error("the scoring queue is full; retry in {retry_after_secs} s")]
-    Overloaded { retry_after_secs: u64 },
+    /// The scoring queue (or the pixel budget) is full; retry after this many seconds (429).
+    #[error("{reason}; retry in {retry_after_secs} s")]
+    Overloaded { reason: String, retry_after_secs: u64 },
     /// No valid model is loaded, or the server is shutting down (503).
     #[error("{0}")]
     Unavailable(String),
@@ -85,7 +86,7 @@ impl IntoResponse for AppError {
         };
         let mut response =
             (status, axum::Json(json!({ "error": { "type": kind, "message": message } }))).into_response();
-        if let AppError::Overloaded { retry_after_secs } = self {
+        if let AppError::Overloaded { retry_after_secs, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
@@ -136,10 +137,19 @@ impl From<MultipartError> for AppError {
 impl From<ScorerError> for AppError {
     fn from(e: ScorerError) -> Self {
         match e {
-            ScorerError::QueueFull => AppError::Overloaded { retry_after_secs: 1 },
+            ScorerError::QueueFull => AppError::Overloaded { reason: e.to_string(), retry_after_secs: 1 },
             ScorerError::NoModel(_) => AppError::Unavailable(e.to_string()),
             ScorerError::TooManyPairs(..) => AppError::BadRequest(e.to_string()),
             ScorerError::Model(_) => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<PixelBudgetError> for AppError {
+    fn from(e: PixelBudgetError) -> Self {
+        match e {
+            PixelBudgetError::RequestTooLarge { .. } => AppError::PayloadTooLarge(e.to_string()),
+            PixelBudgetError::Busy => AppError::Overloaded { reason: e.to_string(), retry_after_secs: 1 },
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod metrics;
 pub mod moderation;
 pub mod ocr;
+pub mod pixel_budget;
 pub mod review;
 pub mod routes;
 pub mod scoring;

@@ -11,6 +11,7 @@ use crate::auth::Caller;
 use crate::db::DbTime;
 use crate::db::decisions::{DecisionImage, NewDecision, TextSource};
 use crate::error::AppError;
+use crate::pixel_budget::header_pixels;
 use crate::scoring::ScoreInput;
 use crate::state::AppState;
 
@@ -95,7 +96,18 @@ pub async fn moderate(
     // Decoding is CPU work on untrusted bytes: the blocking pool, never the async runtime.
     let limits = state.image_limits();
     let ocr = state.ocr.clone();
-    let (items, inputs, ocr_texts) = tokio::task::spawn_blocking(move || {
+    let budget = state.pixels.clone();
+    let (items, inputs, ocr_texts, pixels) = tokio::task::spawn_blocking(move || {
+        // The pixels to be decoded are admitted from the headers first; the permit is
+        // held until the scores are back (the decoded images live until then).
+        // An image over the per-image limit is refused by the decoder before it allocates.
+        let wanted = items
+            .iter()
+            .filter_map(|i| i.image.as_deref())
+            .map(header_pixels)
+            .filter(|p| *p <= limits.max_pixels)
+            .fold(0u64, u64::saturating_add);
+        let pixels = budget.admit(wanted)?;
         let mut inputs = Vec::with_capacity(items.len());
         let mut ocr_texts = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
@@ -111,7 +123,7 @@ pub async fn moderate(
             inputs.push(ScoreInput { image, text: ocr_text.clone().or_else(|| item.text.clone()).unwrap_or_default() });
             ocr_texts.push(ocr_text);
         }
-        Ok::<_, AppError>((items, inputs, ocr_texts))
+        Ok::<_, AppError>((items, inputs, ocr_texts, pixels))
     })
     .await
     .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))??;
@@ -119,6 +131,7 @@ pub async fn moderate(
     let dims: Vec<Option<(u32, u32, &'static str)>> =
         inputs.iter().map(|i| i.image.as_ref().map(|d| (d.width, d.height, d.format.mime_type()))).collect();
     let scores = state.scorer.score(inputs).await?;
+    drop(pixels);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let request_id = new_request_id();

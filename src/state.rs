@@ -8,6 +8,7 @@ use crate::config::ServeConfig;
 use crate::db::{Db, DbError, DecisionWriter};
 use crate::metrics::{Gauges, Metrics};
 use crate::ocr::Ocr;
+use crate::pixel_budget::PixelBudget;
 use crate::scoring::{ModelRegistry, RegistryConfig, ReloadError, Scorer};
 use crate::web::throttle::SignInThrottle;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub ocr: Ocr,
     /// Failed sign-ins per account and address (see [`SignInThrottle`]).
     pub sign_in: Arc<SignInThrottle>,
+    /// Decoded pixels admitted per request and in all (see [`PixelBudget`]).
+    pub pixels: PixelBudget,
 }
 
 /// Why the server could not start.
@@ -62,7 +65,8 @@ impl AppState {
         let decisions = DecisionWriter::start(db.clone());
         let ocr = Ocr::start(&config.ocr);
         let sign_in = Arc::new(SignInThrottle::default());
-        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics, ocr, sign_in })
+        let pixels = PixelBudget::new(config.max_request_pixels, config.max_pixels_in_flight);
+        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics, ocr, sign_in, pixels })
     }
 
     pub fn image_limits(&self) -> ImageLimits {

@@ -42,3 +42,41 @@ async fn a_body_that_never_ends_gets_408() {
     assert_eq!(t.decision_count().await, 0);
     t.finish().await;
 }
+
+#[tokio::test]
+async fn pixel_bombs_are_refused_from_their_headers_before_decoding() {
+    use common::images::{b64, png, png_header_claiming};
+    use serde_json::json;
+    let t = TestApp::start(
+        Backend::Sqlite,
+        &["--ocr", "false", "--max-request-pixels", "40000000", "--max-pixels-in-flight", "60000000"],
+    )
+    .await;
+    // 16 copies of a small file that claims 6000×6000 (within the per-image limit): 576
+    // million pixels, ~1.7 GB decoded. Refused from the headers: 413, nothing decoded.
+    let bomb = b64(&png_header_claiming(6000, 6000));
+    let items: Vec<_> = (0..16).map(|_| json!({"image": bomb})).collect();
+    let reply = t.moderate(&json!({"input": items})).await;
+    reply.expect(413);
+    assert!(reply.message().contains("576000000 pixels") && reply.message().contains("--max-request-pixels"));
+    assert_eq!(t.state.pixels.in_flight(), 0);
+
+    // Within the request's limit, but other requests hold most of the global budget: 429
+    // with Retry-After, again before decoding.
+    let held = t.state.pixels.admit(30_000_000).unwrap();
+    let one = json!({"input": [{"image": bomb}]});
+    let reply = t.moderate(&one).await;
+    reply.expect(429);
+    assert!(reply.message().contains("--max-pixels-in-flight"), "{}", reply.message());
+    assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
+    drop(held);
+    // With the budget free the same image is admitted, and only then refused by the
+    // decoder (its body is not a real image).
+    t.moderate(&one).await.expect(400);
+    // A real image is admitted, scored, and its pixels given back.
+    let real = json!({"input": [{"image": b64(&png(300, 200, 1)), "text": "x"}]});
+    t.moderate(&real).await.expect(200);
+    assert_eq!(t.state.pixels.in_flight(), 0);
+    assert_eq!(t.decision_count().await, 1);
+    t.finish().await;
+}

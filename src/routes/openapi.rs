@@ -109,9 +109,9 @@ pub fn document() -> Value {
                     "200": { "description": "One result per pair", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ModerationResponse" } } } },
                     "400": error_response("Malformed input: invalid base64, remote URL, empty input, unknown field, text too long, damaged image"),
                     "401": error_response("Missing or unknown API key"),
-                    "413": error_response("Body, image bytes or image pixels over the limit"),
+                    "413": error_response("Body, image bytes, image pixels or the request's pixels over the limit"),
                     "415": error_response("Not a PNG, JPEG, WebP or GIF (judged by its bytes), or a wrong Content-Type"),
-                    "429": error_response("The queue is full; see Retry-After"),
+                    "429": error_response("The queue or the pixel budget is full; see Retry-After"),
                     "503": error_response("No valid model is loaded") } } },
             "/v1/decisions": { "get": {
                 "summary": "List decisions, newest first (role: moderator)",

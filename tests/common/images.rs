@@ -41,9 +41,14 @@ pub fn truncated_png() -> Vec<u8> {
 }
 
 /// A PNG whose header claims 30000×30000 pixels (a decompression bomb: the header alone
-/// must be enough to refuse it). Built by hand: signature, IHDR with a correct CRC, a
-/// tiny IDAT, IEND.
+/// must be enough to refuse it).
 pub fn png_bomb_header() -> Vec<u8> {
+    png_header_claiming(30000, 30000)
+}
+
+/// A PNG whose header claims `width`×`height` pixels, with a tiny (undecodable) body.
+/// Built by hand: signature, IHDR with a correct CRC, a tiny IDAT, IEND.
+pub fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
     fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
         let mut out = (data.len() as u32).to_be_bytes().to_vec();
         out.extend_from_slice(kind);
@@ -54,8 +59,8 @@ pub fn png_bomb_header() -> Vec<u8> {
         out
     }
     let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&30000u32.to_be_bytes());
-    ihdr.extend_from_slice(&30000u32.to_be_bytes());
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     out.extend(chunk(b"IHDR", &ihdr));
