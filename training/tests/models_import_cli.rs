@@ -1,0 +1,183 @@
+//! A user's encoder to a served verdict, on the command line: `finetune` with
+//! `--set model.image=onnx:FILE#OUTPUT` (torch's exports of the tiny CLIP in
+//! tests/fixtures/exports/) → `--export` → a package the server's own code opens and
+//! scores, carrying the imported weights and the encoder's tokenizer. And what the
+//! command line refuses: `--init-from` an ONNX file, an imported text encoder without its
+//! tokenizer, recipe typos.
+
+#[path = "common/train_cli.rs"]
+mod train_cli;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use memeguard_onnx::Tensor;
+use memeguard_package::{ImageLimits, ModelPackage, PackageSession, Preprocessor, SessionOptions};
+use train_cli::*;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn export(name: &str) -> String {
+    arg(&fixtures().join("exports").join(name))
+}
+
+fn sets(pairs: &[String]) -> Vec<String> {
+    pairs.iter().flat_map(|s| ["--set".to_string(), s.clone()]).collect()
+}
+
+/// Float initializers of an ONNX file (external data read in), by name.
+fn weights(path: &Path) -> BTreeMap<String, Tensor> {
+    let model = memeguard_onnx::load_model(path).unwrap();
+    model
+        .graph
+        .unwrap()
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == Some(memeguard_onnx::DataType::Float as i32))
+        .map(|t| (t.name.clone().unwrap(), Tensor::from_proto(t).unwrap()))
+        .collect()
+}
+
+/// The package's probabilities for `memes`, through the server's own path.
+fn package_scores(pkg: &ModelPackage, data: &Path, memes: &[MemeLine]) -> Vec<f32> {
+    let pre = Preprocessor::for_package(pkg);
+    let items: Vec<_> = memes
+        .iter()
+        .map(|m| {
+            pre.prepare_bytes(&std::fs::read(data.join(&m.img)).unwrap(), &m.text, &ImageLimits::default()).unwrap()
+        })
+        .collect();
+    let mut session = PackageSession::new(pkg, &SessionOptions::default()).unwrap();
+    session.score(&pre.collate(&items)).unwrap()
+}
+
+/// The package's `prefix.*` weights that come from `encoder` (same name after the
+/// prefix): how many, and how many changed.
+fn compare_imported(pkg: &ModelPackage, prefix: &str, encoder: &Path) -> (usize, usize) {
+    let model = memeguard_onnx::decode_model(&pkg.model_bytes, "model.onnx").unwrap();
+    let theirs = weights(encoder);
+    let mut same_name = 0;
+    let mut changed = 0;
+    for t in &model.graph.unwrap().initializer {
+        let Some(name) = t.name.as_deref().and_then(|n| n.strip_prefix(prefix)) else { continue };
+        if let Some(original) = theirs.get(name) {
+            same_name += 1;
+            if Tensor::from_proto(t).unwrap() != *original {
+                changed += 1;
+            }
+        }
+    }
+    (same_name, changed)
+}
+
+#[test]
+fn a_frozen_onnx_clip_finetunes_and_exports_a_package_the_server_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("synth"), 32, 16, 16);
+    let package = tmp.path().join("models/clip/1.0.0");
+    let joint = export("clip-joint-opset17.onnx");
+    let mut args = command_args("finetune", "tiny-finetune-multimodal", &data);
+    args.extend(small());
+    args.extend(sets(&[
+        "train.epochs=2".into(),
+        // A joint two-tower export: each tower picked by its output.
+        format!("model.image=onnx:{joint}#image_embeds"),
+        format!("model.text=onnx:{joint}#text_embeds"),
+        "model.image_trainable=false".into(),
+        "model.text_trainable=false".into(),
+    ]));
+    args.extend([
+        "--tokenizer".into(),
+        arg(&fixtures().join("hf/clip-tiny/tokenizer.json")),
+        "--out".into(),
+        arg(&tmp.path().join("run")),
+        "--export".into(),
+        arg(&package),
+    ]);
+    let out = ok(&args);
+    assert!(out.stdout.contains("exported clip@1.0.0"), "{}", out.both());
+
+    let pkg = ModelPackage::open(&package).unwrap();
+    let m = &pkg.manifest;
+    assert_eq!(m.image.size, 32, "the image size comes from the export's input shape");
+    assert_eq!(m.architecture.image_encoder, format!("onnx:{joint}#image_embeds"));
+    assert_eq!(m.architecture.text_encoder, format!("onnx:{joint}#text_embeds"));
+    // The tokenizer is the encoder's (CLIP's end-of-text token is id 1), not one trained here.
+    assert_eq!(pkg.tokenizer.token_id("<|endoftext|>"), Some(1));
+    // The imported weights are in the package, unchanged (frozen).
+    let (image_weights, changed) =
+        compare_imported(&pkg, "image.", &fixtures().join("exports/clip-joint-opset17.onnx"));
+    assert!(image_weights >= 15 && changed == 0, "{image_weights} image weights, {changed} changed");
+    let (text_weights, changed) = compare_imported(&pkg, "text.", &fixtures().join("exports/clip-joint-opset17.onnx"));
+    assert!(text_weights >= 15 && changed == 0, "{text_weights} text weights, {changed} changed");
+
+    let dev = memes(&data, "dev_seen");
+    let scores = package_scores(&pkg, &data, &dev);
+    assert_eq!(scores.len(), dev.len());
+    assert!(scores.iter().all(|p| (0.0..=1.0).contains(p)), "{scores:?}");
+}
+
+/// Trained end to end (`image_trainable = true`), the vision tower's weights move;
+/// external-data and dynamo exports take the same road.
+#[test]
+fn an_onnx_vision_tower_trains_end_to_end_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("synth"), 32, 16, 16);
+    for (file, trainable) in
+        [("clip-vision-opset17.onnx", true), ("clip-vision-dynamo.onnx", true), ("clip-vision-external.onnx", false)]
+    {
+        let package = tmp.path().join(format!("models/{}/1.0.0", file.trim_end_matches(".onnx")));
+        let mut args = command_args("finetune", "tiny-finetune-image", &data);
+        args.extend(small());
+        args.extend(sets(&[
+            "train.epochs=1".into(),
+            format!("model.image=onnx:{}", export(file)),
+            format!("model.image_trainable={trainable}"),
+        ]));
+        args.extend(["--out".into(), arg(&tmp.path().join(file)), "--export".into(), arg(&package)]);
+        ok(&args);
+        let pkg = ModelPackage::open(&package).unwrap();
+        let (imported, changed) = compare_imported(&pkg, "image.", &fixtures().join("exports").join(file));
+        assert!(imported >= 15, "{file}: {imported} imported weights in the package");
+        if trainable {
+            assert!(changed > imported / 2, "{file}: only {changed} of {imported} weights trained");
+        } else {
+            assert_eq!(changed, 0, "{file}");
+        }
+        let dev = memes(&data, "dev_seen");
+        assert_eq!(package_scores(&pkg, &data, &dev).len(), dev.len());
+    }
+}
+
+#[test]
+fn the_command_line_refuses_what_it_cannot_do_and_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("synth"), 16, 8, 0);
+    let run = |extra: &[String]| {
+        let mut args = command_args("finetune", "tiny-finetune-multimodal", &data);
+        args.extend(small());
+        args.extend(["--out".into(), arg(&tmp.path().join("run"))]);
+        args.extend(extra.iter().cloned());
+        fails(&args)
+    };
+
+    let out = run(&["--init-from".into(), export("clip-vision-opset17.onnx")]);
+    assert!(out.stderr.contains("model.image=onnx:"), "{}", out.both());
+
+    let out = run(&sets(&[format!("model.text=onnx:{}", export("clip-text-opset17.onnx"))]));
+    assert!(out.stderr.contains("--tokenizer"), "{}", out.both());
+
+    // Typos are refused with the keys that exist (issue #17).
+    let out = run(&sets(&["train.epoch=2".into()]));
+    assert!(out.stderr.contains("epoch") && out.stderr.contains("epochs"), "{}", out.both());
+    let out = run(&sets(&["model.haed=cross".into()]));
+    assert!(out.stderr.contains("haed") && out.stderr.contains("head"), "{}", out.both());
+
+    let out = run(&sets(&[
+        format!("model.image=onnx:{}", export("clip-vision-opset17.onnx")),
+        "model.image_trainable=\"last:1\"".into(),
+    ]));
+    assert!(out.stderr.contains("last:1"), "{}", out.both());
+}
