@@ -420,3 +420,50 @@ fn clip_train_graph_differentiates() {
     }
     assert!(zero.is_empty(), "all-zero gradients: {zero:?}");
 }
+
+/// Every op of the towers' inference and training graphs (forward and gradients) has a
+/// CUDA kernel in ONNX Runtime 1.31.1 at the version it resolves to under opset 20
+/// (schema versions from Python's `onnx`, as `models_cuda_kernels.rs` reads them), and
+/// the inference graphs pass `onnx.checker` with its full check. Fails when the
+/// interpreter with `onnx` is missing (`make setup-test`).
+#[test]
+fn tower_ops_have_cuda_kernels_and_graphs_pass_the_onnx_checker() {
+    use std::collections::BTreeSet;
+    let mut ops = BTreeSet::new();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["clip-tiny", "bert-tiny", "roberta-tiny", "distilbert-tiny"] {
+        let model = open(name);
+        for mode in [Mode::Infer, Mode::Train] {
+            let mut net = Net::new(name, mode, 0);
+            let (ids, mask) = text_inputs(&mut net);
+            let mut feature = model.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap().value;
+            if model.has_vision() {
+                let pixels = net.b.input("pixel_values", DataType::Float, &image_dims());
+                let image = model.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap();
+                feature = net.b.op("Concat", &[&feature, &image.value], &[("axis", Attr::Int(-1))]);
+            }
+            let squared = net.b.op("Mul", &[&feature, &feature], &[]);
+            let loss = net.b.op("ReduceMean", &[&squared], &[("keepdims", Attr::Int(0))]);
+            let graph = net.finish(&[GraphOutput::f32(&loss, "loss", vec![])]);
+            let model_proto = if mode == Mode::Train {
+                differentiate(&graph.model, "loss", &graph.trainable()).unwrap_or_else(|e| panic!("{name}: {e}")).model
+            } else {
+                let path = dir.path().join(format!("{name}.onnx"));
+                std::fs::write(&path, memeguard_onnx::encode_model(&graph.model)).unwrap();
+                memeguard_onnx::pycheck::onnx_checker(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+                graph.model
+            };
+            ops.extend(model_proto.graph.unwrap().node.into_iter().filter_map(|n| n.op_type));
+        }
+    }
+    let script = "import sys, json, onnx.defs\n\
+                  print(json.dumps({op: onnx.defs.get_schema(op, 20, '').since_version for op in sys.argv[1:]}))";
+    let args: Vec<&str> = ops.iter().map(String::as_str).collect();
+    let versions: std::collections::BTreeMap<String, i64> =
+        serde_json::from_str(&memeguard_onnx::pycheck::run_python(script, &args).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap();
+    let table = memeguard_training::runtime::CudaKernelTable::builtin();
+    let missing = table.missing(versions.iter().map(|(op, v)| (op.as_str(), *v)));
+    assert!(missing.is_empty(), "no CUDA kernel for: {}", missing.join(", "));
+    assert!(ops.contains("ArgMax") && ops.contains("CumSum") && ops.contains("Conv"), "{ops:?}");
+}
