@@ -792,6 +792,38 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             same(dims)
         }
         "Range" => Some(ValueType { dtype: first_dtype, dims: Some(vec![unknown()]) }),
+        "SoftmaxCrossEntropyLoss" | "NegativeLogLikelihoodLoss" => {
+            // The loss: [N, d…] without reduction, else a scalar; then the log-probabilities.
+            let none = crate::builder::attr_str(node, "reduction").as_deref() == Some("none");
+            let loss = if none {
+                dims0.as_ref().filter(|d| d.len() >= 2).map(|d| {
+                    let mut d = d.clone();
+                    d.remove(1);
+                    d
+                })
+            } else {
+                Some(vec![])
+            };
+            return pad_outputs(vec![same(loss), same(dims0.clone())], n_out);
+        }
+        "GatherND" => {
+            // indices [B…, Q…, k] pick from data [B…, K…, rest…]: the output is
+            // indices' dims without k, then data's dims after the b + k indexed ones.
+            let b = attr_int(node, "batch_dims", 0).max(0) as usize;
+            let idx = input(1).and_then(|t| t.dims.clone());
+            let dims = match (dims0.as_ref(), idx) {
+                (Some(d), Some(idx)) => match idx.last() {
+                    Some(Dim::Known(k)) if b + (*k as usize) <= d.len() => {
+                        let mut out = idx[..idx.len() - 1].to_vec();
+                        out.extend_from_slice(&d[b + *k as usize..]);
+                        Some(out)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            same(dims)
+        }
         _ => same(None),
     };
     if n_out > 0 {
@@ -949,6 +981,22 @@ mod tests {
         let d = ValueType { dtype: DataType::Float, dims: Some(dims!["batch", "?", 4]) };
         let i = ValueType { dtype: DataType::Float, dims: Some(vec![unknown(), Dim::Known(7), unknown()]) };
         assert_eq!(merge_declared(d, i).dims.unwrap(), dims!["batch", 7, 4]);
+    }
+
+    #[test]
+    fn loss_ops_and_gather_nd() {
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Double, &dims!["n", 5, 7]);
+        let labels = b.input("labels", DataType::Int64, &dims!["n", 7]);
+        let none = b.node("SoftmaxCrossEntropyLoss", &[&x, &labels], 2, &[("reduction", Attr::Str("none".into()))]);
+        let mean = b.op("NegativeLogLikelihoodLoss", &[&x, &labels], &[]);
+        let idx = b.input("idx", DataType::Int64, &dims!["n", 3, 1]);
+        let g = b.op("GatherND", &[&x, &idx], &[("batch_dims", Attr::Int(1))]);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.get(&none[0]).unwrap(), &ValueType { dtype: DataType::Double, dims: Some(dims!["n", 7]) });
+        assert_eq!(map.dims(&none[1]).unwrap(), &dims!["n", 5, 7][..]);
+        assert_eq!(map.get(&mean).unwrap(), &ValueType { dtype: DataType::Double, dims: Some(vec![]) });
+        assert_eq!(map.dims(&g).unwrap(), &dims!["n", 3, 7][..]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod conv;
 pub mod dropout;
 pub mod elementwise;
 pub mod indexing;
+pub mod loss;
 pub mod matmul;
 pub mod nondiff;
 pub mod norm;
@@ -32,4 +33,5 @@ pub(crate) fn register_all(map: &mut HashMap<&'static str, Rule>) {
     conv::register(map);
     pool::register(map);
     norm::register(map);
+    loss::register(map);
 }

@@ -1,0 +1,178 @@
+//! The loss ops exporters write for `F.cross_entropy` and `F.nll_loss`:
+//! SoftmaxCrossEntropyLoss and NegativeLogLikelihoodLoss (class axis 1, optional class
+//! weights, `ignore_index`, reductions none / sum / mean).
+//!
+//! Both pick one class per sample: with `w_i` the weight of sample i's class (0 when its
+//! label is `ignore_index`), `loss_i = −w_i · logp[i, label_i]`. So
+//! `d loss_i / d logp = −w_i · onehot(label_i)`, scaled by `GO_i` (none), `GO` (sum) or
+//! `GO / Σ w_i` (mean); through the softmax, `d/d scores = (softmax − onehot) · that`.
+
+use std::collections::HashMap;
+
+use memeguard_onnx::builder::attribute;
+use memeguard_onnx::{Attr, DataType, Tensor};
+
+use crate::autodiff::{AutodiffError, Rule, RuleCtx};
+
+pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
+    map.insert("SoftmaxCrossEntropyLoss", softmax_cross_entropy);
+    map.insert("NegativeLogLikelihoodLoss", negative_log_likelihood);
+}
+
+/// What both losses share: the one-hot of the labels and each sample's factor.
+struct Picked {
+    /// `[N, C, d…]`, 1 at each sample's label (nothing for ignored samples).
+    onehot: String,
+    /// `[N, 1, d…]` or a scalar: what `d loss / d logp[i, label_i]` is, negated.
+    factor: String,
+}
+
+/// Trained class weights are not supported (exporters pass constants).
+fn refuse_weight_grad(c: &RuleCtx) -> Result<(), AutodiffError> {
+    if c.needs_grad(2) {
+        return Err(c.unsupported("gradients with respect to the class weights (pass them as a constant)"));
+    }
+    Ok(())
+}
+
+/// Reads labels, weights, `ignore_index` and the reduction, and builds [`Picked`] for a
+/// scores / log-probabilities input `x` of rank ≥ 2.
+fn picked(c: &mut RuleCtx, x: &str, go: &str) -> Result<Picked, AutodiffError> {
+    let rank = c.rank(x).ok_or_else(|| c.unsupported("the scores' rank must be known (declare its shape)"))?;
+    if rank < 2 {
+        return Err(c.unsupported(format!("the scores must be [N, C, ...], but they have rank {rank}")));
+    }
+    let reduction = c.attr_str("reduction").unwrap_or_else(|| "mean".into());
+    if !matches!(reduction.as_str(), "none" | "sum" | "mean") {
+        return Err(c.unsupported(format!("reduction `{reduction}`")));
+    }
+    let labels = c.input(1).to_string();
+    let labels = if c.dtype(&labels) == DataType::Int64 {
+        labels
+    } else {
+        c.op("Cast", &[&labels], &[("to", Attr::Int(DataType::Int64 as i64))])
+    };
+    let float = c.dtype(x) as i64;
+
+    // Ignored samples: weight 0, and a label of 0 so indexing stays in range.
+    let ignore = attribute(c.node(), "ignore_index").and_then(|a| a.i);
+    let (labels, kept) = match ignore {
+        Some(ii) => {
+            let ii = c.constant(Tensor::scalar_i64(ii));
+            let ignored = c.op("Equal", &[&labels, &ii], &[]);
+            let zero = c.constant(Tensor::scalar_i64(0));
+            let safe = c.op("Where", &[&ignored, &zero, &labels], &[]);
+            let kept = c.op("Not", &[&ignored], &[]);
+            (safe, Some(c.op("Cast", &[&kept], &[("to", Attr::Int(float))])))
+        }
+        None => (labels, None),
+    };
+    // w_i: the class weight of each sample (times `kept`), or `kept`, or 1 (None).
+    let weight = if c.has_input(2) {
+        let w = c.input(2).to_string();
+        let w_i = c.op("Gather", &[&w, &labels], &[]);
+        Some(match &kept {
+            Some(k) => c.op("Mul", &[&w_i, k], &[]),
+            None => w_i,
+        })
+    } else {
+        kept
+    };
+
+    // onehot = (classes reshaped to [1, C, 1, …]) == (labels unsqueezed at axis 1).
+    let shape = c.shape_of(x);
+    let one_idx = c.constant(Tensor::scalar_i64(1));
+    let classes = c.op("Gather", &[&shape, &one_idx], &[]);
+    let (zero, one) = (c.constant(Tensor::scalar_i64(0)), c.constant(Tensor::scalar_i64(1)));
+    let range = c.op("Range", &[&zero, &classes, &one], &[]);
+    let mut along = vec![1i64; rank];
+    along[1] = -1;
+    let along = c.const_i64s(&along);
+    let range = c.op("Reshape", &[&range, &along], &[]);
+    let axis1 = c.const_i64s(&[1]);
+    let labels1 = c.op("Unsqueeze", &[&labels, &axis1], &[]);
+    let hit = c.op("Equal", &[&range, &labels1], &[]);
+    let onehot = c.op("Cast", &[&hit], &[("to", Attr::Int(float))]);
+
+    // The factor: GO_i·w_i (none), GO·w_i (sum), GO·w_i / Σw (mean).
+    let per_sample = match reduction.as_str() {
+        "none" => Some(match &weight {
+            Some(w) => c.op("Mul", &[go, w], &[]),
+            None => go.to_string(),
+        }),
+        _ => weight.clone(),
+    };
+    let scale = match reduction.as_str() {
+        "none" => None,
+        "sum" => Some(go.to_string()),
+        _ => {
+            let total = match &weight {
+                Some(w) => c.op("ReduceSum", &[w], &[("keepdims", Attr::Int(0))]),
+                None => {
+                    let n = c.op("Size", &[&labels], &[]);
+                    c.op("Cast", &[&n], &[("to", Attr::Int(float))])
+                }
+            };
+            Some(c.op("Div", &[go, &total], &[]))
+        }
+    };
+    let factor = match (per_sample, scale) {
+        (Some(p), scale) => {
+            let p = c.op("Unsqueeze", &[&p, &axis1], &[]);
+            match scale {
+                Some(s) => c.op("Mul", &[&p, &s], &[]),
+                None => p,
+            }
+        }
+        (None, Some(s)) => s,
+        (None, None) => unreachable!("reduction none always has a per-sample factor"),
+    };
+    Ok(Picked { onehot, factor })
+}
+
+fn softmax_cross_entropy(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    refuse_weight_grad(c)?;
+    if !c.needs_grad(0) {
+        return Ok(());
+    }
+    let x = c.input(0).to_string();
+    let log_prob = c.output(1).to_string();
+    let softmax = if log_prob.is_empty() {
+        c.op("Softmax", &[&x], &[("axis", Attr::Int(1))])
+    } else {
+        c.op("Exp", &[&log_prob], &[])
+    };
+    let mut parts = Vec::new();
+    if let Some(go) = c.grad_output(0) {
+        let p = picked(c, &x, &go)?;
+        let d = c.op("Sub", &[&softmax, &p.onehot], &[]);
+        parts.push(c.op("Mul", &[&d, &p.factor], &[]));
+    }
+    if let Some(g1) = c.grad_output(1) {
+        // Through the log-softmax output: g − softmax · Σ_class g.
+        let axis1 = c.const_i64s(&[1]);
+        let s = c.op("ReduceSum", &[&g1, &axis1], &[("keepdims", Attr::Int(1))]);
+        let m = c.op("Mul", &[&softmax, &s], &[]);
+        parts.push(c.op("Sub", &[&g1, &m], &[]));
+    }
+    let gi = match parts.len() {
+        1 => parts.remove(0),
+        _ => c.op("Add", &[&parts[0], &parts[1]], &[]),
+    };
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+fn negative_log_likelihood(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    refuse_weight_grad(c)?;
+    if !c.needs_grad(0) {
+        return Ok(());
+    }
+    let x = c.input(0).to_string();
+    let go = c.grad_out();
+    let p = picked(c, &x, &go)?;
+    let m = c.op("Mul", &[&p.onehot, &p.factor], &[]);
+    let gi = c.op("Neg", &[&m], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
