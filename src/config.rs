@@ -186,7 +186,13 @@ impl ServeConfig {
     }
 
     pub fn session_options(&self) -> SessionOptions {
-        SessionOptions { device: self.device, threads: self.threads, ..SessionOptions::default() }
+        // Between batches the cores belong to decoding and preprocessing: no spinning.
+        SessionOptions {
+            device: self.device,
+            threads: self.threads,
+            intra_op_spinning: false,
+            ..SessionOptions::default()
+        }
     }
 
     pub fn connection_limits(&self) -> ConnectionLimits {

@@ -80,3 +80,16 @@ async fn pixel_bombs_are_refused_from_their_headers_before_decoding() {
     assert_eq!(t.decision_count().await, 1);
     t.finish().await;
 }
+
+#[tokio::test]
+async fn a_lone_request_does_not_wait_for_a_batch_to_fill() {
+    use serde_json::json;
+    // A long max wait: a free model thread must still run a lone pair at once.
+    let t = TestApp::start(Backend::Sqlite, &["--ocr", "false", "--max-wait-ms", "20000"]).await;
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        t.moderate(&json!({"input": format!("one at a time {i}")})).await.expect(200);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    t.finish().await;
+}

@@ -1,9 +1,10 @@
 //! The model threads: each owns one ONNX Runtime session (never on the async runtime),
-//! takes jobs from the model's queue, forms dynamic batches (up to the max batch size,
-//! waiting at most the max wait after the first job), runs them and answers each job.
+//! takes jobs from the model's queue, forms dynamic batches (up to the max batch size;
+//! waiting, at most the max wait after the first job, only while jobs arrive together),
+//! runs them and answers each job.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,9 +47,12 @@ pub fn run(mut session: PackageSession, ctx: WorkerContext) {
     tracing::debug!(model = %ctx.model_id, "model thread stopped");
 }
 
-/// Blocks for a first job, then gathers more until the batch is full or the wait is
-/// over. A job that would overflow the batch is carried into the next one; a job larger
-/// than a batch on its own runs alone (in chunks). `None` once the queue is closed and empty.
+/// Blocks for a first job, then takes what is already queued. A lone job runs at once: a
+/// free model thread never waits for company that is not coming. Only while a batch is
+/// forming (a second job was already waiting, so requests are arriving together) does it
+/// wait for more, until the batch is full or `max_wait` after the first job has passed.
+/// A job that would overflow the batch is carried into the next one; a job larger than a
+/// batch on its own runs alone (in chunks). `None` once the queue is closed and empty.
 fn next_batch(queue: &Receiver<Job>, carried: &mut Option<Job>, batching: &BatchConfig) -> Option<Vec<Job>> {
     let first = match carried.take() {
         Some(job) => job,
@@ -58,9 +62,16 @@ fn next_batch(queue: &Receiver<Job>, carried: &mut Option<Job>, batching: &Batch
     let mut size = first.items.len();
     let mut jobs = vec![first];
     while size < batching.max_batch_size {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let job = if wait.is_zero() { queue.try_recv().ok() } else { queue.recv_timeout(wait).ok() };
-        // A timeout and a closed queue both just end the gathering.
+        let job = match queue.try_recv() {
+            Ok(job) => Some(job),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) if jobs.len() > 1 => {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if wait.is_zero() { None } else { queue.recv_timeout(wait).ok() }
+            }
+            Err(TryRecvError::Empty) => None,
+        };
+        // Nothing queued, a timeout or a closed queue: run what there is.
         let Some(job) = job else {
             break;
         };
@@ -117,5 +128,83 @@ fn run_batch(session: &mut PackageSession, jobs: Vec<Job>, ctx: &WorkerContext) 
                 let _ = reply.send(Err(message.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    fn job(items: usize) -> (Job, oneshot::Receiver<Result<Vec<f32>, String>>) {
+        let (reply, receiver) = oneshot::channel();
+        let admission = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let item = PreparedItem { pixels: Vec::new(), ids: Vec::new(), mask: Vec::new() };
+        (Job { items: vec![item; items], reply, admission }, receiver)
+    }
+
+    fn sizes(jobs: &[Job]) -> Vec<usize> {
+        jobs.iter().map(|j| j.items.len()).collect()
+    }
+
+    const PATIENT: BatchConfig = BatchConfig { max_batch_size: 8, max_wait: Duration::from_secs(30), sessions: 1 };
+
+    #[test]
+    fn a_lone_job_runs_without_waiting() {
+        let (sender, queue) = mpsc::channel();
+        let (lone, _reply) = job(1);
+        sender.send(lone).unwrap();
+        let started = Instant::now();
+        let batch = next_batch(&queue, &mut None, &PATIENT).unwrap();
+        assert_eq!(sizes(&batch), [1]);
+        // Far below the 30 s max wait: it did not wait at all.
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn jobs_arriving_together_wait_for_company_up_to_the_batch_size() {
+        let (sender, queue) = mpsc::channel();
+        let mut replies = Vec::new();
+        for n in [2, 3] {
+            let (j, r) = job(n);
+            sender.send(j).unwrap();
+            replies.push(r);
+        }
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let (j, r) = job(3);
+            sender.send(j).unwrap();
+            let (j, r2) = job(1);
+            sender.send(j).unwrap();
+            (r, r2)
+        });
+        let mut carried = None;
+        let batch = next_batch(&queue, &mut carried, &PATIENT).unwrap();
+        assert_eq!(sizes(&batch), [2, 3, 3], "a batch is forming: the late job joins, the full batch runs");
+        let _replies = late.join().unwrap();
+        assert!(carried.is_none());
+        let batch = next_batch(&queue, &mut carried, &PATIENT).unwrap();
+        assert_eq!(sizes(&batch), [1]);
+        assert!(next_batch(&queue, &mut carried, &PATIENT).is_none(), "closed and empty");
+    }
+
+    #[test]
+    fn a_job_that_does_not_fit_is_carried() {
+        let (sender, queue) = mpsc::channel();
+        let mut replies = Vec::new();
+        for n in [5, 5] {
+            let (j, r) = job(n);
+            sender.send(j).unwrap();
+            replies.push(r);
+        }
+        drop(sender);
+        let mut carried = None;
+        assert_eq!(sizes(&next_batch(&queue, &mut carried, &PATIENT).unwrap()), [5]);
+        assert_eq!(sizes(&next_batch(&queue, &mut carried, &PATIENT).unwrap()), [5]);
+        assert!(next_batch(&queue, &mut carried, &PATIENT).is_none());
     }
 }

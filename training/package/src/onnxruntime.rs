@@ -141,11 +141,21 @@ pub struct SessionOptions {
     pub optimize: bool,
     /// Deterministic kernels (CPU runs give identical results for a seed).
     pub deterministic: bool,
+    /// Whether idle intra-op threads spin waiting for work (ONNX Runtime's default). A
+    /// server that runs a batch now and then turns it off: spinning threads burn the
+    /// cores that decoding and preprocessing need between batches.
+    pub intra_op_spinning: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, threads: 0, optimize: true, deterministic: false }
+        SessionOptions {
+            device: Device::Cpu,
+            threads: 0,
+            optimize: true,
+            deterministic: false,
+            intra_op_spinning: true,
+        }
     }
 }
 
@@ -165,6 +175,10 @@ pub fn session_builder(opts: &SessionOptions) -> Result<SessionBuilder, RuntimeE
     }
     if opts.deterministic {
         builder = builder.with_deterministic_compute(true).map_err(ort::Error::from)?;
+    }
+    if !opts.intra_op_spinning {
+        // The `session.intra_op.allow_spinning` config entry.
+        builder = builder.with_intra_op_spinning(false).map_err(ort::Error::from)?;
     }
     if let Device::Cuda(id) = opts.device {
         let ep = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
