@@ -3,6 +3,7 @@
 //! subcommand by adding a module, a variant of [`Command`] and its arm in [`run`].
 
 mod common;
+pub mod differentiate;
 pub mod eval;
 pub mod finetune;
 pub mod models;
@@ -44,6 +45,7 @@ pub enum Command {
     Eval(eval::Args),
     Models(models::Args),
     Refresh(refresh::Args),
+    Differentiate(differentiate::Args),
 }
 
 /// Runs the parsed command.
@@ -55,5 +57,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Models(args) => models::run(args),
         Command::Refresh(args) => refresh::run(args),
+        Command::Differentiate(args) => differentiate::run(args),
     }
 }
