@@ -467,3 +467,96 @@ fn tower_ops_have_cuda_kernels_and_graphs_pass_the_onnx_checker() {
     assert!(missing.is_empty(), "no CUDA kernel for: {}", missing.join(", "));
     assert!(ops.contains("ArgMax") && ops.contains("CumSum") && ops.contains("Conv"), "{ops:?}");
 }
+
+/// Reads fixture inputs as graph feeds for [`GradCheck`]: the first `rows` rows.
+fn reference_tensor(reference: &Reference, name: &str, rows: usize) -> memeguard_onnx::Tensor {
+    let t = reference.tensors().tensor(name).unwrap();
+    let mut dims: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+    let per_row = t.data().len() / dims[0] as usize;
+    let data = &t.data()[..rows * per_row];
+    dims[0] = rows as i64;
+    match t.dtype() {
+        safetensors::Dtype::F32 => memeguard_onnx::Tensor::f32(
+            dims,
+            data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        ),
+        safetensors::Dtype::I64 => memeguard_onnx::Tensor::i64(
+            dims,
+            data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+        ),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+/// Gradients through the towers against central finite differences, with the
+/// fixtures' weights and inputs, for parameters on the less common paths: the class
+/// embedding (Reshape, Pad), position embeddings (Gather by computed positions;
+/// RoBERTa's skip padding), attention biases, norms, the pooler, and the projections
+/// (Transpose of `[out, in]` weights; the end-of-text pick's one-hot MatMul).
+#[test]
+fn tower_gradients_match_finite_differences() {
+    use memeguard_training::autodiff::gradcheck::{GradCheck, check};
+    let clip = open("clip-tiny");
+    let clip_ref = Reference::open("clip-tiny");
+
+    let mut net = Net::new("clip_vision", Mode::Infer, 0);
+    let pixels = net.b.input("pixel_values", DataType::Float, &image_dims());
+    let image = clip.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap();
+    let graph = net.finish(&[GraphOutput::f32(&image.value, "image", batch_by(image.dim))]);
+    let wrt = [
+        "image.vision_model.embeddings.class_embedding",
+        "image.vision_model.pre_layrnorm.weight",
+        "image.vision_model.encoder.layers.0.self_attn.q_proj.bias",
+        "image.vision_model.encoder.layers.1.mlp.fc1.bias",
+        "image.vision_model.post_layernorm.bias",
+        "image.visual_projection.weight",
+    ];
+    let inputs = vec![("pixel_values".to_string(), reference_tensor(&clip_ref, "pixel_values", 2))];
+    let report = check(&GradCheck::f32(graph.model, &image.value, inputs, &wrt)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checked, 32 * 4 + 64 + 16 * 32, "{report:?}");
+
+    let text_inputs_for = |reference: &Reference, rows: usize| {
+        vec![
+            (INPUT_IDS.to_string(), reference_tensor(reference, "input_ids", rows)),
+            (ATTENTION_MASK.to_string(), reference_tensor(reference, "attention_mask", rows)),
+        ]
+    };
+    let mut net = Net::new("clip_text", Mode::Infer, 0);
+    let (ids, mask) = text_inputs(&mut net);
+    let text = clip.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
+    let graph = net.finish(&[GraphOutput::f32(&text.value, "text", batch_by(text.dim))]);
+    let wrt = [
+        "text.text_model.embeddings.position_embedding.weight",
+        "text.text_model.encoder.layers.0.self_attn.v_proj.bias",
+        "text.text_model.encoder.layers.1.layer_norm2.weight",
+        "text.text_model.final_layer_norm.bias",
+        "text.text_projection.weight",
+    ];
+    // The text embeddings are tiny (σ ≈ 0.01–0.02) and the first LayerNorm rescales them
+    // by ~50: a step of 1e-2 would leave the linear regime, so this check steps 1e-3.
+    let spec = GradCheck {
+        eps: 1e-3,
+        atol: 5e-3,
+        ..GradCheck::f32(graph.model, &text.value, text_inputs_for(&clip_ref, 3), &wrt)
+    };
+    let report = check(&spec).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checked, 77 * 32 + 32 * 3 + 16 * 32, "{report:?}");
+
+    let roberta = open("roberta-tiny");
+    let mut net = Net::new("roberta", Mode::Infer, 0);
+    let (ids, mask) = text_inputs(&mut net);
+    let text = roberta.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
+    let graph = net.finish(&[GraphOutput::f32(&text.value, "text", batch_by(text.dim))]);
+    let wrt = [
+        "text.embeddings.position_embeddings.weight",
+        "text.embeddings.token_type_embeddings.weight",
+        "text.embeddings.LayerNorm.weight",
+        "text.encoder.layer.0.attention.self.query.bias",
+        "text.encoder.layer.1.output.LayerNorm.bias",
+        "text.pooler.dense.bias",
+    ];
+    let report =
+        check(&GradCheck::f32(graph.model, &text.value, text_inputs_for(&Reference::open("roberta-tiny"), 3), &wrt))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checked, 35 * 32 + 2 * 32 + 32 * 4, "{report:?}");
+}
