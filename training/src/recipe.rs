@@ -66,6 +66,10 @@ pub struct ModelSpec {
     /// How much of the finetune's image encoder trains: `true` (all), `false` (frozen;
     /// only the head trains) or `"last:N"` (its last N blocks; hf: encoders only).
     pub image_trainable: Trainable,
+    /// A Hugging Face `preprocessor_config.json` saying how images are resized and
+    /// normalised for an imported image encoder (empty: an `hf:` folder's own file, else
+    /// letterbox with ImageNet statistics).
+    pub image_preprocessor: String,
     /// CNN and ViT (CASS, CASS-MM).
     pub cnn: String,
     pub vit: String,
@@ -93,6 +97,7 @@ impl Default for ModelSpec {
         ModelSpec {
             image: "resnet-tiny@64".into(),
             image_trainable: Trainable::All,
+            image_preprocessor: String::new(),
             cnn: "resnet-tiny@64".into(),
             vit: "vit-tiny@64".into(),
             text: "text-tiny".into(),
@@ -225,7 +230,11 @@ impl Recipe {
         let m = &self.model;
         let image = match m.modality {
             Modality::Text => None,
-            _ => Some(ImageEncoder::from_spec(&m.image, m.image_trainable)?),
+            _ => Some(ImageEncoder::from_spec(
+                &m.image,
+                m.image_trainable,
+                (!m.image_preprocessor.is_empty()).then(|| Path::new(&m.image_preprocessor)),
+            )?),
         };
         let text = match m.modality {
             Modality::Image => None,
@@ -256,6 +265,25 @@ impl Recipe {
     /// the tokenizer must be the encoder's, not one trained on the data).
     pub fn imports_text_encoder(&self) -> Result<bool, RecipeError> {
         Ok(self.model.modality != Modality::Image && EncoderSource::parse(&self.model.text)?.is_imported())
+    }
+
+    /// Rewrites the paths of imported encoders (`onnx:`, `hf:`) and of
+    /// `model.image_preprocessor` as absolute paths (relative to the current folder).
+    pub fn absolute_encoder_paths(&mut self) -> Result<(), RecipeError> {
+        let absolute =
+            |p: &Path| std::path::absolute(p).map_err(|e| ModelError::Config(format!("{}: {e}", p.display())));
+        for spec in [&mut self.model.image, &mut self.model.text] {
+            let rewritten = match EncoderSource::parse(spec)? {
+                EncoderSource::Builtin(_) => continue,
+                EncoderSource::HuggingFace(dir) => EncoderSource::HuggingFace(absolute(&dir)?),
+                EncoderSource::Onnx { file, output } => EncoderSource::Onnx { file: absolute(&file)?, output },
+            };
+            *spec = rewritten.to_string();
+        }
+        if !self.model.image_preprocessor.is_empty() {
+            self.model.image_preprocessor = absolute(Path::new(&self.model.image_preprocessor))?.display().to_string();
+        }
+        Ok(())
     }
 
     /// The recipe's encoders brought from elsewhere (`onnx:` or `hf:`), as written.

@@ -211,7 +211,8 @@ fn what_an_onnx_encoder_cannot_do_is_refused_with_the_reason() {
         OnnxTextEncoder::load(&source("clip-vision-opset17.onnx", None), Trainable::Frozen).unwrap_err().to_string();
     assert!(text.contains("pixel_values") && text.contains("input_ids"), "{text}");
     // From the recipe's string: the same parser as the command line.
-    let text =
-        ImageEncoder::from_spec("onnx:/no/such/encoder.onnx#image_embeds", Trainable::Frozen).unwrap_err().to_string();
+    let text = ImageEncoder::from_spec("onnx:/no/such/encoder.onnx#image_embeds", Trainable::Frozen, None)
+        .unwrap_err()
+        .to_string();
     assert!(text.contains("/no/such/encoder.onnx"), "{text}");
 }

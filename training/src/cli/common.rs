@@ -54,7 +54,8 @@ pub fn apply_overrides(recipe: &mut memeguard_training::recipe::Recipe, sets: &[
     }
     let mut value: toml::Value = toml::from_str(&recipe.to_toml())?;
     for set in sets {
-        let (path, raw) = set.split_once('=').ok_or_else(|| anyhow::anyhow!("--set `{set}`: use KEY=VALUE, e.g. train.epochs=3"))?;
+        let (path, raw) =
+            set.split_once('=').ok_or_else(|| anyhow::anyhow!("--set `{set}`: use KEY=VALUE, e.g. train.epochs=3"))?;
         let parsed: toml::Value = toml::from_str(&format!("v = {raw}"))
             .map(|t: toml::Table| t["v"].clone())
             .unwrap_or_else(|_| toml::Value::String(raw.to_string()));
@@ -68,15 +69,18 @@ pub fn apply_overrides(recipe: &mut memeguard_training::recipe::Recipe, sets: &[
             }
             slot = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
         }
+        // Checked after each override, so a typo (`train.epoch`) is named as typed.
+        let text = toml::to_string(&value)?;
+        *recipe = toml::from_str(&text).map_err(|e| anyhow::anyhow!("--set `{set}`: {}", e.message().trim()))?;
     }
-    *recipe = toml::from_str(&toml::to_string(&value)?)?;
     Ok(())
 }
 
 /// A fresh run directory under `runs/` unless one is given.
 pub fn run_dir(given: Option<PathBuf>, recipe: &str) -> PathBuf {
     given.unwrap_or_else(|| {
-        let stamp = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let stamp =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         PathBuf::from("runs").join(format!("{recipe}-{}", stamp.replace(':', "-")))
     })
 }

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use memeguard_package::TextTokenizer;
+use memeguard_package::{HfTokenizer, TextTokenizer};
 use memeguard_training::eval::summary::{ResultRow, results_table};
 use memeguard_training::eval::{Threshold, mean_std};
+use memeguard_training::models::source::EncoderSource;
 use memeguard_training::pipeline::Dataset;
 use memeguard_training::pipeline::export::{ExportInfo, export_package};
 use memeguard_training::pipeline::finetune::{FinetuneOptions, finetune};
-use memeguard_training::recipe::{Method, Recipe};
+use memeguard_training::recipe::{Method, Modality, Recipe};
 use memeguard_training::run::{RunDir, RunOptions, install_interrupt_handler};
 
 use super::common::{RecipeArgs, RunArgs, resume_dir, run_dir};
@@ -105,7 +106,10 @@ fn pretraining_method(checkpoint: &Path) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let recipe = args.recipe.load()?;
+    let mut recipe = args.recipe.load()?;
+    // The run's config.toml and the package's manifest name the imported encoders by
+    // absolute path, so `refresh` finds them from anywhere.
+    recipe.absolute_encoder_paths()?;
     if let Some(path) = &args.init_from
         && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
     {
@@ -115,7 +119,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             path.display()
         );
     }
-    if args.tokenizer.is_none() && recipe.imports_text_encoder()? {
+    // An hf: text encoder's folder has its tokenizer; an ONNX one needs --tokenizer.
+    let hf_tokenizer = match (&args.tokenizer, EncoderSource::parse(&recipe.model.text)?) {
+        (None, EncoderSource::HuggingFace(dir)) if recipe.model.modality != Modality::Image => Some(
+            HfTokenizer::load(&dir)
+                .map_err(|e| anyhow::anyhow!("the tokenizer of hf:{}: {e}", dir.display()))?
+                .tokenizer,
+        ),
+        _ => None,
+    };
+    if args.tokenizer.is_none() && hf_tokenizer.is_none() && recipe.imports_text_encoder()? {
         anyhow::bail!(
             "model.text = `{}` brings its own vocabulary: pass its tokenizer with --tokenizer FILE \
              (the tokenizer.json it was trained with)",
@@ -124,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let tokenizer = match &args.tokenizer {
         Some(p) => Some(TextTokenizer::from_file(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?),
-        None => None,
+        None => hf_tokenizer,
     };
     let data = Dataset::load(&args.recipe.data, tokenizer, recipe.model.vocab_size).context("loading the data set")?;
     let renames: Vec<(String, String)> = args

@@ -13,7 +13,7 @@ use crate::graph_spec::{Mode, ModelGraph};
 use crate::models::ModelError;
 use crate::models::encoders::{ImageEncoder, TextEncoder};
 use crate::models::fusion::{HeadConfig, concat_head, hate_clipper_head, single_modality_head};
-use crate::models::input::{BATCH, PIXEL_VALUES, image_input, text_inputs};
+use crate::models::input::{BATCH, PIXEL_VALUES, image_input_for, text_inputs};
 use crate::models::net::{GraphOutput, Net, Weights};
 
 /// Parameter-name prefix of the image encoder in classifiers.
@@ -42,7 +42,7 @@ pub fn build_classifier(cfg: &ClassifierConfig, mode: Mode, weights: Weights) ->
     let mut net = Net::with_weights("classifier", mode, weights);
     let image = match &cfg.image {
         Some(c) => {
-            let pixels = image_input(&mut net, c.image_size());
+            let pixels = image_input_for(&mut net, &c.image_spec());
             Some((c.build(&mut net, IMAGE_PREFIX, &pixels)?, c.feature_dim()))
         }
         None => {

@@ -1,14 +1,20 @@
 //! Image and text encoders: the architectures recipes and the command line refer to by
 //! name (`resnet50`, `vit-b16@384`, `text-small`...), and encoders brought from
-//! elsewhere (`onnx:FILE[#OUTPUT]`), behind one [`ImageEncoder`] / [`TextEncoder`] a
-//! classifier is built with.
+//! elsewhere (`onnx:FILE[#OUTPUT]`, `hf:DIR`), behind one [`ImageEncoder`] /
+//! [`TextEncoder`] a classifier is built with. Each image encoder says how its pixels
+//! are prepared ([`ImageEncoder::image_spec`]): what the package's manifest records and
+//! the graph's normalisation uses.
 
+use std::path::Path;
 use std::sync::Arc;
+
+use memeguard_package::{ImageSpec, ResizeRule};
 
 use memeguard_onnx::{Attr, DataType, Dim};
 use serde::{Deserialize, Serialize};
 
 use crate::models::ModelError;
+use crate::models::hf::HfModel;
 use crate::models::import::{ImportError, ImportedEncoder, describe_dims};
 use crate::models::input::{ATTENTION_MASK, INPUT_IDS};
 use crate::models::net::Net;
@@ -183,6 +189,8 @@ pub enum ImageEncoder {
     Builtin(ImageEncoderConfig),
     /// An ONNX export (`onnx:FILE[#OUTPUT]`).
     Onnx(OnnxImageEncoder),
+    /// A Hugging Face folder's vision tower (`hf:DIR`).
+    Hf(HfImageEncoder),
 }
 
 /// A text encoder a classifier is built with.
@@ -190,6 +198,38 @@ pub enum ImageEncoder {
 pub enum TextEncoder {
     Builtin(TextConfig),
     Onnx(OnnxTextEncoder),
+    /// A Hugging Face folder's text tower (`hf:DIR`).
+    Hf(HfEncoder),
+}
+
+/// A Hugging Face folder, opened once (configuration and weight index; weights are read
+/// when a graph is built), and how much of the tower trains.
+#[derive(Debug, Clone)]
+pub struct HfEncoder {
+    /// `hf:DIR`, as the recipe named it.
+    pub source: String,
+    pub model: Arc<HfModel>,
+    pub trainable: Trainable,
+    /// Width of the features.
+    pub dim: usize,
+}
+
+impl PartialEq for HfEncoder {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.trainable == other.trainable
+    }
+}
+
+impl HfEncoder {
+    fn open(dir: &Path, source: &EncoderSource, trainable: Trainable, vision: bool) -> Result<Self, ModelError> {
+        let model = HfModel::open(dir)?;
+        let (dim, tower) =
+            if vision { (model.vision_feature_dim(), "vision") } else { (model.text_feature_dim(), "text") };
+        let dim = dim.ok_or_else(|| {
+            ModelError::Config(format!("{source}: this {} folder has no {tower} tower", model.model_type()))
+        })?;
+        Ok(HfEncoder { source: source.to_string(), model: Arc::new(model), trainable, dim })
+    }
 }
 
 impl From<ImageEncoderConfig> for ImageEncoder {
@@ -283,6 +323,8 @@ pub struct OnnxImageEncoder {
     pub input: String,
     /// Square input side `S`, from the input's declared shape.
     pub image_size: usize,
+    /// Its preprocessing, when a `preprocessor_config.json` was given.
+    pub spec: Option<ImageSpec>,
 }
 
 impl OnnxImageEncoder {
@@ -317,7 +359,7 @@ impl OnnxImageEncoder {
             }
             None => return Err(onnx.fail(format!("image input `{}` declares no shape", input.name))),
         };
-        Ok(OnnxImageEncoder { input: input.name.clone(), image_size, onnx })
+        Ok(OnnxImageEncoder { input: input.name.clone(), image_size, onnx, spec: None })
     }
 
     /// Attaches the encoder to normalised float NCHW `pixels`; returns `[N, dim]`.
@@ -389,17 +431,52 @@ impl OnnxTextEncoder {
 }
 
 impl ImageEncoder {
-    /// The encoder `spec` names (a built-in name, or `onnx:FILE[#OUTPUT]`), trained as
-    /// `trainable` says.
-    pub fn from_spec(spec: &str, trainable: Trainable) -> Result<Self, ModelError> {
-        match EncoderSource::parse(spec)? {
+    /// The encoder `spec` names (a built-in name, `onnx:FILE[#OUTPUT]` or `hf:DIR`),
+    /// trained as `trainable` says. `preprocessor`, a Hugging Face
+    /// `preprocessor_config.json`, sets an imported encoder's resize and normalisation
+    /// (an `hf:` folder's own file is read when none is given).
+    pub fn from_spec(spec: &str, trainable: Trainable, preprocessor: Option<&Path>) -> Result<Self, ModelError> {
+        let source = EncoderSource::parse(spec)?;
+        let mut encoder = match &source {
             EncoderSource::Builtin(name) => {
-                builtin_trainable(&name, trainable)?;
-                Ok(ImageEncoder::Builtin(ImageEncoderConfig::parse(&name)?))
+                builtin_trainable(name, trainable)?;
+                if preprocessor.is_some() {
+                    return Err(ModelError::Config(format!(
+                        "`{name}`: model.image_preprocessor is for imported encoders; a built-in one letterboxes \
+                         with ImageNet statistics"
+                    )));
+                }
+                return Ok(ImageEncoder::Builtin(ImageEncoderConfig::parse(name)?));
             }
-            source @ EncoderSource::Onnx { .. } => Ok(ImageEncoder::Onnx(OnnxImageEncoder::load(&source, trainable)?)),
-            source @ EncoderSource::HuggingFace(_) => Err(not_yet_hf(&source)),
+            EncoderSource::Onnx { .. } => ImageEncoder::Onnx(OnnxImageEncoder::load(&source, trainable)?),
+            EncoderSource::HuggingFace(dir) => {
+                let hf = HfEncoder::open(dir, &source, trainable, true)?;
+                let own = dir.join("preprocessor_config.json");
+                let size = hf.model.image_size().unwrap_or(0) as u32;
+                let spec = match preprocessor {
+                    None if own.is_file() => read_preprocessor(&own, &source)?,
+                    _ => ImageSpec::clip(size),
+                };
+                ImageEncoder::Hf(HfImageEncoder { hf, spec })
+            }
+        };
+        if let Some(path) = preprocessor {
+            let spec = read_preprocessor(path, &source)?;
+            match &mut encoder {
+                ImageEncoder::Onnx(e) => e.spec = Some(spec),
+                ImageEncoder::Hf(e) => e.spec = spec,
+                ImageEncoder::Builtin(_) => {}
+            }
         }
+        let spec = encoder.image_spec();
+        if spec.size as usize != encoder.image_size() {
+            return Err(ModelError::Config(format!(
+                "{source}: the preprocessing makes {0}×{0} images, the encoder takes {1}×{1}",
+                spec.size,
+                encoder.image_size()
+            )));
+        }
+        Ok(encoder)
     }
 
     /// Square input side.
@@ -407,6 +484,19 @@ impl ImageEncoder {
         match self {
             ImageEncoder::Builtin(c) => c.image_size(),
             ImageEncoder::Onnx(e) => e.image_size,
+            ImageEncoder::Hf(e) => e.hf.model.image_size().unwrap_or(0),
+        }
+    }
+
+    /// How images are prepared for it: a built-in encoder, or an ONNX export without a
+    /// preprocessor config, letterboxes (bilinear, ImageNet statistics); an `hf:` folder
+    /// follows its `preprocessor_config.json` (CLIP's preprocessing when it has none).
+    pub fn image_spec(&self) -> ImageSpec {
+        let letterbox = || ImageSpec::new(self.image_size() as u32, ResizeRule::Letterbox);
+        match self {
+            ImageEncoder::Builtin(_) => letterbox(),
+            ImageEncoder::Onnx(e) => e.spec.unwrap_or_else(letterbox),
+            ImageEncoder::Hf(e) => e.spec,
         }
     }
 
@@ -415,6 +505,7 @@ impl ImageEncoder {
         match self {
             ImageEncoder::Builtin(c) => c.feature_dim(),
             ImageEncoder::Onnx(e) => e.onnx.dim,
+            ImageEncoder::Hf(e) => e.hf.dim,
         }
     }
 
@@ -422,7 +513,7 @@ impl ImageEncoder {
     pub fn validate(&self) -> Result<(), ModelError> {
         match self {
             ImageEncoder::Builtin(c) => c.validate(),
-            ImageEncoder::Onnx(_) => Ok(()),
+            ImageEncoder::Onnx(_) | ImageEncoder::Hf(_) => Ok(()),
         }
     }
 
@@ -431,14 +522,27 @@ impl ImageEncoder {
         match self {
             ImageEncoder::Builtin(c) => Ok(c.build(net, prefix, pixels)),
             ImageEncoder::Onnx(e) => e.build(net, prefix, pixels),
+            ImageEncoder::Hf(e) => Ok(e.hf.model.attach_vision(net, prefix, pixels, e.hf.trainable)?.value),
         }
     }
 }
 
+/// An `hf:` folder's vision tower and its preprocessing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HfImageEncoder {
+    pub hf: HfEncoder,
+    pub spec: ImageSpec,
+}
+
+fn read_preprocessor(path: &Path, source: &EncoderSource) -> Result<ImageSpec, ModelError> {
+    ImageSpec::from_hf_preprocessor_config(path)
+        .map_err(|e| ModelError::Config(format!("{source}: {}: {e}", path.display())))
+}
+
 impl TextEncoder {
     /// The encoder `spec` names for a tokenizer of `vocab_size` tokens and texts of at
-    /// most `max_length` tokens (a built-in name, or `onnx:FILE[#OUTPUT]`, which brings
-    /// its own vocabulary: the tokenizer must be the encoder's).
+    /// most `max_length` tokens (a built-in name, `onnx:FILE[#OUTPUT]` or `hf:DIR`; the
+    /// imported ones bring their own vocabulary: the tokenizer must be the encoder's).
     pub fn from_spec(
         spec: &str,
         trainable: Trainable,
@@ -451,7 +555,18 @@ impl TextEncoder {
                 Ok(TextEncoder::Builtin(parse_text_encoder(&name, vocab_size, max_length)?))
             }
             source @ EncoderSource::Onnx { .. } => Ok(TextEncoder::Onnx(OnnxTextEncoder::load(&source, trainable)?)),
-            source @ EncoderSource::HuggingFace(_) => Err(not_yet_hf(&source)),
+            EncoderSource::HuggingFace(dir) => {
+                let source = EncoderSource::HuggingFace(dir.clone());
+                let hf = HfEncoder::open(&dir, &source, trainable, false)?;
+                if let Some(limit) = hf.model.max_text_length()
+                    && max_length > limit
+                {
+                    return Err(ModelError::Config(format!(
+                        "{source}: model.max_length = {max_length}, but the encoder's positions cover {limit} tokens"
+                    )));
+                }
+                Ok(TextEncoder::Hf(hf))
+            }
         }
     }
 
@@ -460,6 +575,7 @@ impl TextEncoder {
         match self {
             TextEncoder::Builtin(c) => c.feature_dim(),
             TextEncoder::Onnx(e) => e.onnx.dim,
+            TextEncoder::Hf(e) => e.dim,
         }
     }
 
@@ -468,6 +584,7 @@ impl TextEncoder {
         match self {
             TextEncoder::Builtin(c) => Ok(text_encoder(net, c, prefix, ids, mask)),
             TextEncoder::Onnx(e) => e.build(net, prefix, ids, mask),
+            TextEncoder::Hf(e) => Ok(e.model.attach_text(net, prefix, ids, mask, e.trainable)?.value),
         }
     }
 }
@@ -480,13 +597,6 @@ fn builtin_trainable(name: &str, trainable: Trainable) -> Result<(), ModelError>
         ))),
         _ => Ok(()),
     }
-}
-
-fn not_yet_hf(source: &EncoderSource) -> ModelError {
-    ModelError::Config(format!(
-        "`{source}`: Hugging Face folders are not wired into classifiers yet; export the encoder to ONNX and use \
-         onnx:FILE#OUTPUT"
-    ))
 }
 
 #[cfg(test)]

@@ -4,11 +4,9 @@
 use std::path::Path;
 
 use memeguard_package::manifest::now_rfc3339;
-use memeguard_package::{
-    Architecture, ImageSpec, MANIFEST_FORMAT_VERSION, Manifest, ModelPackage, TextSpec, write_package,
-};
+use memeguard_package::{Architecture, MANIFEST_FORMAT_VERSION, Manifest, ModelPackage, TextSpec, write_package};
 
-use super::finetune::{Finetuned, RESIZE};
+use super::finetune::Finetuned;
 use super::{Dataset, PipelineError};
 use crate::eval::MeanStd;
 use crate::recipe::{Modality, Recipe};
@@ -91,7 +89,7 @@ pub fn export_package(
             parameters,
         },
         pretraining: info.pretraining.clone(),
-        image: ImageSpec::new(done.image_size, RESIZE),
+        image: done.image,
         text: TextSpec { max_length: m.max_length },
         threshold: rep.threshold,
         metrics,

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use memeguard_onnx::Tensor;
 use memeguard_onnx::proto::ModelProto;
-use memeguard_package::ResizeRule;
 use memeguard_package::onnxruntime::SessionOptions;
+use memeguard_package::{ImageSpec, ResizeRule};
 use serde::{Deserialize, Serialize};
 
 use super::early_stopping::{EarlyStopping, EpochRecord};
-use super::score::{Scores, SplitMetrics, score_memes};
+use super::score::{Scores, SplitMetrics, score_package_memes};
 use super::{Dataset, PipelineError};
 use crate::data::augment::Views;
 use crate::data::{Loader, LoaderConfig, Sampling, Split};
@@ -28,7 +28,8 @@ use crate::run::feed::LoaderSource;
 use crate::run::{RunDir, RunError, RunOptions, StepLog, train};
 use crate::runtime::{Checkpoint, export_inference};
 
-/// The resize rule of exported packages (the server letterboxes the same way).
+/// The resize rule of packages with built-in encoders (the server letterboxes the same
+/// way); an imported encoder's preprocessing is its own ([`ImageEncoder::image_spec`](crate::models::encoders::ImageEncoder::image_spec)).
 pub const RESIZE: ResizeRule = ResizeRule::Letterbox;
 
 /// Options of a finetune beyond the recipe.
@@ -88,8 +89,9 @@ pub struct FinetuneReport {
 pub struct Finetuned {
     pub model: ModelProto,
     pub report: FinetuneReport,
-    /// Side of the square images the model takes.
-    pub image_size: u32,
+    /// How the model's images are prepared (size, resize rule, filter, mean/std): what
+    /// its package's manifest records.
+    pub image: ImageSpec,
 }
 
 /// Reads a checkpoint's tensors with `renames` applied to their names.
@@ -166,17 +168,18 @@ pub fn finetune(
         }
     }
 
-    let size = match &cfg.image {
-        Some(image) => image.image_size() as u32,
-        None => recipe.image_size()? as u32,
+    let image = match &cfg.image {
+        Some(encoder) => encoder.image_spec(),
+        None => ImageSpec::new(recipe.image_size()? as u32, RESIZE),
     };
+    let size = image.size;
     let max_len = recipe.model.max_length;
     let mut train_memes = data.split(Split::Train)?;
     for _ in 0..opts.extra_repeat.max(1) {
         train_memes.extend(opts.extra_train.iter().cloned());
     }
     let dev_memes = data.dev()?;
-    let views = if recipe.data.augment { Views::finetune(size) } else { Views::eval(size, RESIZE) };
+    let views = if recipe.data.augment { Views::finetune(size) } else { Views::package(&image) };
     let sampling = if recipe.data.class_balanced { Sampling::ClassBalanced } else { Sampling::Shuffle };
     let loader_cfg = LoaderConfig {
         batch_size: recipe.train.batch_size,
@@ -204,7 +207,7 @@ pub fn finetune(
         epochs_run = epoch + 1;
         let values = trainer.model_values()?;
         let model = export_inference(&infer, &values)?;
-        let scores = score_memes(&model, &dev_memes, &data.tokenizer, size, RESIZE, max_len, &session)
+        let scores = score_package_memes(&model, &dev_memes, &data.tokenizer, &image, max_len, &session)
             .map_err(|e| RunError::Invalid(e.to_string()))?;
         let at_half = scores.metrics(0.5);
         let auc = at_half.auroc.unwrap_or(0.5);
@@ -216,13 +219,13 @@ pub fn finetune(
     let (_, best_epoch, values) =
         stopping.into_best().ok_or_else(|| PipelineError::Invalid("no epoch finished".into()))?;
     let model = export_inference(&infer, &values)?;
-    let dev_scores = score_memes(&model, &dev_memes, &data.tokenizer, size, RESIZE, max_len, &session)?;
+    let dev_scores = score_package_memes(&model, &dev_memes, &data.tokenizer, &image, max_len, &session)?;
     let threshold = choose_threshold(&dev_scores.probabilities, &dev_scores.labels, opts.threshold);
     let test_memes: Vec<_> = data.data.split(Split::TestSeen).iter().filter(|m| m.label.is_some()).cloned().collect();
     let test_scores = if test_memes.is_empty() {
         None
     } else {
-        Some(score_memes(&model, &test_memes, &data.tokenizer, size, RESIZE, max_len, &session)?)
+        Some(score_package_memes(&model, &test_memes, &data.tokenizer, &image, max_len, &session)?)
     };
     let report = FinetuneReport {
         best_epoch: best_epoch + 1,
@@ -251,5 +254,5 @@ pub fn finetune(
         std::fs::write(r.path.join("tokenizer.json"), data.tokenizer.to_json())
             .map_err(|e| PipelineError::Invalid(e.to_string()))?;
     }
-    Ok(Finetuned { model, report, image_size: size })
+    Ok(Finetuned { model, report, image })
 }

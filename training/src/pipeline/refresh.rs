@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use memeguard_onnx::{decode_model, Tensor};
-use memeguard_package::onnxruntime::SessionOptions;
+use memeguard_onnx::{Tensor, decode_model};
 use memeguard_package::ModelPackage;
+use memeguard_package::onnxruntime::SessionOptions;
 use serde::Serialize;
 
-use super::export::{export_package, time_version, ExportInfo};
-use super::finetune::{finetune, FinetuneOptions};
-use super::reviews::{as_memes, read_reviews, ReviewSummary};
-use super::score::{score_memes, SplitMetrics};
+use super::export::{ExportInfo, export_package, time_version};
+use super::finetune::{FinetuneOptions, finetune};
+use super::reviews::{ReviewSummary, as_memes, read_reviews};
+use super::score::{SplitMetrics, score_package_memes};
 use super::{Dataset, PipelineError};
 use crate::recipe::Recipe;
 use crate::run::{RunDir, RunOptions};
@@ -64,7 +64,8 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshOutcome, PipelineError> {
             opts.package.display()
         ))
     })?;
-    let mut recipe: Recipe = toml::from_str(recipe_text).map_err(|e| PipelineError::Invalid(format!("the package's recipe: {e}")))?;
+    let mut recipe: Recipe =
+        toml::from_str(recipe_text).map_err(|e| PipelineError::Invalid(format!("the package's recipe: {e}")))?;
     if let Some(e) = opts.epochs {
         recipe.train.epochs = e;
     }
@@ -77,7 +78,8 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshOutcome, PipelineError> {
             summary.without_content
         )));
     }
-    let review_memes = as_memes(&reviews, &opts.work_dir.join("reviews"), &opts.database).map_err(PipelineError::Invalid)?;
+    let review_memes =
+        as_memes(&reviews, &opts.work_dir.join("reviews"), &opts.database).map_err(PipelineError::Invalid)?;
     let data = Dataset::load(&opts.data, Some(old.tokenizer.clone()), recipe.model.vocab_size)?;
 
     // Start from the package's trained values (parameters and running statistics).
@@ -103,11 +105,11 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshOutcome, PipelineError> {
     let m = &old.manifest;
     let session = SessionOptions { device: opts.run.device, threads: opts.run.threads, ..Default::default() };
     let dev = data.dev()?;
-    let old_scores = score_memes(&old_model, &dev, &old.tokenizer, m.image.size, m.image.resize, m.text.max_length, &session)?;
+    let old_scores = score_package_memes(&old_model, &dev, &old.tokenizer, &m.image, m.text.max_length, &session)?;
     let old_dev = old_scores.metrics(m.threshold);
     let new_dev = done.report.dev.clone();
     let follows = |model: &memeguard_onnx::proto::ModelProto, threshold: f32| -> Result<usize, PipelineError> {
-        let s = score_memes(model, &review_memes, &old.tokenizer, m.image.size, m.image.resize, m.text.max_length, &session)?;
+        let s = score_package_memes(model, &review_memes, &old.tokenizer, &m.image, m.text.max_length, &session)?;
         Ok(s.probabilities.iter().zip(&s.labels).filter(|(p, l)| (**p >= threshold) == **l).count())
     };
     let old_follows = follows(&old_model, m.threshold)?;
@@ -118,11 +120,22 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshOutcome, PipelineError> {
     let (written, reason) = if new_auc + 1e-9 >= old_auc {
         let version = time_version();
         let dir = opts.models_dir.join(&m.name).join(&version);
-        let info = ExportInfo { name: m.name.clone(), version: Some(version), pretraining: m.pretraining.clone(), seeds: None };
+        let info = ExportInfo {
+            name: m.name.clone(),
+            version: Some(version),
+            pretraining: m.pretraining.clone(),
+            seeds: None,
+        };
         export_package(&dir, &recipe, &data, &done, &info)?;
         (Some(dir), format!("dev AUROC {new_auc:.4} is not worse than {old_auc:.4}: new version written"))
     } else {
-        (None, format!("kept {}: the refreshed model's dev AUROC {new_auc:.4} is below the current {old_auc:.4}", old.id()))
+        (
+            None,
+            format!(
+                "kept {}: the refreshed model's dev AUROC {new_auc:.4} is below the current {old_auc:.4}",
+                old.id()
+            ),
+        )
     };
     Ok(RefreshOutcome {
         reviews: summary,
