@@ -220,3 +220,18 @@ fn matching_named_dims_unbroadcast_statically() {
     let ops: Vec<&str> = d.model.graph.as_ref().unwrap().node.iter().filter_map(|n| n.op_type.as_deref()).collect();
     assert!(!ops.contains(&"NonZero"), "{ops:?}");
 }
+
+#[test]
+fn trilu_and_cum_sum() {
+    let v = || x("a", &[2, 3, 4], values(24, 30, 0.1, 1.0));
+    for (upper, k) in [(1, 0), (0, 0), (1, 1), (0, -1)] {
+        check_grad(&[v(), int("k", &[], vec![k])], &one("Trilu", vec![("upper", Attr::Int(upper))]));
+    }
+    check_grad(&[v()], &one("Trilu", vec![]));
+    for axis in [0, 1, -1] {
+        for (exclusive, reverse) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let attrs = vec![("exclusive", Attr::Int(exclusive)), ("reverse", Attr::Int(reverse))];
+            check_grad(&[v(), int("axis", &[], vec![axis])], &one("CumSum", attrs));
+        }
+    }
+}

@@ -15,6 +15,7 @@ pub mod nondiff;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod scan;
 pub mod shape_ops;
 pub mod slice_pad;
 mod window;
@@ -34,4 +35,5 @@ pub(crate) fn register_all(map: &mut HashMap<&'static str, Rule>) {
     pool::register(map);
     norm::register(map);
     loss::register(map);
+    scan::register(map);
 }
