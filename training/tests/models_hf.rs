@@ -264,6 +264,11 @@ fn unknown_architectures_and_non_folders_are_refused_clearly() {
     let pixels = net.b.input("pixels", DataType::Float, &image_dims());
     let err = bert.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap_err().to_string();
     assert!(err.contains("no vision tower"), "{err}");
+
+    let clip = open("clip-tiny");
+    let pixels = net.b.input("pixels_64", DataType::Float, &dims![BATCH, 3, 64, 64]);
+    let err = clip.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap_err().to_string();
+    assert!(err.contains("takes [N, 3, 32, 32]"), "{err}");
 }
 
 #[test]
@@ -332,6 +337,17 @@ fn hollow_graphs_have_the_loaded_graphs_parameters() {
             net.finish(&outputs)
         };
         let loaded = build(Net::new(name, Mode::Infer, 0));
+        let elements: i64 = loaded
+            .model
+            .graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .filter(|t| loaded.params.iter().any(|p| Some(&p.name) == t.name.as_ref()))
+            .map(|t| t.dims.iter().product::<i64>())
+            .sum();
+        assert_eq!(elements as usize, model.parameter_count(), "{name}");
         let hollow = build(Net::hollow(name, Mode::Infer));
         assert_eq!(loaded.params, hollow.params, "{name}");
         let shapes = |g: &ModelGraph| -> Vec<(String, Vec<i64>)> {

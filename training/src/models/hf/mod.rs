@@ -16,7 +16,9 @@
 //! without it read the same), and LayerNorm `gamma`/`beta` read as `weight`/`bias`.
 //! Linear weights keep the `[out, in]` layout of the files. Under
 //! [`Weights::Hollow`](crate::models::Weights::Hollow) the same parameters are
-//! registered with shapes only and nothing is read.
+//! registered with shapes only and nothing is read; in nets with
+//! [`Weights::Random`](crate::models::Weights::Random) the folder's values are read
+//! (the seed does not apply to them).
 //!
 //! Opening a folder checks every tensor the towers will ask for against the files,
 //! and reports every missing, unexpected or wrongly shaped tensor in one error.
@@ -33,6 +35,7 @@ pub mod weights;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use memeguard_onnx::builder::value_dims;
 use memeguard_onnx::{DataType, Dim};
 
 use crate::graph_spec::Mode;
@@ -79,6 +82,8 @@ pub struct HfModel {
     dir: PathBuf,
     config: HfConfig,
     weights: WeightIndex,
+    /// Every tensor the towers use, with its shape.
+    used: BTreeMap<String, Vec<usize>>,
 }
 
 /// Tensor names (after prefix stripping) that are not part of the encoders.
@@ -114,14 +119,14 @@ impl HfModel {
             Architecture::Clip { .. } => None,
         };
         weights.canonicalise(prefix);
-        let model = HfModel { dir: dir.to_path_buf(), config, weights };
-        model.check_weights().map_err(fail)?;
+        let mut model = HfModel { dir: dir.to_path_buf(), config, weights, used: BTreeMap::new() };
+        model.used = model.check_weights().map_err(fail)?;
         Ok(model)
     }
 
     /// Builds every tower once with a recording loader and compares what it asked for
-    /// with the files.
-    fn check_weights(&self) -> Result<(), String> {
+    /// with the files; returns what the towers use.
+    fn check_weights(&self) -> Result<BTreeMap<String, Vec<usize>>, String> {
         let mut net = Net::hollow("hf_check", Mode::Infer);
         let mut loader = Loader::recording(&self.weights);
         let build_error = |e: ModelError| e.to_string();
@@ -158,7 +163,7 @@ impl HfModel {
             .map(|n| format!("{n} {:?}", self.weights.shape(n).unwrap_or_default()))
             .collect();
         if missing.is_empty() && wrong_shape.is_empty() && unexpected.is_empty() {
-            return Ok(());
+            return Ok(wanted);
         }
         let mut message = format!("the weights do not match config.json (model_type `{}`):", self.model_type());
         for (what, list) in [("missing", &missing), ("wrong shape", &wrong_shape), ("unexpected", &unexpected)] {
@@ -167,6 +172,11 @@ impl HfModel {
             }
         }
         Err(message)
+    }
+
+    /// Number of parameters (elements) of all towers together.
+    pub fn parameter_count(&self) -> usize {
+        self.used.values().map(|shape| shape.iter().product::<usize>()).sum()
     }
 
     /// The folder.
@@ -314,6 +324,19 @@ impl HfModel {
     ) -> Result<TowerOutputs, ModelError> {
         match &self.config.arch {
             Architecture::Clip { vision: Some(v), projection_dim, .. } => {
+                // When `pixels` is a graph input, its declared size must be the one the
+                // position embeddings were trained for (no interpolation here).
+                let declared = net.b.graph().input.iter().find(|i| i.name() == pixels).and_then(value_dims);
+                let want = [v.num_channels, v.image_size, v.image_size].map(|d| Dim::Known(d as i64));
+                if let Some(dims) = declared.filter(|d| d.len() == 4 && d[1..] != want[..]) {
+                    return Err(ModelError::Config(format!(
+                        "hf:{}: pixels `{pixels}` are declared {dims:?}; this vision tower takes [N, {}, {}, {}]",
+                        self.dir.display(),
+                        v.num_channels,
+                        v.image_size,
+                        v.image_size
+                    )));
+                }
                 let projection = loader.has("visual_projection.weight").then_some(*projection_dim);
                 clip::vision(net, loader, v, projection, pixels, trainable)
             }
