@@ -3,14 +3,18 @@
 //! tests/fixtures/exports/) → `--export` → a package the server's own code opens and
 //! scores, carrying the imported weights and the encoder's tokenizer. And what the
 //! command line refuses: `--init-from` an ONNX file, an imported text encoder without its
-//! tokenizer, recipe typos.
+//! tokenizer, recipe typos. `hf:DIR` folders take the same road, with the folder's
+//! preprocessing and tokenizer; `refresh` finetunes such packages again from reviews.
 
+#[path = "common/decision_log.rs"]
+mod decision_log;
 #[path = "common/train_cli.rs"]
 mod train_cli;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use decision_log::{Decision, DecisionLog};
 use memeguard_onnx::Tensor;
 use memeguard_package::{ImageLimits, ModelPackage, PackageSession, Preprocessor, SessionOptions};
 use train_cli::*;
@@ -180,4 +184,65 @@ fn the_command_line_refuses_what_it_cannot_do_and_says_what_to_do() {
         "model.image_trainable=\"last:1\"".into(),
     ]));
     assert!(out.stderr.contains("last:1"), "{}", out.both());
+}
+
+/// `hf:` folders for both towers: the folder's preprocessing (CLIP's resize, bicubic,
+/// CLIP's statistics) and tokenizer travel into the package; `refresh` then finetunes
+/// the package again from a moderator's reviews, keeping both.
+#[test]
+fn an_hf_clip_folder_exports_with_its_preprocessing_and_tokenizer_and_refreshes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("synth"), 32, 16, 0);
+    let models = tmp.path().join("models");
+    let current = models.join("clip/1.0.0");
+    let folder = arg(&fixtures().join("hf/clip-tiny"));
+    let mut args = command_args("finetune", "tiny-finetune-multimodal", &data);
+    args.extend(small());
+    args.extend(sets(&[
+        "train.epochs=1".into(),
+        format!("model.image=hf:{folder}"),
+        format!("model.text=hf:{folder}"),
+        "model.image_trainable=false".into(),
+        "model.text_trainable=false".into(),
+    ]));
+    args.extend(["--out".into(), arg(&tmp.path().join("run")), "--export".into(), arg(&current)]);
+    ok(&args);
+    let pkg = ModelPackage::open(&current).unwrap();
+    let image = pkg.manifest.image;
+    assert_eq!(image.size, 32);
+    assert_eq!(image.resize, memeguard_package::ResizeRule::ScaleShorterSideThenCenterCrop);
+    assert_eq!(image.mean, memeguard_package::manifest::CLIP_MEAN);
+    assert_eq!(pkg.tokenizer.token_id("<|endoftext|>"), Some(1), "the folder's tokenizer");
+    assert_eq!(pkg.manifest.architecture.text_encoder, format!("hf:{folder}"));
+
+    // A moderator reviews one decision; refresh finetunes the package again.
+    let meme = &memes(&data, "dev_seen")[0];
+    let db = tmp.path().join("memeguard.db");
+    let log = DecisionLog::create(&db);
+    let bytes = std::fs::read(data.join(&meme.img)).unwrap();
+    let decision = Decision {
+        model: &pkg.id(),
+        score: 0.5,
+        threshold: pkg.manifest.threshold,
+        text: &meme.text,
+        image: &bytes,
+        stored: true,
+    };
+    let id = log.decide(&decision);
+    log.review(id, meme.label == 1, "checked");
+    log.close();
+    let mut args = vec!["refresh".to_string(), "--database".into(), arg(&db), "--package".into(), arg(&current)];
+    args.extend(["--data".into(), arg(&data), "--models".into(), arg(&models), "--work-dir".into()]);
+    args.push(arg(&tmp.path().join("work")));
+    args.extend(["--epochs", "1", "--threads", "1", "--workers", "1", "--quiet"].map(String::from));
+    let out = ok(&args);
+    assert!(out.stdout.contains("| refreshed |"), "{}", out.both());
+    if let Some(line) = out.stdout.lines().find_map(|l| l.strip_prefix("new package: ")) {
+        let new = ModelPackage::open(Path::new(line)).unwrap();
+        assert_eq!(new.manifest.image, image, "the refreshed package keeps the encoder's preprocessing");
+        assert_eq!(new.tokenizer.token_id("<|endoftext|>"), Some(1));
+        assert_eq!(new.manifest.architecture, pkg.manifest.architecture);
+    } else {
+        assert!(out.stdout.contains("kept clip@1.0.0"), "{}", out.both());
+    }
 }
