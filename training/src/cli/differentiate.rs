@@ -129,6 +129,11 @@ const STEP: &str = "optim.step";
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut model = load_model(&args.model).with_context(|| format!("cannot read {}", args.model.display()))?;
     let source = args.model.display().to_string();
+    // Settings first: a refusal leaves nothing half-written.
+    let optimizer = match args.optimizer {
+        Some(optimizer) => Some(optimizer_settings(optimizer, &args)?),
+        None => None,
+    };
     refuse_foreign_nodes(&model, &source)?;
     bring_to_supported_opset(&mut model, &source)?;
     let graph = model.graph.as_ref().context("the model has no graph")?;
@@ -166,15 +171,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    let Some(optimizer) = args.optimizer else {
+    let Some((config, lr, weight_decay)) = optimizer else {
         return Ok(());
     };
-    let config = optimizer_config(optimizer, &args)?;
-    let lr = args.lr.context("--optimizer needs --lr (the default value of the `lr.all` input)")?;
-    let weight_decay = args.weight_decay.unwrap_or(match optimizer {
-        Optimizer::Adamw => 0.01,
-        Optimizer::Sgd => 0.0,
-    });
     let params: Vec<Param> = trainable
         .iter()
         .map(|name| Param { name: name.clone(), trainable: true, weight_decay: true, group: GROUP.into() })
@@ -395,6 +394,19 @@ fn gradient_model(differentiated: &autodiff::Differentiated, forward: &GraphProt
     }
     check_model(&model, true).context("the gradient graph is invalid (a bug in memeguard's autodiff)")?;
     Ok(model)
+}
+
+/// The optimizer's config and the defaults of its `lr.all` and `weight_decay.all` inputs.
+fn optimizer_settings(optimizer: Optimizer, args: &Args) -> anyhow::Result<(OptimizerConfig, f32, f32)> {
+    let lr = args.lr.context("--optimizer needs --lr (the default value of the `lr.all` input)")?;
+    let weight_decay = args.weight_decay.unwrap_or(match optimizer {
+        Optimizer::Adamw => 0.01,
+        Optimizer::Sgd => 0.0,
+    });
+    if !(lr > 0.0) || !(weight_decay >= 0.0) {
+        bail!("--lr must be positive and --weight-decay not negative (got {lr} and {weight_decay})");
+    }
+    Ok((optimizer_config(optimizer, args)?, lr, weight_decay))
 }
 
 fn optimizer_config(optimizer: Optimizer, args: &Args) -> anyhow::Result<OptimizerConfig> {
