@@ -285,15 +285,6 @@ impl Recipe {
         }
         Ok(())
     }
-
-    /// The recipe's encoders brought from elsewhere (`onnx:` or `hf:`), as written.
-    pub fn imported_encoders(&self) -> Vec<String> {
-        let m = &self.model;
-        let used = |spec: &String, unused: Modality| {
-            (m.modality != unused && EncoderSource::parse(spec).is_ok_and(|s| s.is_imported())).then(|| spec.clone())
-        };
-        used(&m.image, Modality::Text).into_iter().chain(used(&m.text, Modality::Image)).collect()
-    }
 }
 
 /// `spec` if it names a built-in encoder: pretraining builds our own architectures.

@@ -33,11 +33,24 @@ best.safetensors (the best epoch's weights), and at the end metrics.json, roc.sv
 model.onnx and tokenizer.json. Continue an interrupted run with the same options and
 --resume RUN/checkpoint.safetensors: the best epoch is still chosen over all epochs.
 
+Encoders from elsewhere: `model.image` / `model.text` also take `hf:DIR` (a Hugging Face
+folder; its preprocessor_config.json and tokenizer are used) and `onnx:FILE[#OUTPUT]`
+(an ONNX export, weights inline or in FILE.data; #OUTPUT names the [N, D] features; a
+text export needs --tokenizer, its own tokenizer.json). `model.image_trainable` /
+`model.text_trainable`: true, false (frozen) or \"last:N\" (hf: only). Their weights,
+preprocessing and tokenizer go into the exported package (docs/training.md).
+
 Examples:
   memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml --data data/synth-tiny
   memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml --data data/synth-tiny \\
       --init-from runs/cass-mm/checkpoint.safetensors --rename cnn.image.=image. --rename cnn.text.=text. \\
-      --tokenizer runs/cass-mm/tokenizer.json --seeds 3 --export models/meme/1.0.0";
+      --tokenizer runs/cass-mm/tokenizer.json --seeds 3 --export models/meme/1.0.0
+  memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml --data data/synth-tiny \\
+      --set model.image=hf:models/clip-vit-base-patch32 --set model.text=hf:models/clip-vit-base-patch32 \\
+      --set model.image_trainable=false --set model.text_trainable=false --export models/meme/1.0.0
+  memeguard-train finetune --recipe training/recipes/tiny-finetune-image.toml --data data/synth-tiny \\
+      --set model.image=onnx:clip-vision.onnx#image_embeds --set model.image_trainable=false \\
+      --set model.image_preprocessor=models/clip-vit-base-patch32/preprocessor_config.json";
 
 /// Options of `memeguard-train finetune`.
 #[derive(Debug, clap::Args)]
