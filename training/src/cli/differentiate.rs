@@ -403,7 +403,8 @@ fn optimizer_settings(optimizer: Optimizer, args: &Args) -> anyhow::Result<(Opti
         Optimizer::Adamw => 0.01,
         Optimizer::Sgd => 0.0,
     });
-    if !(lr > 0.0) || !(weight_decay >= 0.0) {
+    // Written so that NaN is refused too.
+    if !lr.is_finite() || lr <= 0.0 || !weight_decay.is_finite() || weight_decay < 0.0 {
         bail!("--lr must be positive and --weight-decay not negative (got {lr} and {weight_decay})");
     }
     Ok((optimizer_config(optimizer, args)?, lr, weight_decay))
@@ -416,7 +417,7 @@ fn optimizer_config(optimizer: Optimizer, args: &Args) -> anyhow::Result<Optimiz
     };
     let mut config = OptimizerConfig::new(kind);
     if let Some(max) = args.max_grad_norm {
-        if !(max > 0.0) {
+        if !max.is_finite() || max <= 0.0 {
             bail!("--max-grad-norm must be positive, not {max}");
         }
         config = config.with_clipping(max);
