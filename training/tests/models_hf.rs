@@ -111,6 +111,16 @@ fn tower_outputs(net: &mut Net, name: &str, out: &TowerOutputs, tokens: Dim, wid
     outputs
 }
 
+/// Both CLIP towers on the graph inputs `pixel_values`, `input_ids` and `attention_mask`.
+fn clip_net(model: &HfModel, mode: Mode, trainable: Trainable) -> (Net, TowerOutputs, TowerOutputs) {
+    let mut net = Net::new("clip", mode, 0);
+    let pixels = net.b.input("pixel_values", DataType::Float, &image_dims());
+    let (ids, mask) = text_inputs(&mut net);
+    let vision = model.attach_vision_outputs(&mut net, "image", &pixels, trainable).unwrap();
+    let text = model.attach_text_outputs(&mut net, "text", &ids, &mask, trainable).unwrap();
+    (net, vision, text)
+}
+
 #[test]
 fn clip_towers_match_transformers() {
     let model = open("clip-tiny");
@@ -118,11 +128,7 @@ fn clip_towers_match_transformers() {
     assert_eq!((model.model_type(), model.image_size(), model.max_text_length()), ("clip", Some(32), Some(77)));
     let reference = Reference::open("clip-tiny");
 
-    let mut net = Net::new("clip", Mode::Infer, 0);
-    let pixels = net.b.input("pixel_values", DataType::Float, &image_dims());
-    let (ids, mask) = text_inputs(&mut net);
-    let vision = model.attach_vision_outputs(&mut net, "image", &pixels, Trainable::Frozen).unwrap();
-    let text = model.attach_text_outputs(&mut net, "text", &ids, &mask, Trainable::Frozen).unwrap();
+    let (mut net, vision, text) = clip_net(&model, Mode::Infer, Trainable::Frozen);
     assert_eq!(vision.projected.as_ref().map(|p| p.dim), Some(16));
     assert_eq!(model.vision_feature_dim(), Some(16));
     let mut outputs = tower_outputs(&mut net, "vision", &vision, Dim::Known(17), 32);
@@ -385,17 +391,13 @@ fn with_gradient_outputs(
 
 /// Both CLIP towers in a Train graph with everything trainable: the autodiff finds a
 /// rule for every op, ONNX Runtime runs forward and backward, and every parameter gets
-/// a finite gradient of its own shape (none of them all zero but the class embedding
-/// and position rows no input reaches).
+/// a finite gradient of its own shape, none of them all zero.
 #[test]
 fn clip_train_graph_differentiates() {
     let model = open("clip-tiny");
     let reference = Reference::open("clip-tiny");
-    let mut net = Net::new("clip_train", Mode::Train, 0);
-    let pixels = net.b.input("pixel_values", DataType::Float, &image_dims());
-    let (ids, mask) = text_inputs(&mut net);
-    let image = model.attach_vision(&mut net, "image", &pixels, Trainable::All).unwrap();
-    let text = model.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
+    let (mut net, image, text) = clip_net(&model, Mode::Train, Trainable::All);
+    let (image, text) = (image.features(), text.features());
     // loss = mean((image · textᵀ)²): both towers feed it.
     let text_t = net.b.op("Transpose", &[&text.value], &[("perm", Attr::Ints(vec![1, 0]))]);
     let sims = net.b.op("MatMul", &[&image.value, &text_t], &[]);
@@ -504,6 +506,22 @@ fn reference_tensor(reference: &Reference, name: &str, rows: usize) -> memeguard
     }
 }
 
+/// `model`'s text tower alone in an Infer graph, everything trainable; and its features.
+fn text_tower_graph(model: &HfModel) -> (ModelGraph, String) {
+    let mut net = Net::new("text", Mode::Infer, 0);
+    let (ids, mask) = text_inputs(&mut net);
+    let text = model.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
+    (net.finish(&[GraphOutput::f32(&text.value, "text", batch_by(text.dim))]), text.value)
+}
+
+/// The first `rows` captions' ids and mask as feeds.
+fn text_feeds(reference: &Reference, rows: usize) -> Vec<(String, memeguard_onnx::Tensor)> {
+    vec![
+        (INPUT_IDS.to_string(), reference_tensor(reference, "input_ids", rows)),
+        (ATTENTION_MASK.to_string(), reference_tensor(reference, "attention_mask", rows)),
+    ]
+}
+
 /// Gradients through the towers against central finite differences, with the
 /// fixtures' weights and inputs, for parameters on the less common paths: the class
 /// embedding (Reshape, Pad), position embeddings (Gather by computed positions;
@@ -531,16 +549,7 @@ fn tower_gradients_match_finite_differences() {
     let report = check(&GradCheck::f32(graph.model, &image.value, inputs, &wrt)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.checked, 32 * 4 + 64 + 16 * 32, "{report:?}");
 
-    let text_inputs_for = |reference: &Reference, rows: usize| {
-        vec![
-            (INPUT_IDS.to_string(), reference_tensor(reference, "input_ids", rows)),
-            (ATTENTION_MASK.to_string(), reference_tensor(reference, "attention_mask", rows)),
-        ]
-    };
-    let mut net = Net::new("clip_text", Mode::Infer, 0);
-    let (ids, mask) = text_inputs(&mut net);
-    let text = clip.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
-    let graph = net.finish(&[GraphOutput::f32(&text.value, "text", batch_by(text.dim))]);
+    let (graph, text) = text_tower_graph(&clip);
     let wrt = [
         "text.text_model.embeddings.position_embedding.weight",
         "text.text_model.encoder.layers.0.self_attn.v_proj.bias",
@@ -550,19 +559,12 @@ fn tower_gradients_match_finite_differences() {
     ];
     // The text embeddings are tiny (σ ≈ 0.01–0.02) and the first LayerNorm rescales them
     // by ~50: a step of 1e-2 would leave the linear regime, so this check steps 1e-3.
-    let spec = GradCheck {
-        eps: 1e-3,
-        atol: 5e-3,
-        ..GradCheck::f32(graph.model, &text.value, text_inputs_for(&clip_ref, 3), &wrt)
-    };
+    let spec =
+        GradCheck { eps: 1e-3, atol: 5e-3, ..GradCheck::f32(graph.model, &text, text_feeds(&clip_ref, 3), &wrt) };
     let report = check(&spec).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.checked, 77 * 32 + 32 * 3 + 16 * 32, "{report:?}");
 
-    let roberta = open("roberta-tiny");
-    let mut net = Net::new("roberta", Mode::Infer, 0);
-    let (ids, mask) = text_inputs(&mut net);
-    let text = roberta.attach_text(&mut net, "text", &ids, &mask, Trainable::All).unwrap();
-    let graph = net.finish(&[GraphOutput::f32(&text.value, "text", batch_by(text.dim))]);
+    let (graph, text) = text_tower_graph(&open("roberta-tiny"));
     let wrt = [
         "text.embeddings.position_embeddings.weight",
         "text.embeddings.token_type_embeddings.weight",
@@ -571,8 +573,7 @@ fn tower_gradients_match_finite_differences() {
         "text.encoder.layer.1.output.LayerNorm.bias",
         "text.pooler.dense.bias",
     ];
-    let report =
-        check(&GradCheck::f32(graph.model, &text.value, text_inputs_for(&Reference::open("roberta-tiny"), 3), &wrt))
-            .unwrap_or_else(|e| panic!("{e}"));
+    let feeds = text_feeds(&Reference::open("roberta-tiny"), 3);
+    let report = check(&GradCheck::f32(graph.model, &text, feeds, &wrt)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.checked, 35 * 32 + 2 * 32 + 32 * 4, "{report:?}");
 }

@@ -56,10 +56,7 @@ pub(crate) fn text(
     let mask = padding_mask(net, attention_mask);
     for i in 0..cfg.layers {
         let train = trainable.block_trains(i, cfg.layers);
-        x = match cfg.flavour {
-            BertFlavour::DistilBert => distil_layer(net, l, cfg, i, &x, &mask, train)?,
-            BertFlavour::Bert | BertFlavour::Roberta => bert_layer(net, l, cfg, i, &x, &mask, train)?,
-        };
+        x = layer(net, l, cfg, i, &x, &mask, train)?;
     }
     let last_hidden_state = x;
     let first = first_token(net, &last_hidden_state);
@@ -85,38 +82,56 @@ fn roberta_positions(net: &mut Net, ids: &str, pad: i64) -> String {
     net.b.op("Add", &[&counts, &pad], &[])
 }
 
-/// `BertLayer`: `h = LN(x + attn(x))`, `LN(h + out(act(intermediate(h))))`.
-fn bert_layer(
-    net: &mut Net,
-    l: &mut Loader,
-    cfg: &BertConfig,
-    i: usize,
-    x: &str,
-    mask: &str,
-    train: bool,
-) -> Result<String, ModelError> {
-    let (d, eps) = (cfg.hidden_size, cfg.eps);
-    let name = format!("encoder.layer.{i}");
-    let names = AttentionNames {
-        q: format!("{name}.attention.self.query"),
-        k: format!("{name}.attention.self.key"),
-        v: format!("{name}.attention.self.value"),
-        out: format!("{name}.attention.output.dense"),
-    };
-    let a = attention(net, l, &names, x, d, cfg.heads, Some(mask), cfg.attention_dropout, train)?;
-    let a = dropout(net, &a, cfg.hidden_dropout);
-    let a = net.b.op("Add", &[&a, x], &[]);
-    let h = layer_norm(net, l, &format!("{name}.attention.output.LayerNorm"), &a, d, eps, train)?;
-    let f = linear(net, l, &format!("{name}.intermediate.dense"), &h, d, cfg.intermediate_size, true, train)?;
-    let f = activation(net, cfg.act, &f);
-    let f = linear(net, l, &format!("{name}.output.dense"), &f, cfg.intermediate_size, d, true, train)?;
-    let f = dropout(net, &f, cfg.hidden_dropout);
-    let f = net.b.op("Add", &[&f, &h], &[]);
-    layer_norm(net, l, &format!("{name}.output.LayerNorm"), &f, d, eps, train)
+/// Where one post-norm layer's tensors live.
+struct LayerNames {
+    attention: AttentionNames,
+    attention_norm: String,
+    ffn_in: String,
+    ffn_out: String,
+    output_norm: String,
 }
 
-/// DistilBERT's `TransformerBlock`: the same post-norm layer under other names.
-fn distil_layer(
+impl LayerNames {
+    /// `BertLayer` (BERT, RoBERTa) or DistilBERT's `TransformerBlock`.
+    fn of(flavour: BertFlavour, i: usize) -> Self {
+        match flavour {
+            BertFlavour::Bert | BertFlavour::Roberta => {
+                let name = format!("encoder.layer.{i}");
+                LayerNames {
+                    attention: AttentionNames {
+                        q: format!("{name}.attention.self.query"),
+                        k: format!("{name}.attention.self.key"),
+                        v: format!("{name}.attention.self.value"),
+                        out: format!("{name}.attention.output.dense"),
+                    },
+                    attention_norm: format!("{name}.attention.output.LayerNorm"),
+                    ffn_in: format!("{name}.intermediate.dense"),
+                    ffn_out: format!("{name}.output.dense"),
+                    output_norm: format!("{name}.output.LayerNorm"),
+                }
+            }
+            BertFlavour::DistilBert => {
+                let name = format!("transformer.layer.{i}");
+                LayerNames {
+                    attention: AttentionNames {
+                        q: format!("{name}.attention.q_lin"),
+                        k: format!("{name}.attention.k_lin"),
+                        v: format!("{name}.attention.v_lin"),
+                        out: format!("{name}.attention.out_lin"),
+                    },
+                    attention_norm: format!("{name}.sa_layer_norm"),
+                    ffn_in: format!("{name}.ffn.lin1"),
+                    ffn_out: format!("{name}.ffn.lin2"),
+                    output_norm: format!("{name}.output_layer_norm"),
+                }
+            }
+        }
+    }
+}
+
+/// One post-norm layer: `h = LN(x + attn(x))`, then `LN(h + ffn_out(act(ffn_in(h))))`.
+/// BERT and RoBERTa drop out the attention output too; DistilBERT only the FFN's.
+fn layer(
     net: &mut Net,
     l: &mut Loader,
     cfg: &BertConfig,
@@ -126,20 +141,15 @@ fn distil_layer(
     train: bool,
 ) -> Result<String, ModelError> {
     let (d, eps) = (cfg.hidden_size, cfg.eps);
-    let name = format!("transformer.layer.{i}");
-    let names = AttentionNames {
-        q: format!("{name}.attention.q_lin"),
-        k: format!("{name}.attention.k_lin"),
-        v: format!("{name}.attention.v_lin"),
-        out: format!("{name}.attention.out_lin"),
-    };
-    let a = attention(net, l, &names, x, d, cfg.heads, Some(mask), cfg.attention_dropout, train)?;
+    let names = LayerNames::of(cfg.flavour, i);
+    let a = attention(net, l, &names.attention, x, d, cfg.heads, Some(mask), cfg.attention_dropout, train)?;
+    let a = if cfg.flavour == BertFlavour::DistilBert { a } else { dropout(net, &a, cfg.hidden_dropout) };
     let a = net.b.op("Add", &[&a, x], &[]);
-    let h = layer_norm(net, l, &format!("{name}.sa_layer_norm"), &a, d, eps, train)?;
-    let f = linear(net, l, &format!("{name}.ffn.lin1"), &h, d, cfg.intermediate_size, true, train)?;
+    let h = layer_norm(net, l, &names.attention_norm, &a, d, eps, train)?;
+    let f = linear(net, l, &names.ffn_in, &h, d, cfg.intermediate_size, true, train)?;
     let f = activation(net, cfg.act, &f);
-    let f = linear(net, l, &format!("{name}.ffn.lin2"), &f, cfg.intermediate_size, d, true, train)?;
+    let f = linear(net, l, &names.ffn_out, &f, cfg.intermediate_size, d, true, train)?;
     let f = dropout(net, &f, cfg.hidden_dropout);
     let f = net.b.op("Add", &[&f, &h], &[]);
-    layer_norm(net, l, &format!("{name}.output_layer_norm"), &f, d, eps, train)
+    layer_norm(net, l, &names.output_norm, &f, d, eps, train)
 }
