@@ -70,6 +70,7 @@ impl AppError {
             AppError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout_error"),
             AppError::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            AppError::Database(e) if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             AppError::Database(_) | AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
     }
@@ -78,7 +79,12 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_type();
-        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        let message = if let AppError::Database(e) = &self
+            && status == StatusCode::SERVICE_UNAVAILABLE
+        {
+            tracing::error!(error = %e, "the database is unavailable");
+            "the decision log is unavailable right now; retry later".to_string()
+        } else if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %self, "request failed");
             "internal error; the server log has the details".to_string()
         } else {

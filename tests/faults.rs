@@ -93,3 +93,84 @@ async fn a_lone_request_does_not_wait_for_a_batch_to_fill() {
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
     t.finish().await;
 }
+
+/// Sets `PRAGMA max_page_count` on every connection of the pool (it is per connection):
+/// `None` lifts it; `Some(0)` stops the file from growing at all.
+async fn limit_pages(db: &memeguard::db::Db, pages: Option<u64>) {
+    let memeguard::db::Db::Sqlite(pool) = db else { panic!("SQLite only") };
+    // Hold every connection at once, so that each of them gets the pragma.
+    let mut connections = Vec::new();
+    for _ in 0..8 {
+        connections.push(pool.acquire().await.unwrap());
+    }
+    for connection in &mut connections {
+        let size: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&mut **connection).await.unwrap();
+        let limit = pages.map_or(1 << 30, |p| size as u64 + p);
+        sqlx::query(&format!("PRAGMA max_page_count = {limit}")).execute(&mut **connection).await.unwrap();
+    }
+}
+
+async fn stored_ids(t: &TestApp) -> std::collections::BTreeSet<i64> {
+    memeguard::with_pool!(&t.state.db, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM decisions").fetch_all(pool).await.unwrap()
+    })
+    .into_iter()
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_gets_a_200_and_the_server_recovers_when_space_returns() {
+    use serde_json::json;
+    let t = std::sync::Arc::new(TestApp::start(Backend::Sqlite, &["--ocr", "false"]).await);
+    // Fill the file's last pages so that the burst needs new ones.
+    t.moderate(&json!({"input": "warm up"})).await.expect(200);
+    limit_pages(&t.state.db, Some(0)).await;
+
+    // A concurrent burst: 16 clients × 12 requests of 3 pairs, each pair with ~1 KB text.
+    let text = "disk full ".repeat(100);
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let (t, text) = (t.clone(), text.clone());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for i in 0..12 {
+                    let input: Vec<String> = (0..3).map(|k| format!("{c}/{i}/{k} {text}")).collect();
+                    let reply = t.moderate(&json!({"input": input})).await;
+                    outcomes.push((reply.status.as_u16(), reply.json()));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut answered = std::collections::BTreeSet::new();
+    let mut refused = 0;
+    for client in clients {
+        for (status, body) in client.await.unwrap() {
+            match status {
+                200 => answered
+                    .extend(body["results"].as_array().unwrap().iter().map(|r| r["decision_id"].as_i64().unwrap())),
+                503 => {
+                    assert!(body["error"]["message"].as_str().unwrap().contains("retry later"), "{body}");
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+    }
+    assert!(refused > 0, "the page limit refused nothing; the test did not exercise a full disk");
+    // Every 200 is in the log, and nothing else is (the warm-up aside).
+    let mut stored = stored_ids(&t).await;
+    stored.pop_first();
+    assert_eq!(stored, answered, "{refused} requests refused");
+
+    // Space returns: the same server takes writes again, without a restart.
+    limit_pages(&t.state.db, None).await;
+    for i in 0..5 {
+        let body = t.moderate(&json!({"input": format!("after {i}")})).await.expect(200);
+        let id = body["results"][0]["decision_id"].as_i64().unwrap();
+        assert!(stored_ids(&t).await.contains(&id));
+    }
+    t.get("/readyz", None).await.expect(200);
+    eprintln!("{} pairs answered, {refused} requests refused during the burst", answered.len());
+    std::sync::Arc::into_inner(t).unwrap().finish().await;
+}

@@ -118,41 +118,56 @@ pub async fn insert_all(db: &Db, decisions: &[NewDecision]) -> Result<Vec<i64>, 
 }
 
 /// [`insert_all`] over borrowed decisions (the group writer's several requests).
+///
+/// The transaction is spelled out (`BEGIN` … `COMMIT` on one connection) rather than
+/// left to sqlx's `Transaction`, and a connection that saw any error is closed instead of
+/// going back to the pool: after SQLite rolls a transaction back by itself (`SQLITE_FULL`,
+/// I/O errors) sqlx's idea of the connection's transaction depth no longer matches
+/// SQLite's, and a later "commit" on that connection could commit nothing. Closing it
+/// ends whatever transaction it was in. Ids are returned only after `COMMIT` succeeded.
 pub(super) async fn insert_refs(db: &Db, decisions: &[&NewDecision]) -> Result<Vec<i64>, DbError> {
     let ids = with_pool!(db, pool => {
-        let mut tx = pool.begin().await?;
-        let mut ids = Vec::with_capacity(decisions.len());
-        for d in decisions {
-            let image = d.image.as_ref();
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO decisions (created_at, request_id, model, score, threshold, flagged, text, text_sha256,
-                    text_source, image_sha256, image_mime, width, height, image, stored, latency_ms, caller)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-                 RETURNING id",
-            )
-            .bind(d.created_at)
-            .bind(&d.request_id)
-            .bind(&d.model)
-            .bind(d.score)
-            .bind(d.threshold)
-            .bind(d.flagged)
-            .bind(d.text.as_deref())
-            .bind(&d.text_sha256)
-            .bind(d.text_source.as_str())
-            .bind(image.map(|i| i.sha256.as_str()))
-            .bind(image.map(|i| i.mime.as_str()))
-            .bind(image.map(|i| i.width as i32))
-            .bind(image.map(|i| i.height as i32))
-            .bind(image.and_then(|i| i.bytes.as_deref()))
-            .bind(d.stored)
-            .bind(d.latency_ms)
-            .bind(&d.caller)
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(id);
+        let mut conn = pool.acquire().await?;
+        let result: Result<Vec<i64>, sqlx::Error> = async {
+            sqlx::query("BEGIN").execute(&mut *conn).await?;
+            let mut ids = Vec::with_capacity(decisions.len());
+            for d in decisions {
+                let image = d.image.as_ref();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO decisions (created_at, request_id, model, score, threshold, flagged, text, text_sha256,
+                        text_source, image_sha256, image_mime, width, height, image, stored, latency_ms, caller)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                     RETURNING id",
+                )
+                .bind(d.created_at)
+                .bind(&d.request_id)
+                .bind(&d.model)
+                .bind(d.score)
+                .bind(d.threshold)
+                .bind(d.flagged)
+                .bind(d.text.as_deref())
+                .bind(&d.text_sha256)
+                .bind(d.text_source.as_str())
+                .bind(image.map(|i| i.sha256.as_str()))
+                .bind(image.map(|i| i.mime.as_str()))
+                .bind(image.map(|i| i.width as i32))
+                .bind(image.map(|i| i.height as i32))
+                .bind(image.and_then(|i| i.bytes.as_deref()))
+                .bind(d.stored)
+                .bind(d.latency_ms)
+                .bind(&d.caller)
+                .fetch_one(&mut *conn)
+                .await?;
+                ids.push(id);
+            }
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(ids)
         }
-        tx.commit().await?;
-        ids
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result?
     });
     Ok(ids)
 }

@@ -40,6 +40,32 @@ pub enum DbError {
     WriterStopped,
 }
 
+impl DbError {
+    /// Whether the database is unavailable for now (disk full, I/O error, locked, gone,
+    /// out of connections) rather than the request or our code being wrong: answered 503,
+    /// since the same request may well succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        let DbError::Sqlx(e) = self else { return matches!(self, DbError::WriterStopped) };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                true
+            }
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                if let Ok(extended) = code.parse::<i32>() {
+                    // SQLite: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN.
+                    matches!(extended & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)
+                } else {
+                    // PostgreSQL: insufficient resources (53…), operator intervention (57…),
+                    // connection exceptions (08…).
+                    ["53", "57", "08"].iter().any(|class| code.starts_with(class))
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A connection pool to the decision log.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -102,11 +128,22 @@ impl Db {
 
     /// Whether the database accepts a write right now (for `/readyz`): a write
     /// transaction that is rolled back, so nothing is left behind.
+    /// Like the decision writer, it spells the transaction out and closes a connection
+    /// that saw an error (see [`decisions::insert_all`]).
     pub async fn check_writable(&self) -> Result<(), DbError> {
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE api_keys SET name = name WHERE id = -1").execute(&mut *tx).await?;
-            tx.rollback().await?;
+            let mut conn = pool.acquire().await?;
+            let result: Result<(), sqlx::Error> = async {
+                sqlx::query("BEGIN").execute(&mut *conn).await?;
+                sqlx::query("UPDATE api_keys SET name = name WHERE id = -1").execute(&mut *conn).await?;
+                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                Ok(())
+            }
+            .await;
+            if result.is_err() {
+                conn.close_on_drop();
+            }
+            result?;
         });
         Ok(())
     }
