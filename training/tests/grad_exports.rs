@@ -126,3 +126,39 @@ fn clip_vision_exports() {
     check_export("clip-vision-opset17.onnx", "image_embeds", &image_feeds());
     check_export("clip-vision-dynamo.onnx", "image_embeds", &image_feeds());
 }
+
+/// Dynamo writes a shape for most values into `value_info`; inference must not replace
+/// one with "unknown rank" (the autodiff's Gather and MatMul rules need ranks).
+#[test]
+fn declared_shapes_of_dynamo_exports_survive_inference() {
+    for file in ["clip-text-dynamo.onnx", "clip-vision-dynamo.onnx"] {
+        let m = export(file);
+        let map = memeguard_onnx::shape::infer_shapes(&m);
+        let g = m.graph.as_ref().unwrap();
+        let declared: Vec<_> =
+            g.value_info.iter().chain(&g.output).filter(|v| memeguard_onnx::builder::value_dims(v).is_some()).collect();
+        let lost: Vec<&str> = declared
+            .iter()
+            .filter(|v| {
+                let want = memeguard_onnx::builder::value_dims(v).map(|d| d.len());
+                map.get(v.name.as_deref().unwrap()).and_then(|t| t.rank()) != want
+            })
+            .filter_map(|v| v.name.as_deref())
+            .collect();
+        eprintln!("{file}: {} declared shapes, {} lost", declared.len(), lost.len());
+        assert!(lost.is_empty(), "{file}: {} of {} declared shapes lost: {lost:?}", lost.len(), declared.len());
+        // And where both know a size, they agree.
+        use memeguard_onnx::Dim;
+        let conflicts: Vec<String> = declared
+            .iter()
+            .filter_map(|v| {
+                let want = memeguard_onnx::builder::value_dims(v)?;
+                let got = map.dims(v.name.as_deref()?)?;
+                let clash =
+                    want.iter().zip(got).any(|(w, g)| matches!((w, g), (Dim::Known(a), Dim::Known(b)) if a != b));
+                clash.then(|| format!("{}: declared {want:?}, inferred {got:?}", v.name.as_deref().unwrap_or("")))
+            })
+            .collect();
+        assert!(conflicts.is_empty(), "{file}: {conflicts:#?}");
+    }
+}
