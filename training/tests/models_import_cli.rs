@@ -123,27 +123,35 @@ fn a_frozen_onnx_clip_finetunes_and_exports_a_package_the_server_scores() {
     assert!(scores.iter().all(|p| (0.0..=1.0).contains(p)), "{scores:?}");
 }
 
-/// Trained end to end (`image_trainable = true`), the vision tower's weights move;
-/// external-data and dynamo exports take the same road.
+/// Trained end to end (`*_trainable = true`), an ONNX tower's weights move (legacy and
+/// dynamo vision exports, the legacy text export); an external-data export takes the
+/// same road frozen.
 #[test]
-fn an_onnx_vision_tower_trains_end_to_end_and_exports() {
+fn onnx_towers_train_end_to_end_and_export() {
     let tmp = tempfile::tempdir().unwrap();
     let data = synth(&tmp.path().join("synth"), 32, 16, 16);
-    for (file, trainable) in
-        [("clip-vision-opset17.onnx", true), ("clip-vision-dynamo.onnx", true), ("clip-vision-external.onnx", false)]
-    {
+    let tokenizer = arg(&fixtures().join("hf/clip-tiny/tokenizer.json"));
+    for (side, file, trainable) in [
+        ("image", "clip-vision-opset17.onnx", true),
+        ("image", "clip-vision-dynamo.onnx", true),
+        ("image", "clip-vision-external.onnx", false),
+        ("text", "clip-text-opset17.onnx", true),
+    ] {
         let package = tmp.path().join(format!("models/{}/1.0.0", file.trim_end_matches(".onnx")));
-        let mut args = command_args("finetune", "tiny-finetune-image", &data);
+        let mut args = command_args("finetune", &format!("tiny-finetune-{side}"), &data);
         args.extend(small());
         args.extend(sets(&[
             "train.epochs=1".into(),
-            format!("model.image=onnx:{}", export(file)),
-            format!("model.image_trainable={trainable}"),
+            format!("model.{side}=onnx:{}", export(file)),
+            format!("model.{side}_trainable={trainable}"),
         ]));
         args.extend(["--out".into(), arg(&tmp.path().join(file)), "--export".into(), arg(&package)]);
+        if side == "text" {
+            args.extend(["--tokenizer".into(), tokenizer.clone()]);
+        }
         ok(&args);
         let pkg = ModelPackage::open(&package).unwrap();
-        let (imported, changed) = compare_imported(&pkg, "image.", &fixtures().join("exports").join(file));
+        let (imported, changed) = compare_imported(&pkg, &format!("{side}."), &fixtures().join("exports").join(file));
         assert!(imported >= 15, "{file}: {imported} imported weights in the package");
         if trainable {
             assert!(changed > imported / 2, "{file}: only {changed} of {imported} weights trained");

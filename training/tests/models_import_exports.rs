@@ -216,3 +216,43 @@ fn what_an_onnx_encoder_cannot_do_is_refused_with_the_reason() {
         .to_string();
     assert!(text.contains("/no/such/encoder.onnx"), "{text}");
 }
+
+/// An export that wants int32 token inputs (and `token_type_ids`) gets ours cast, and
+/// zeros for the token types.
+#[test]
+fn int32_text_inputs_are_cast_and_token_types_are_zeros() {
+    use memeguard_onnx::{Attr, GraphBuilder, Tensor};
+
+    let mut b = GraphBuilder::new("int32-text");
+    let ids = b.input(INPUT_IDS, DataType::Int32, &dims!["n", "l"]);
+    let mask = b.input(ATTENTION_MASK, DataType::Int32, &dims!["n", "l"]);
+    let types = b.input("token_type_ids", DataType::Int32, &dims!["n", "l"]);
+    let axes = b.initializer("axes", &Tensor::vec_i64(&[1]));
+    let float = [("to", Attr::Int(DataType::Float as i64))];
+    let masked = b.op("Mul", &[&ids, &mask], &[]);
+    let masked = b.op("Cast", &[&masked], &float);
+    let sum = b.op("ReduceSum", &[&masked, &axes], &[("keepdims", Attr::Int(1))]);
+    let types = b.op("Cast", &[&types], &float);
+    let type_sum = b.op("ReduceSum", &[&types, &axes], &[("keepdims", Attr::Int(1))]);
+    let features = b.op("Concat", &[&sum, &type_sum], &[("axis", Attr::Int(1))]);
+    b.named_output(&features, "pooled", DataType::Float, &dims!["n", 2]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("int32.onnx");
+    memeguard_onnx::save_model(&b.build(), &file).unwrap();
+
+    let encoder = OnnxTextEncoder::load(&EncoderSource::Onnx { file, output: None }, Trainable::Frozen).unwrap();
+    assert_eq!(encoder.onnx.dim, 2);
+    let mut net = Net::new("imported", Mode::Infer, 0);
+    let ids = net.b.input(INPUT_IDS, DataType::Int64, &dims![BATCH, SEQUENCE]);
+    let mask = net.b.input(ATTENTION_MASK, DataType::Int64, &dims![BATCH, SEQUENCE]);
+    let features = TextEncoder::Onnx(encoder).build(&mut net, "text", &ids, &mask).unwrap();
+    let graph = net.finish(&[GraphOutput::f32(&features, "features", dims![BATCH, 2])]);
+    check_model(&graph.model, true).unwrap();
+    models_support::init_ort();
+    let tensor = |v: Vec<i64>| OrtTensor::from_array((vec![2i64, 3], v)).unwrap().into_dyn();
+    let out = run(
+        &graph.model,
+        vec![(INPUT_IDS, tensor(vec![1, 2, 3, 4, 5, 6])), (ATTENTION_MASK, tensor(vec![1, 1, 0, 1, 0, 0]))],
+    );
+    assert_eq!(out["features"].1, vec![3.0, 0.0, 4.0, 0.0]);
+}

@@ -18,7 +18,7 @@ use memeguard_onnx::builder::{value_dims, value_dtype};
 use memeguard_onnx::proto::{ModelProto, TensorProto};
 use memeguard_onnx::{DataType, Dim, OPSET_VERSION};
 
-use crate::models::net::Net;
+use crate::models::net::{Net, Weights};
 
 /// Oldest default-domain opset we import: from 13 on, Split/Squeeze/Unsqueeze/ReduceSum
 /// take their axes as inputs as they do at opset 20.
@@ -308,8 +308,9 @@ impl ImportedEncoder {
     /// Copies the encoder into `net` under `prefix`. `inputs` maps each of the
     /// encoder's input names to a value of `net`. Its parameters are registered as
     /// `{prefix}.{initializer name}`, trainable or frozen (weight decay on tensors of
-    /// rank ≥ 2 only, i.e. not on biases and norm weights). Returns the encoder's
-    /// output names mapped to their values in `net`.
+    /// rank ≥ 2 only, i.e. not on biases and norm weights); in a
+    /// [`Weights::Hollow`] net they carry shapes only. Returns the encoder's output names
+    /// mapped to their values in `net`.
     pub fn attach(
         &self,
         net: &mut Net,
@@ -342,7 +343,14 @@ impl ImportedEncoder {
             let name = t.name.clone().unwrap_or_default();
             let ours = if is_parameter(t) {
                 let weight_decay = t.dims.len() >= 2;
-                net.param_from_proto(&format!("{prefix}.{name}"), t.clone(), trainable, weight_decay)
+                // A hollow graph (e.g. the inference graph trained values are filled
+                // into) gets shapes only: no second copy of the weights.
+                let value = if net.weights() == Weights::Hollow {
+                    TensorProto { dims: t.dims.clone(), data_type: t.data_type, ..Default::default() }
+                } else {
+                    t.clone()
+                };
+                net.param_from_proto(&format!("{prefix}.{name}"), value, trainable, weight_decay)
             } else {
                 let ours = net.b.unique(&format!("{prefix}.{name}"));
                 let mut copy = t.clone();
