@@ -194,27 +194,97 @@ fn bert_family_encoders_match_transformers() {
     }
 }
 
-/// A copy of fixture `name` in a temporary folder whose weights `edit` rewrites.
-fn edited_copy(
-    name: &str,
-    edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
-) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let from = fixture(name);
-    std::fs::copy(from.join("config.json"), dir.path().join("config.json")).unwrap();
-    let bytes = std::fs::read(from.join("model.safetensors")).unwrap();
+/// One stored tensor: name, element type, shape, little-endian bytes.
+type Stored = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// The tensors of fixture `name`'s `model.safetensors`.
+fn read_tensors(name: &str) -> Vec<Stored> {
+    let bytes = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<_> =
-        file.tensors().into_iter().map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect();
-    edit(&mut tensors);
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(n, dt, shape, data)| {
-            (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
+    file.tensors().into_iter().map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec())).collect()
+}
+
+/// A temporary folder with fixture `name`'s config.json and `tensors`, in one
+/// `model.safetensors` or, with `shards > 1`, in that many shards and their index.
+fn write_folder(name: &str, tensors: &[Stored], shards: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture(name).join("config.json"), dir.path().join("config.json")).unwrap();
+    let mut weight_map = serde_json::Map::new();
+    for shard in 0..shards {
+        let file = if shards == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{shards:05}.safetensors", shard + 1)
+        };
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .skip(shard)
+            .step_by(shards)
+            .map(|(n, dt, shape, data)| {
+                weight_map.insert(n.clone(), file.clone().into());
+                (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap())
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, &dir.path().join(&file)).unwrap();
+    }
+    if shards > 1 {
+        let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+        std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    }
     dir
+}
+
+/// A copy of fixture `name` in a temporary folder whose weights `edit` rewrites.
+fn edited_copy(name: &str, edit: impl FnOnce(&mut Vec<Stored>)) -> tempfile::TempDir {
+    let mut tensors = read_tensors(name);
+    edit(&mut tensors);
+    write_folder(name, &tensors, 1)
+}
+
+/// A CLIP folder stored in bfloat16 over three shards reads as the same model stored
+/// in float32 with those values; and stays close to the float32 original.
+#[test]
+fn sharded_bfloat16_folders_read_as_their_float32_values() {
+    let tensors = read_tensors("clip-tiny");
+    assert!(tensors.iter().all(|t| t.1 == safetensors::Dtype::F32));
+    // bfloat16 is the high half of a float32: keep it, or zero the low half.
+    let halves = |keep_low: bool| -> Vec<Stored> {
+        tensors
+            .iter()
+            .map(|(n, _, shape, data)| {
+                let (dtype, bytes) = if keep_low {
+                    (safetensors::Dtype::F32, data.chunks_exact(4).flat_map(|c| [0, 0, c[2], c[3]]).collect())
+                } else {
+                    (safetensors::Dtype::BF16, data.chunks_exact(4).flat_map(|c| [c[2], c[3]]).collect())
+                };
+                (n.clone(), dtype, shape.clone(), bytes)
+            })
+            .collect()
+    };
+    let sharded = write_folder("clip-tiny", &halves(false), 3);
+    assert!(sharded.path().join("model-00003-of-00003.safetensors").is_file());
+    let truncated = write_folder("clip-tiny", &halves(true), 1);
+    let reference = Reference::open("clip-tiny");
+    let embeds = |dir: &Path| {
+        let model = HfModel::open(dir).unwrap_or_else(|e| panic!("{e}"));
+        let (mut net, vision, text) = clip_net(&model, Mode::Infer, Trainable::Frozen);
+        let outputs = [&vision, &text].map(|t| t.projected.clone().unwrap());
+        let normalised: Vec<String> = outputs.iter().map(|p| l2_normalize(&mut net, &p.value)).collect();
+        let graph = net.finish(&[
+            GraphOutput::f32(&normalised[0], "image_embeds", batch_by(16)),
+            GraphOutput::f32(&normalised[1], "text_embeds", batch_by(16)),
+        ]);
+        let mut inputs = reference.text_inputs();
+        inputs.push(("pixel_values", reference.f32_value("pixel_values")));
+        run(&graph.model, inputs)
+    };
+    let (from_bf16, from_f32) = (embeds(sharded.path()), embeds(truncated.path()));
+    for output in ["image_embeds", "text_embeds"] {
+        assert_eq!(from_bf16[output], from_f32[output], "{output}");
+        let want = reference.f32(output);
+        let worst = from_bf16[output].1.iter().zip(&want.1).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 2e-2, "{output}: bfloat16 weights moved the embeddings by {worst}");
+    }
 }
 
 #[test]
