@@ -110,12 +110,15 @@ async fn limit_pages(db: &memeguard::db::Db, pages: Option<u64>) {
     }
 }
 
+/// The decision ids committed, as a new connection sees them (the server's own
+/// connections could see rows of a transaction that never commits).
 async fn stored_ids(t: &TestApp) -> std::collections::BTreeSet<i64> {
-    memeguard::with_pool!(&t.state.db, pool => {
+    let db = memeguard::db::Db::connect(&t.db.url).await.unwrap();
+    let ids = memeguard::with_pool!(&db, pool => {
         sqlx::query_scalar::<_, i64>("SELECT id FROM decisions").fetch_all(pool).await.unwrap()
-    })
-    .into_iter()
-    .collect()
+    });
+    db.close().await;
+    ids.into_iter().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
