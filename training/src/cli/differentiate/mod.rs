@@ -3,22 +3,24 @@
 //! `generate_artifacts`: the gradient graph, and optionally a one-step training graph with
 //! its state described in JSON and its initial values in safetensors.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+mod artifacts;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use memeguard_onnx::builder::{value_dims, value_dtype, value_info};
 use memeguard_onnx::check::{MAX_RUNTIME_IR_VERSION, MAX_RUNTIME_OPSET};
 use memeguard_onnx::proto::{GraphProto, ModelProto, NodeProto};
 use memeguard_onnx::upgrade::{default_opset, upgrade_opset};
-use memeguard_onnx::{DataType, Dim, OPSET_VERSION, Tensor, check_model, load_model, save_model};
+use memeguard_onnx::{DataType, Dim, OPSET_VERSION, check_model, load_model, save_model};
 use memeguard_training::autodiff;
 use memeguard_training::graph_spec::{Buffer, Param};
 use memeguard_training::models::ImportedEncoder;
-use memeguard_training::optim::{
-    NEXT_SUFFIX, OptimizerConfig, OptimizerKind, ScalarInput, StateRole, StepGraph, TrainingGraph, build_step_graph,
-};
-use serde_json::json;
+use memeguard_training::models::import::describe_dims;
+use memeguard_training::optim::{OptimizerConfig, OptimizerKind, TrainingGraph, build_step_graph};
+
+use artifacts::{carry_step_counter, manifest, state_entries, write_initial_state};
 
 const LONG_ABOUT: &str = "\
 Differentiate an ONNX model that computes its own loss, and build a training step for
@@ -123,8 +125,6 @@ pub enum Optimizer {
 
 /// The parameter group every trainable parameter belongs to: inputs `lr.all`, `weight_decay.all`.
 const GROUP: &str = "all";
-/// The optimizer-step counter, carried as state so a loop only feeds outputs back.
-const STEP: &str = "optim.step";
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut model = load_model(&args.model).with_context(|| format!("cannot read {}", args.model.display()))?;
@@ -146,6 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             outputs.join(", ")
         );
     }
+    refuse_non_scalar_loss(graph, &args.loss, &source)?;
     let buffers = batch_norm_buffers(graph);
     let trainable = select_trainable(graph, &buffers, &args)?;
     refuse_missing_rules(&model, &args.loss, &trainable, &source)?;
@@ -251,6 +252,23 @@ fn bring_to_supported_opset(model: &mut ModelProto, source: &str) -> anyhow::Res
             "{source} (opset {opset}) cannot be brought to opset {OPSET_VERSION}: re-export with opset_version=17 or 20"
         )
     })
+}
+
+/// A loss declared with a shape other than a scalar (rank 0 or all ones). Undeclared
+/// shapes are left to autodiff, which infers them.
+fn refuse_non_scalar_loss(graph: &GraphProto, loss: &str, source: &str) -> anyhow::Result<()> {
+    let Some(output) = graph.output.iter().find(|o| o.name() == loss) else { return Ok(()) };
+    if let Some(dtype) = value_dtype(output).filter(|t| !matches!(t, DataType::Float | DataType::Double)) {
+        bail!("{source}: the loss `{loss}` is {dtype:?}; it must be a float32 or float64 scalar");
+    }
+    if let Some(dims) = value_dims(output).filter(|d| d.iter().any(|x| *x != Dim::Known(1))) {
+        bail!(
+            "{source}: the loss `{loss}` is declared {}; it must be a scalar: reduce it in the model before \
+             exporting (e.g. `.mean()`), or pass the scalar loss output with --loss",
+            describe_dims(&dims)
+        );
+    }
+    Ok(())
 }
 
 /// BatchNormalization in training mode with its running statistics as outputs: the
@@ -423,199 +441,4 @@ fn optimizer_config(optimizer: Optimizer, args: &Args) -> anyhow::Result<Optimiz
         config = config.with_clipping(max);
     }
     Ok(config)
-}
-
-/// One state input of the training step, as `training_step.json` describes it.
-struct StateEntry {
-    input: String,
-    output: Option<String>,
-    /// `parameter`, `buffer`, `adam_m`, `adam_v`, `momentum`, `gradient_accumulator`, `step`.
-    role: &'static str,
-    /// The parameter an optimizer state belongs to.
-    param: Option<String>,
-    initial: Tensor,
-}
-
-/// The state of `step` with its roles, in the graph's order.
-fn state_entries(step: &StepGraph) -> Vec<StateEntry> {
-    step.slots
-        .iter()
-        .map(|slot| {
-            let output = step.graph.state.iter().find(|s| s.name == slot.name).and_then(|s| s.next.clone());
-            let (role, param) = match &slot.role {
-                StateRole::Parameter { .. } => ("parameter", None),
-                StateRole::Buffer => ("buffer", None),
-                StateRole::OptimizerState { param } => {
-                    let role = match slot.name.strip_prefix(param.as_str()) {
-                        Some(".exp_avg") => "adam_m",
-                        Some(".exp_avg_sq") => "adam_v",
-                        Some(".momentum") => "momentum",
-                        _ => "optimizer_state",
-                    };
-                    (role, Some(param.clone()))
-                }
-                StateRole::GradientAccumulator { param } => ("gradient_accumulator", Some(param.clone())),
-            };
-            StateEntry { input: slot.name.clone(), output, role, param, initial: slot.initial.clone() }
-        })
-        .collect()
-}
-
-/// Turns the `optim.step` scalar input (AdamW's 1-based update count) into state: the
-/// graph also outputs `optim.step.next = optim.step + 1`, so a training loop feeds every
-/// `.next` output back and nothing else changes between steps. Returns its entry.
-fn carry_step_counter(step: &mut StepGraph) -> anyhow::Result<Option<StateEntry>> {
-    if !step.graph.scalars.contains(&ScalarInput::Step) {
-        return Ok(None);
-    }
-    let next = format!("{STEP}{NEXT_SUFFIX}");
-    let one = format!("{STEP}.one");
-    let graph = step.graph.model.graph.as_mut().expect("built with a graph");
-    let used = |name: &str| {
-        graph.node.iter().any(|n| n.output.iter().any(|o| o == name))
-            || graph.initializer.iter().any(|t| t.name() == name)
-            || graph.input.iter().any(|v| v.name() == name)
-    };
-    if used(&next) || used(&one) {
-        bail!("the model already has a value named `{next}` or `{one}`; rename it and export again");
-    }
-    graph.initializer.push(Tensor::scalar_f32(1.0).to_proto(&one));
-    graph.node.push(NodeProto {
-        name: Some(next.clone()),
-        op_type: Some("Add".into()),
-        input: vec![STEP.into(), one],
-        output: vec![next.clone()],
-        ..Default::default()
-    });
-    graph.output.push(value_info(&next, DataType::Float, &[]));
-    check_model(&step.graph.model, true).context("the training step is invalid (a bug in memeguard)")?;
-    step.graph.scalars.retain(|s| *s != ScalarInput::Step);
-    Ok(Some(StateEntry {
-        input: STEP.into(),
-        output: Some(next),
-        role: "step",
-        param: None,
-        initial: Tensor::scalar_f32(1.0),
-    }))
-}
-
-fn dtype_name(dtype: Option<DataType>) -> &'static str {
-    match dtype {
-        Some(DataType::Float) => "float32",
-        Some(DataType::Double) => "float64",
-        Some(DataType::Float16) => "float16",
-        Some(DataType::Bfloat16) => "bfloat16",
-        Some(DataType::Int64) => "int64",
-        Some(DataType::Int32) => "int32",
-        Some(DataType::Uint8) => "uint8",
-        Some(DataType::Bool) => "bool",
-        _ => "other",
-    }
-}
-
-fn dims_json(dims: &[Dim]) -> serde_json::Value {
-    dims.iter()
-        .map(|d| match d {
-            Dim::Known(n) => json!(n),
-            Dim::Sym(s) => json!(s),
-        })
-        .collect()
-}
-
-/// `x` as the shortest decimal that reads back as the same f32 (`0.01`, not `0.009999999776`).
-fn decimal(x: f32) -> f64 {
-    x.to_string().parse().expect("an f32 prints as a number")
-}
-
-/// `training_step.json`: what a training loop in any language needs to drive the step.
-fn manifest(step: &StepGraph, entries: &[StateEntry], lr: f32, weight_decay: f32) -> serde_json::Value {
-    let graph = step.graph.model.graph.as_ref().expect("built with a graph");
-    let input = |name: &str| graph.input.iter().find(|v| v.name() == name);
-    let data: Vec<_> = step
-        .graph
-        .data_inputs
-        .iter()
-        .map(|name| {
-            let v = input(name);
-            json!({
-                "name": name,
-                "dtype": dtype_name(v.and_then(value_dtype)),
-                "shape": v.and_then(value_dims).map(|d| dims_json(&d)),
-            })
-        })
-        .collect();
-    let hyper: Vec<_> = step
-        .graph
-        .scalars
-        .iter()
-        .map(|s| {
-            let (role, value) = match s {
-                ScalarInput::LearningRate { .. } => ("learning_rate", json!(decimal(lr))),
-                ScalarInput::WeightDecay { .. } => ("weight_decay", json!(decimal(weight_decay))),
-                _ => ("other", serde_json::Value::Null),
-            };
-            json!({ "name": s.name(), "role": role, "dtype": dtype_name(Some(s.dtype())), "shape": [], "value": value })
-        })
-        .collect();
-    let state: Vec<_> = entries
-        .iter()
-        .map(|e| {
-            let mut entry = json!({
-                "input": e.input,
-                "output": e.output,
-                "role": e.role,
-                "dtype": dtype_name(Some(e.initial.data_type())),
-                "shape": e.initial.dims,
-            });
-            if let Some(param) = &e.param {
-                entry["param"] = json!(param);
-            }
-            entry
-        })
-        .collect();
-    let nexts: HashSet<&str> = entries.iter().filter_map(|e| e.output.as_deref()).collect();
-    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name()).filter(|o| !nexts.contains(o)).collect();
-    let (kind, constants) = match step.config.kind {
-        OptimizerKind::AdamW { beta1, beta2, eps } => {
-            ("adamw", json!({ "beta1": decimal(beta1), "beta2": decimal(beta2), "eps": decimal(eps) }))
-        }
-        OptimizerKind::Sgd { momentum, nesterov } => ("sgd", json!({ "momentum": momentum, "nesterov": nesterov })),
-    };
-    json!({
-        "format": "memeguard-training-step/1",
-        "model": "training_step.onnx",
-        "initial_state": "initial_state.safetensors",
-        "loss": step.loss,
-        "optimizer": { "kind": kind, "constants": constants, "max_grad_norm": step.config.max_grad_norm.map(decimal) },
-        "data_inputs": data,
-        "hyperparameters": hyper,
-        "state": state,
-        "outputs": outputs,
-    })
-}
-
-/// Every state input's starting value, as safetensors (a JSON header and little-endian
-/// bytes: numpy alone reads it, see docs/training.md).
-fn write_initial_state(entries: &[StateEntry], path: &Path) -> anyhow::Result<()> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = entries
-        .iter()
-        .map(|e| {
-            let dtype = match e.initial.data_type() {
-                DataType::Float => Dtype::F32,
-                DataType::Double => Dtype::F64,
-                DataType::Int64 => Dtype::I64,
-                other => bail!("state `{}` is {other:?}, which initial_state.safetensors does not hold", e.input),
-            };
-            let shape = e.initial.dims.iter().map(|&d| d as usize).collect();
-            Ok((e.input.clone(), dtype, shape, e.initial.to_proto(&e.input).raw_data.unwrap_or_default()))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let views = raw
-        .iter()
-        .map(|(name, dtype, shape, bytes)| Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let metadata = BTreeMap::from([("format".to_string(), "memeguard-training-step/1".to_string())]);
-    let bytes = safetensors::serialize(views, Some(metadata.into_iter().collect()))?;
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
