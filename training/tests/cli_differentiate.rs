@@ -324,6 +324,9 @@ fn refusals_say_what_to_fix() {
     assert!(err.contains("--wrt `net.head.weight` is not an initializer of the model"), "{err}");
     assert!(err.contains("net.fc.bias") && !err.contains("running_mean"), "candidates listed: {err}");
 
+    let err = refused(&[&cnn, "--loss", "loss", "--wrt", "net.stem.1.running_var"]);
+    assert!(err.contains("--wrt `net.stem.1.running_var` is a BatchNorm running statistic"), "{err}");
+
     let err = refused(&[&cnn, "--loss", "loss", "--frozen", "net.stem.1.running_mean"]);
     assert!(err.contains("--frozen `net.stem.1.running_mean`: not a trainable parameter"), "{err}");
 

@@ -245,7 +245,11 @@ fn bring_to_supported_opset(model: &mut ModelProto, source: &str) -> anyhow::Res
         );
     }
     if model.ir_version.unwrap_or(0) > MAX_RUNTIME_IR_VERSION {
-        bail!("{source} has IR version {:?}; ONNX Runtime 1.31 reads up to {MAX_RUNTIME_IR_VERSION}", model.ir_version);
+        bail!(
+            "{source} has IR version {}; ONNX Runtime 1.31 reads up to {MAX_RUNTIME_IR_VERSION}: re-export with an \
+             older onnx package",
+            model.ir_version.unwrap_or(0)
+        );
     }
     upgrade_opset(model).with_context(|| {
         format!(
@@ -275,15 +279,10 @@ fn refuse_non_scalar_loss(graph: &GraphProto, loss: &str, source: &str) -> anyho
 /// statistics become buffers, their updated values the node's outputs 1 and 2.
 fn batch_norm_buffers(graph: &GraphProto) -> Vec<Buffer> {
     let mut buffers = Vec::new();
+    let mut inference = Vec::new();
     for node in graph.node.iter().filter(|n| n.op_type() == "BatchNormalization") {
-        let training = node.attribute.iter().any(|a| a.name() == "training_mode" && a.i() == 1);
-        if !training {
-            eprintln!(
-                "warning: BatchNormalization node `{}` is in inference mode: it normalises with its running \
-                 statistics and never updates them (for batch statistics, export in training mode: \
-                 torch.onnx.export(..., training=torch.onnx.TrainingMode.TRAINING, dynamo=False))",
-                node.name()
-            );
+        if !node.attribute.iter().any(|a| a.name() == "training_mode" && a.i() == 1) {
+            inference.push(format!("`{}`", node.name()));
             continue;
         }
         for (stat, updated) in [(3, 1), (4, 2)] {
@@ -292,6 +291,15 @@ fn batch_norm_buffers(graph: &GraphProto) -> Vec<Buffer> {
                 buffers.push(Buffer { name: name.clone(), updated: next.clone() });
             }
         }
+    }
+    if !inference.is_empty() {
+        eprintln!(
+            "warning: {} BatchNormalization node(s) ({}) are in inference mode: they normalise with their running \
+             statistics and never update them. For batch statistics, export in training mode: \
+             torch.onnx.export(..., training=torch.onnx.TrainingMode.TRAINING, dynamo=False)",
+            inference.len(),
+            inference.join(", ")
+        );
     }
     buffers
 }
@@ -324,6 +332,10 @@ fn select_trainable(graph: &GraphProto, buffers: &[Buffer], args: &Args) -> anyh
     let chosen: Vec<String> = if !args.wrt.is_empty() {
         for name in &args.wrt {
             match initializer(graph, name) {
+                Some(_) if running.contains(name.as_str()) => bail!(
+                    "--wrt `{name}` is a BatchNorm running statistic: the forward pass updates it, not a gradient; {}",
+                    listing()
+                ),
                 Some(t) if is_float32(t) => {}
                 Some(_) => bail!("--wrt `{name}` is not a float32 initializer; {}", listing()),
                 None => bail!("--wrt `{name}` is not an initializer of the model; {}", listing()),
