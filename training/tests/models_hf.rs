@@ -207,8 +207,14 @@ fn read_tensors(name: &str) -> Vec<Stored> {
 /// A temporary folder with fixture `name`'s config.json and `tensors`, in one
 /// `model.safetensors` or, with `shards > 1`, in that many shards and their index.
 fn write_folder(name: &str, tensors: &[Stored], shards: usize) -> tempfile::TempDir {
+    let config = std::fs::read_to_string(fixture(name).join("config.json")).unwrap();
+    write_folder_with_config(&config, tensors, shards)
+}
+
+/// [`write_folder`] with the text of `config.json`.
+fn write_folder_with_config(config: &str, tensors: &[Stored], shards: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture(name).join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
     let mut weight_map = serde_json::Map::new();
     for shard in 0..shards {
         let file = if shards == 1 {
@@ -646,4 +652,80 @@ fn tower_gradients_match_finite_differences() {
     let feeds = text_feeds(&Reference::open("roberta-tiny"), 3);
     let report = check(&GradCheck::f32(graph.model, &text, feeds, &wrt)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.checked, 35 * 32 + 2 * 32 + 32 * 4, "{report:?}");
+}
+
+/// `clip_vision_model` (CLIPVisionModelWithProjection) and `clip_text_model`
+/// (CLIPTextModel, no projection) folders cut from the CLIP fixture: the vision one
+/// gives CLIPModel's image embeddings, and pools `post_layernorm` of the class token of
+/// transformers' last hidden state; the text one pools, unprojected, the hidden state
+/// transformers computed at each caption's first end-of-text token.
+#[test]
+fn single_tower_clip_folders() {
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("clip-tiny/config.json")).unwrap()).unwrap();
+    let tensors = read_tensors("clip-tiny");
+    let reference = Reference::open("clip-tiny");
+    let tower = |key: &str, model_type: &str, keep: &dyn Fn(&str) -> bool| {
+        let mut cfg = config[key].clone();
+        cfg["model_type"] = model_type.into();
+        cfg["projection_dim"] = 16.into();
+        let kept: Vec<Stored> = tensors.iter().filter(|t| keep(&t.0)).cloned().collect();
+        write_folder_with_config(&cfg.to_string(), &kept, 1)
+    };
+
+    let dir = tower("vision_config", "clip_vision_model", &|n| {
+        n.starts_with("vision_model.") || n == "visual_projection.weight"
+    });
+    let model = HfModel::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(model.has_vision() && !model.has_text());
+    assert_eq!((model.image_size(), model.max_text_length(), model.vision_feature_dim()), (Some(32), None, Some(16)));
+    let mut net = Net::new("vision", Mode::Infer, 0);
+    let pixels = net.b.input("pixel_values", DataType::Float, &image_dims());
+    let image = model.attach_vision_outputs(&mut net, "image", &pixels, Trainable::Frozen).unwrap();
+    let embeds = l2_normalize(&mut net, &image.features().value);
+    let graph = net.finish(&[
+        GraphOutput::f32(&embeds, "image_embeds", batch_by(16)),
+        GraphOutput::f32(&image.pooled.value, "pooled", batch_by(32)),
+    ]);
+    let got = run(&graph.model, vec![("pixel_values", reference.f32_value("pixel_values"))]);
+    compare("clip_vision_model", &got, "image_embeds", &reference.f32("image_embeds"));
+    // pooled = post_layernorm(class token of transformers' last hidden state).
+    let weight = |name: &str| -> Vec<f32> {
+        let t = tensors.iter().find(|t| t.0 == name).unwrap();
+        t.3.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    let (gamma, beta) = (weight("vision_model.post_layernorm.weight"), weight("vision_model.post_layernorm.bias"));
+    let (dims, hidden) = reference.f32("vision_last_hidden_state");
+    let (n, t, d) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
+    let mut pooled = Vec::new();
+    for row in 0..n {
+        let cls: Vec<f64> = hidden[row * t * d..row * t * d + d].iter().map(|&v| v as f64).collect();
+        let mean = cls.iter().sum::<f64>() / d as f64;
+        let var = cls.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+        let eps = config["vision_config"]["layer_norm_eps"].as_f64().unwrap();
+        pooled.extend((0..d).map(|j| ((cls[j] - mean) / (var + eps).sqrt() * gamma[j] as f64 + beta[j] as f64) as f32));
+    }
+    compare("clip_vision_model", &got, "pooled", &(vec![n as i64, d as i64], pooled));
+
+    let dir = tower("text_config", "clip_text_model", &|n| n.starts_with("text_model."));
+    let model = HfModel::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(model.has_text() && !model.has_vision());
+    assert_eq!((model.text_feature_dim(), model.max_text_length()), (Some(32), Some(77)));
+    let mut net = Net::new("text", Mode::Infer, 0);
+    let (ids, mask) = text_inputs(&mut net);
+    let text = model.attach_text(&mut net, "text", &ids, &mask, Trainable::Frozen).unwrap();
+    assert_eq!(text.dim, 32);
+    let graph = net.finish(&[GraphOutput::f32(&text.value, "pooled", batch_by(32))]);
+    let got = run(&graph.model, reference.text_inputs());
+    let eos = config["text_config"]["eos_token_id"].as_i64().unwrap();
+    let ids = reference_tensor(&reference, "input_ids", 7);
+    let ids = ids.as_i64().unwrap();
+    let (dims, hidden) = reference.f32("text_last_hidden_state");
+    let (n, l, d) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
+    let mut pooled = Vec::new();
+    for row in 0..n {
+        let at = (0..l).find(|&t| ids[row * l + t] == eos).expect("every caption has an end-of-text token");
+        pooled.extend_from_slice(&hidden[(row * l + at) * d..(row * l + at + 1) * d]);
+    }
+    compare("clip_text_model", &got, "pooled", &(vec![n as i64, d as i64], pooled));
 }
