@@ -4,9 +4,11 @@
 //!
 //! Figures go to docs/benchmarks.md with the machine they were measured on.
 
-use std::io::Cursor;
-use std::time::Instant;
+mod common;
 
+use std::io::Cursor;
+
+use common::time_ms;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use memeguard_package::{ImageLimits, PackageSession, Preprocessor, SessionOptions, write_placeholder_package};
 
@@ -20,16 +22,6 @@ fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, format).expect("encoding an in-memory image");
     out.into_inner()
-}
-
-/// Mean milliseconds of `f` over `n` runs after one warm-up run.
-fn time_ms(n: u32, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    start.elapsed().as_secs_f64() * 1000.0 / f64::from(n)
 }
 
 fn main() {

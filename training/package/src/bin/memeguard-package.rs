@@ -45,8 +45,17 @@ fn main() -> anyhow::Result<()> {
             let m = &pkg.manifest;
             println!("{}: valid", m.label());
             println!(
-                "  image {}x{} ({}), text {} tokens, threshold {}, opset {}, IR {}",
-                m.image.size, m.image.size, m.image.resize, m.text.max_length, m.threshold, m.opset, m.ir_version
+                "  image {}x{} ({}, {}, mean {:?}, std {:?}), text {} tokens, threshold {}, opset {}, IR {}",
+                m.image.size,
+                m.image.size,
+                m.image.resize,
+                m.image.filter,
+                m.image.mean,
+                m.image.std,
+                m.text.max_length,
+                m.threshold,
+                m.opset,
+                m.ir_version
             );
             if !no_run {
                 let pre = Preprocessor::for_package(&pkg);
