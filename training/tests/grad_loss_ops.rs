@@ -90,3 +90,23 @@ fn class_weights_that_are_trained_are_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn scores_of_unknown_rank() {
+    use memeguard_onnx::{Tensor, dims};
+    use memeguard_training::autodiff::gradcheck::{GradCheck, check};
+    for op in ["SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"] {
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("scores", DataType::Double, &dims![2, 4, 3]);
+        let target = b.input("target", DataType::Int64, &dims!["n"]);
+        let labels = b.input("labels", DataType::Int64, &dims![2, 3]);
+        let r = b.op("Reshape", &[&x, &target], &[]);
+        let y = b.op(op, &[&r, &labels], &[reduction("none")]);
+        let feeds = vec![
+            ("scores".to_string(), Tensor::f64(vec![2, 4, 3], values(24, 47, 0.1, 2.0))),
+            ("target".to_string(), Tensor::i64(vec![3], vec![2, 4, 3])),
+            ("labels".to_string(), Tensor::i64(vec![2, 3], vec![3, 1, 0, 2, 2, 1])),
+        ];
+        check(&GradCheck::f64(b.build(), &y, feeds, &["scores"])).unwrap_or_else(|e| panic!("{op}: {e}"));
+    }
+}

@@ -135,3 +135,24 @@ fn layer_norm_reuses_its_mean_and_inv_std_outputs() {
         !g.node.iter().any(|n| n.op_type.as_deref() == Some("ReduceMean") && n.input.first() == Some(&"x".to_string()))
     );
 }
+
+/// `Reshape(x, target)` with `target` fed at run time: the rank is unknown statically,
+/// as after ops shape inference cannot follow.
+#[test]
+fn layer_norm_of_an_input_of_unknown_rank() {
+    use memeguard_onnx::dims;
+    for (axis, sd) in [(-1, vec![4]), (-2, vec![3, 4])] {
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Double, &dims![2, 3, 4]);
+        let target = b.input("target", DataType::Int64, &dims!["n"]);
+        let s = b.input("s", DataType::Double, &sd.iter().map(|&d| d.into()).collect::<Vec<_>>());
+        let r = b.op("Reshape", &[&x, &target], &[]);
+        let y = b.op("LayerNormalization", &[&r, &s], &[("axis", Attr::Int(axis))]);
+        let feeds = vec![
+            ("x".to_string(), Tensor::f64(vec![2, 3, 4], values(24, 61, 0.1, 2.0))),
+            ("target".to_string(), Tensor::i64(vec![3], vec![2, 3, 4])),
+            ("s".to_string(), Tensor::f64(sd.clone(), values(numel(&sd), 62, 0.5, 1.5))),
+        ];
+        check(&GradCheck::f64(b.build(), &y, feeds, &["x", "s"])).unwrap_or_else(|e| panic!("axis {axis}: {e}"));
+    }
+}

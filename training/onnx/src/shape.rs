@@ -255,8 +255,8 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
     let single = match op {
         "Identity" | "Neg" | "Abs" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Tanh" | "Sigmoid" | "Erf" | "Relu"
         | "LeakyRelu" | "Gelu" | "Softmax" | "LogSoftmax" | "Clip" | "Sign" | "Floor" | "Ceil" | "Round" | "Sin"
-        | "Cos" | "Elu" | "Softplus" | "HardSigmoid" | "IsNaN" | "LpNormalization" | "CumSum" | "Trilu"
-        | "ScatterElements" | "ScatterND" => {
+        | "Cos" | "Elu" | "Softplus" | "HardSigmoid" | "HardSwish" | "IsNaN" | "LpNormalization" | "CumSum"
+        | "Trilu" | "ScatterElements" | "ScatterND" => {
             let mut t = same(dims0.clone());
             if op == "IsNaN" {
                 t.as_mut().expect("set").dtype = DataType::Bool;

@@ -38,8 +38,8 @@ fn refuse_weight_grad(c: &RuleCtx) -> Result<(), AutodiffError> {
 /// Reads labels, weights, `ignore_index` and the reduction, and builds [`Picked`] for a
 /// scores / log-probabilities input `x` of rank ≥ 2.
 fn picked(c: &mut RuleCtx, x: &str, go: &str) -> Result<Picked, AutodiffError> {
-    let rank = c.rank(x).ok_or_else(|| c.unsupported("the scores' rank must be known (declare its shape)"))?;
-    if rank < 2 {
+    let rank = c.rank(x);
+    if let Some(rank) = rank.filter(|&r| r < 2) {
         return Err(c.unsupported(format!("the scores must be [N, C, ...], but they have rank {rank}")));
     }
     let reduction = c.attr_str("reduction").unwrap_or_else(|| "mean".into());
@@ -85,9 +85,23 @@ fn picked(c: &mut RuleCtx, x: &str, go: &str) -> Result<Picked, AutodiffError> {
     let classes = c.op("Gather", &[&shape, &one_idx], &[]);
     let (zero, one) = (c.constant(Tensor::scalar_i64(0)), c.constant(Tensor::scalar_i64(1)));
     let range = c.op("Range", &[&zero, &classes, &one], &[]);
-    let mut along = vec![1i64; rank];
-    along[1] = -1;
-    let along = c.const_i64s(&along);
+    let along = match rank {
+        Some(rank) => {
+            let mut along = vec![1i64; rank];
+            along[1] = -1;
+            c.const_i64s(&along)
+        }
+        None => {
+            // [1, -1] then a 1 for each of the labels' dims after the first.
+            let labels_shape = c.shape_of(&labels);
+            let (from, to) = (c.const_i64s(&[1]), c.const_i64s(&[i64::MAX]));
+            let trailing = c.op("Slice", &[&labels_shape, &from, &to], &[]);
+            let n = c.shape_of(&trailing);
+            let ones = c.op("ConstantOfShape", &[&n], &[("value", Attr::Tensor(Tensor::vec_i64(&[1])))]);
+            let head = c.const_i64s(&[1, -1]);
+            c.op("Concat", &[&head, &ones], &[("axis", Attr::Int(0))])
+        }
+    };
     let range = c.op("Reshape", &[&range, &along], &[]);
     let axis1 = c.const_i64s(&[1]);
     let labels1 = c.op("Unsqueeze", &[&labels, &axis1], &[]);

@@ -145,13 +145,25 @@ fn layer_norm(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     }
     let dy = c.grad_out();
     let x = c.input(0).to_string();
-    let rank = c.rank(&x).ok_or_else(|| c.unsupported("the input's rank must be known (declare its shape)"))? as i64;
     let axis = c.attr_int("axis", -1);
-    let axis = if axis < 0 { axis + rank } else { axis };
-    if !(0..rank).contains(&axis) {
-        return Err(c.unsupported(format!("axis {axis} out of range for rank {rank}")));
-    }
-    let axes: Vec<i64> = (axis..rank).collect();
+    // The normalised axes run from `axis` to the last one: counted from the end, they
+    // need no rank.
+    let axes: Vec<i64> = match c.rank(&x) {
+        Some(rank) => {
+            let rank = rank as i64;
+            let axis = if axis < 0 { axis + rank } else { axis };
+            if !(0..rank).contains(&axis) {
+                return Err(c.unsupported(format!("axis {axis} out of range for rank {rank}")));
+            }
+            (axis..rank).collect()
+        }
+        None if axis < 0 => (axis..0).collect(),
+        None => {
+            return Err(c.unsupported(format!(
+                "axis {axis} counts from the front, and the input's rank is unknown (declare its shape)"
+            )));
+        }
+    };
     // Reuse the forward's statistics when it returns them in X's own type (their
     // stash type is float, so a double X recomputes them in double).
     let (m, s) = (c.output(1).to_string(), c.output(2).to_string());
