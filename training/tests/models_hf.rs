@@ -658,7 +658,8 @@ fn tower_gradients_match_finite_differences() {
 /// (CLIPTextModel, no projection) folders cut from the CLIP fixture: the vision one
 /// gives CLIPModel's image embeddings, and pools `post_layernorm` of the class token of
 /// transformers' last hidden state; the text one pools, unprojected, the hidden state
-/// transformers computed at each caption's first end-of-text token.
+/// transformers computed at each caption's first end-of-text token (at its largest id
+/// under the legacy `eos_token_id = 2`).
 #[test]
 fn single_tower_clip_folders() {
     let config: serde_json::Value =
@@ -707,25 +708,41 @@ fn single_tower_clip_folders() {
     }
     compare("clip_vision_model", &got, "pooled", &(vec![n as i64, d as i64], pooled));
 
-    let dir = tower("text_config", "clip_text_model", &|n| n.starts_with("text_model."));
-    let model = HfModel::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(model.has_text() && !model.has_vision());
-    assert_eq!((model.text_feature_dim(), model.max_text_length()), (Some(32), Some(77)));
-    let mut net = Net::new("text", Mode::Infer, 0);
-    let (ids, mask) = text_inputs(&mut net);
-    let text = model.attach_text(&mut net, "text", &ids, &mask, Trainable::Frozen).unwrap();
-    assert_eq!(text.dim, 32);
-    let graph = net.finish(&[GraphOutput::f32(&text.value, "pooled", batch_by(32))]);
-    let got = run(&graph.model, reference.text_inputs());
+    // eos_token_id 2 is the legacy rule: pool at the largest id (the first of equals).
     let eos = config["text_config"]["eos_token_id"].as_i64().unwrap();
     let ids = reference_tensor(&reference, "input_ids", 7);
     let ids = ids.as_i64().unwrap();
     let (dims, hidden) = reference.f32("text_last_hidden_state");
     let (n, l, d) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
-    let mut pooled = Vec::new();
-    for row in 0..n {
-        let at = (0..l).find(|&t| ids[row * l + t] == eos).expect("every caption has an end-of-text token");
-        pooled.extend_from_slice(&hidden[(row * l + at) * d..(row * l + at + 1) * d]);
+    for legacy in [false, true] {
+        let mut cfg = config["text_config"].clone();
+        cfg["model_type"] = "clip_text_model".into();
+        if legacy {
+            cfg["eos_token_id"] = 2.into();
+        }
+        let kept: Vec<Stored> = tensors.iter().filter(|t| t.0.starts_with("text_model.")).cloned().collect();
+        let dir = write_folder_with_config(&cfg.to_string(), &kept, 1);
+        let model = HfModel::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(model.has_text() && !model.has_vision());
+        assert_eq!((model.text_feature_dim(), model.max_text_length()), (Some(32), Some(77)));
+        let mut net = Net::new("text", Mode::Infer, 0);
+        let (ids_in, mask_in) = text_inputs(&mut net);
+        let text = model.attach_text(&mut net, "text", &ids_in, &mask_in, Trainable::Frozen).unwrap();
+        assert_eq!(text.dim, 32);
+        let graph = net.finish(&[GraphOutput::f32(&text.value, "pooled", batch_by(32))]);
+        let got = run(&graph.model, reference.text_inputs());
+        let mut pooled = Vec::new();
+        for row in 0..n {
+            let row_ids = &ids[row * l..(row + 1) * l];
+            let at = if legacy {
+                let max = *row_ids.iter().max().unwrap();
+                row_ids.iter().position(|&id| id == max).unwrap()
+            } else {
+                row_ids.iter().position(|&id| id == eos).expect("every caption has an end-of-text token")
+            };
+            pooled.extend_from_slice(&hidden[(row * l + at) * d..(row * l + at + 1) * d]);
+        }
+        let case = if legacy { "clip_text_model (eos_token_id 2)" } else { "clip_text_model" };
+        compare(case, &got, "pooled", &(vec![n as i64, d as i64], pooled));
     }
-    compare("clip_text_model", &got, "pooled", &(vec![n as i64, d as i64], pooled));
 }
