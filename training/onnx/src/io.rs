@@ -77,7 +77,7 @@ pub fn load_external_data(model: &mut ModelProto, folder: &Path, model_name: &st
         problem,
     };
     // Group by file, so each is opened once and a missing file is one message.
-    let mut by_file: BTreeMap<String, Vec<(&mut TensorProto, u64, Option<u64>)>> = BTreeMap::new();
+    let mut by_file: BTreeMap<String, Vec<ExternalSlice>> = BTreeMap::new();
     for tensor in tensors {
         let entry = |key: &str| {
             tensor.external_data.iter().find(|e| e.key.as_deref() == Some(key)).and_then(|e| e.value.clone())
@@ -124,6 +124,10 @@ pub fn load_external_data(model: &mut ModelProto, folder: &Path, model_name: &st
     }
     Ok(())
 }
+
+/// A tensor to be read from an external file: where it starts and how long it is
+/// (`None`: to the end of the file).
+type ExternalSlice<'a> = (&'a mut TensorProto, u64, Option<u64>);
 
 /// `location` under `folder`; absolute paths and `..` are refused, as ONNX does, so a
 /// model cannot make us read files outside its folder.

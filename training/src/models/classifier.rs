@@ -47,7 +47,7 @@ pub fn build_classifier(cfg: &ClassifierConfig, mode: Mode, weights: Weights) ->
         }
         None => {
             // Declared for the package contract only: any size, never read.
-            net.b.input(PIXEL_VALUES, DataType::Uint8, &dims![BATCH, "height", "width", 3]);
+            net.b.input(PIXEL_VALUES, DataType::Uint8, &[Dim::from(BATCH), "height".into(), "width".into(), 3.into()]);
             None
         }
     };

@@ -290,10 +290,10 @@ pub fn train(
             r.write_log(&log)?;
         }
         warn_on_collapse(epoch, &log);
-        if let Some(hook) = on_epoch.as_mut() {
-            if !hook(epoch, &mut trainer)? {
-                break;
-            }
+        if let Some(hook) = on_epoch.as_mut()
+            && !hook(epoch, &mut trainer)?
+        {
+            break;
         }
         if interrupted() && epoch + 1 < cfg.epochs {
             bar.abandon_with_message("interrupted at the end of an epoch");
