@@ -116,17 +116,14 @@ pub fn upgrade_graph(graph: &mut GraphProto, from: i64) -> Result<(), UpgradeErr
             from,
             reason: reason.to_string(),
         };
-        if let Some((attr, since)) = axes_input_since(&op) {
-            if from < since {
-                if let Some(pos) = node.attribute.iter().position(|a| a.name.as_deref() == Some(attr)) {
-                    let values = node.attribute.remove(pos).ints;
-                    let name =
-                        names.fresh(&format!("{}_{attr}", node.name.clone().unwrap_or_else(|| format!("node{i}"))));
-                    new_inits.push(Tensor::vec_i64(&values).to_proto(&name));
-                    node.input.truncate(1);
-                    node.input.push(name);
-                }
-            }
+        if let Some((attr, _)) = axes_input_since(&op).filter(|&(_, since)| from < since)
+            && let Some(pos) = node.attribute.iter().position(|a| a.name.as_deref() == Some(attr))
+        {
+            let values = node.attribute.remove(pos).ints;
+            let name = names.fresh(&format!("{}_{attr}", node.name.clone().unwrap_or_else(|| format!("node{i}"))));
+            new_inits.push(Tensor::vec_i64(&values).to_proto(&name));
+            node.input.truncate(1);
+            node.input.push(name);
         }
         match op.as_str() {
             // Split-18 wants the split sizes or `num_outputs`; before, equal parts were implied.
