@@ -96,6 +96,7 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// OpenAI CLIP's channel means (RGB), as in its `preprocessor_config.json`.
 pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
 /// OpenAI CLIP's channel standard deviations (RGB).
+#[allow(clippy::excessive_precision)] // the digits CLIP's preprocessor_config.json writes
 pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 fn imagenet_mean() -> [f32; 3] {
