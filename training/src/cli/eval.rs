@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use memeguard_package::onnxruntime::SessionOptions;
 use memeguard_package::ModelPackage;
+use memeguard_package::onnxruntime::SessionOptions;
 use memeguard_training::data::{HatefulMemes, ImageCheck, Split};
 use memeguard_training::eval::plot::roc_plot;
-use memeguard_training::pipeline::score::score_memes;
+use memeguard_training::pipeline::score::score_package_memes;
 
 const LONG_ABOUT: &str = "\
 Evaluate a model package on a split of a data set: AUROC from probabilities over the
@@ -39,16 +39,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pkg = ModelPackage::open(&args.package)?;
-    let split = Split::ALL
-        .into_iter()
-        .find(|s| s.name() == args.split)
-        .ok_or_else(|| anyhow::anyhow!("unknown split `{}`: use train, dev_seen, dev_unseen, test_seen or test_unseen", args.split))?;
+    let split = Split::ALL.into_iter().find(|s| s.name() == args.split).ok_or_else(|| {
+        anyhow::anyhow!("unknown split `{}`: use train, dev_seen, dev_unseen, test_seen or test_unseen", args.split)
+    })?;
     let data = HatefulMemes::load(&args.data, ImageCheck::Header).context("loading the data set")?;
     let memes = data.split(split);
     let model = memeguard_onnx::decode_model(&pkg.model_bytes, "model.onnx")?;
     let m = &pkg.manifest;
     let session = SessionOptions { device: args.device, ..Default::default() };
-    let scores = score_memes(&model, memes, &pkg.tokenizer, m.image.size, m.image.resize, m.text.max_length, &session)?;
+    let scores = score_package_memes(&model, memes, &pkg.tokenizer, &m.image, m.text.max_length, &session)?;
     if scores.labels.is_empty() {
         anyhow::bail!("split {} of {} has no labelled memes to evaluate", args.split, args.data.display());
     }
@@ -63,7 +62,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         metrics.threshold
     );
     if let Some(path) = &args.roc {
-        roc_plot(path, &format!("ROC — {} on {}", pkg.id(), args.split), &[(args.split.as_str(), &scores.roc())]).map_err(|e| anyhow::anyhow!(e))?;
+        roc_plot(path, &format!("ROC — {} on {}", pkg.id(), args.split), &[(args.split.as_str(), &scores.roc())])
+            .map_err(|e| anyhow::anyhow!(e))?;
         println!("ROC curve: {}", path.display());
     }
     Ok(())
