@@ -80,3 +80,50 @@ fn layer_norm_of_an_opset_17_graph_matches_finite_differences() {
     ];
     check(&GradCheck::f64(m, &r, feeds, &["x", "s"])).unwrap();
 }
+
+/// Our `check_model` and `onnx.checker` agree on how axes must be written per opset.
+#[test]
+fn check_model_refuses_what_the_onnx_checker_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+    for opset in [12, 13, 17, 18, 20] {
+        for (op, as_input) in [
+            ("ReduceSum", false),
+            ("ReduceSum", true),
+            ("ReduceMean", false),
+            ("ReduceMean", true),
+            ("Unsqueeze", true),
+            ("Unsqueeze", false),
+        ] {
+            let mut b = GraphBuilder::new("g");
+            let x = b.input("x", DataType::Float, &dims![2, 3]);
+            let y = if as_input {
+                let a = b.const_i64s("axes", &[1]);
+                b.op(op, &[&x, &a], &[])
+            } else {
+                b.op(op, &[&x], &[("axes", Attr::Ints(vec![1]))])
+            };
+            b.output_unshaped(&y, DataType::Float);
+            let mut m = b.build();
+            m.opset_import[0].version = Some(opset);
+            m.graph.as_mut().unwrap().output[0] = memeguard_onnx::builder::value_info(&y, DataType::Float, &[]);
+            let ours = check_model(&m, true).is_ok();
+            let path = dir.path().join(format!("{op}-{opset}-{as_input}.onnx"));
+            memeguard_onnx::save_model(&m, &path).unwrap();
+            cases.push((path.display().to_string(), ours));
+        }
+    }
+    let script = "import sys, onnx\nfor p in sys.argv[1:]:\n    try:\n        onnx.checker.check_model(onnx.load(p))\n        print('ok')\n    except Exception:\n        print('refused')";
+    let args: Vec<&str> = cases.iter().map(|(p, _)| p.as_str()).collect();
+    let out = memeguard_onnx::pycheck::run_python(script, &args).unwrap();
+    let theirs: Vec<bool> = out.lines().map(|l| l == "ok").collect();
+    let disagree: Vec<String> = cases
+        .iter()
+        .zip(&theirs)
+        .filter(|((_, ours), theirs)| ours != *theirs)
+        .map(|((p, ours), theirs)| format!("{p}: ours {ours}, onnx.checker {theirs}"))
+        .collect();
+    assert_eq!(theirs.len(), cases.len());
+    assert!(theirs.contains(&true) && theirs.contains(&false), "both verdicts occur: {theirs:?}");
+    assert!(disagree.is_empty(), "{disagree:#?}");
+}
