@@ -21,7 +21,7 @@ use crate::models::net::Net;
 use crate::models::source::Trainable;
 
 /// The pooler's weight: its presence decides the pooled output.
-pub(crate) const POOLER_WEIGHT: &str = "pooler.dense.weight";
+const POOLER_WEIGHT: &str = "pooler.dense.weight";
 
 /// The encoder on `input_ids` and `attention_mask` (int64 `[N, L]`).
 pub(crate) fn text(

@@ -26,8 +26,8 @@
 //! `position_ids` / `token_type_ids` buffers older checkpoints store and CLIP's
 //! `logit_scale` are not part of the encoders and are ignored.
 
-pub mod bert;
-pub mod clip;
+mod bert;
+mod clip;
 pub mod config;
 mod layers;
 pub mod weights;
