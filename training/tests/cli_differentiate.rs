@@ -137,10 +137,13 @@ fn gradients_match_pytorch_at_step_0() {
         let fetch: Vec<String> = params.iter().map(|p| format!("{p}_grad")).collect();
         let data = ["x".to_string(), "labels".to_string()];
         let grads = Ort::load(&path).run(batch(&reference, 0, &data), &fetch);
+        let mut worst = 0.0f64;
         for (param, grad) in params.iter().zip(&grads) {
             let err = normwise_relative(grad, &reference[&format!("grad.{param}")]);
             assert!(err <= 1e-5, "{export}: gradient of {param} is off by {err:e} (normwise relative)");
+            worst = worst.max(err);
         }
+        println!("{export}: {} gradients, worst normwise relative error {worst:.2e}", params.len());
     }
 }
 
@@ -198,6 +201,13 @@ fn run_steps_in_rust(dir: &Path, reference: &BTreeMap<String, Tensor>) -> Vec<f6
 fn assert_losses_match(what: &str, got: &[f64], reference: &BTreeMap<String, Tensor>) {
     let want = reference["losses"].to_f64_vec();
     assert_eq!(got.len(), want.len(), "{what}: {got:?}");
+    let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / w.abs()).fold(0.0, f64::max);
+    println!(
+        "{what}: {} losses ({:.4} → {:.4}), worst relative error {worst:.2e}",
+        got.len(),
+        got[0],
+        got[got.len() - 1]
+    );
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let rel = (g - w).abs() / w.abs();
         assert!(rel <= 1e-4, "{what}: step {i} loss {g} vs PyTorch's {w} (relative {rel:e})\n{got:?}\n{want:?}");

@@ -12,9 +12,6 @@ use memeguard_onnx::{DataType, Dim, Tensor, check_model};
 use memeguard_training::optim::{NEXT_SUFFIX, OptimizerKind, ScalarInput, StateRole, StepGraph};
 use serde_json::json;
 
-/// The optimizer-step counter, carried as state so a loop only feeds outputs back.
-const STEP: &str = "optim.step";
-
 /// One state input of the training step, as `training_step.json` describes it.
 pub(super) struct StateEntry {
     input: String,
@@ -58,8 +55,10 @@ pub(super) fn carry_step_counter(step: &mut StepGraph) -> anyhow::Result<Option<
     if !step.graph.scalars.contains(&ScalarInput::Step) {
         return Ok(None);
     }
-    let next = format!("{STEP}{NEXT_SUFFIX}");
-    let one = format!("{STEP}.one");
+    // The optimizer-step counter, carried as state so a loop only feeds outputs back.
+    let counter = ScalarInput::Step.name();
+    let next = format!("{counter}{NEXT_SUFFIX}");
+    let one = format!("{counter}.one");
     let graph = step.graph.model.graph.as_mut().expect("built with a graph");
     let used = |name: &str| {
         graph.node.iter().any(|n| n.output.iter().any(|o| o == name))
@@ -73,7 +72,7 @@ pub(super) fn carry_step_counter(step: &mut StepGraph) -> anyhow::Result<Option<
     graph.node.push(NodeProto {
         name: Some(next.clone()),
         op_type: Some("Add".into()),
-        input: vec![STEP.into(), one],
+        input: vec![counter.clone(), one],
         output: vec![next.clone()],
         ..Default::default()
     });
@@ -81,7 +80,7 @@ pub(super) fn carry_step_counter(step: &mut StepGraph) -> anyhow::Result<Option<
     check_model(&step.graph.model, true).context("the training step is invalid (a bug in memeguard)")?;
     step.graph.scalars.retain(|s| *s != ScalarInput::Step);
     Ok(Some(StateEntry {
-        input: STEP.into(),
+        input: counter,
         output: Some(next),
         role: "step",
         param: None,

@@ -32,8 +32,7 @@ training build, no custom ops). A successor to ONNX Runtime training's generate_
      class WithLoss(torch.nn.Module):
          def __init__(self, net): super().__init__(); self.net = net
          def forward(self, x, labels):
-             logp = torch.log_softmax(self.net(x), dim=1)   # cross-entropy, spelled out
-             return -logp.gather(1, labels.unsqueeze(1)).mean()
+             return torch.nn.functional.cross_entropy(self.net(x), labels)
      model = WithLoss(net).train()
      torch.onnx.export(model, (x, labels), 'model.onnx', input_names=['x', 'labels'],
          output_names=['loss'], opset_version=17, dynamo=False,
