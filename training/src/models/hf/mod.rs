@@ -264,7 +264,7 @@ impl HfModel {
         }
     }
 
-    /// Vision tower on `pixels` ([N,3,S,S] float, already normalised with the encoder's
+    /// Vision tower on `pixels` (`[N, 3, S, S]` float, already normalised with the encoder's
     /// mean/std); returns the projected features (before any L2 normalisation) when the
     /// model has a projection, else the pooled output.
     pub fn attach_vision(
@@ -277,7 +277,7 @@ impl HfModel {
         Ok(self.attach_vision_outputs(net, prefix, pixels, trainable)?.features())
     }
 
-    /// Text tower on `input_ids` / `attention_mask` ([N,L] int64); projected (CLIP) or
+    /// Text tower on `input_ids` / `attention_mask` (`[N, L]` int64); projected (CLIP) or
     /// pooled (BERT family).
     pub fn attach_text(
         &self,
