@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use decision_log::{Decision, DecisionLog};
 use memeguard_onnx::Tensor;
-use memeguard_package::{ImageLimits, ModelPackage, PackageSession, Preprocessor, SessionOptions};
+use memeguard_package::ModelPackage;
 use train_cli::*;
 
 fn fixtures() -> PathBuf {
@@ -42,19 +42,6 @@ fn weights(path: &Path) -> BTreeMap<String, Tensor> {
         .filter(|t| t.data_type == Some(memeguard_onnx::DataType::Float as i32))
         .map(|t| (t.name.clone().unwrap(), Tensor::from_proto(t).unwrap()))
         .collect()
-}
-
-/// The package's probabilities for `memes`, through the server's own path.
-fn package_scores(pkg: &ModelPackage, data: &Path, memes: &[MemeLine]) -> Vec<f32> {
-    let pre = Preprocessor::for_package(pkg);
-    let items: Vec<_> = memes
-        .iter()
-        .map(|m| {
-            pre.prepare_bytes(&std::fs::read(data.join(&m.img)).unwrap(), &m.text, &ImageLimits::default()).unwrap()
-        })
-        .collect();
-    let mut session = PackageSession::new(pkg, &SessionOptions::default()).unwrap();
-    session.score(&pre.collate(&items)).unwrap()
 }
 
 /// The package's `prefix.*` weights that come from `encoder` (same name after the

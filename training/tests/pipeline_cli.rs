@@ -15,7 +15,7 @@ mod train_cli;
 use std::path::{Path, PathBuf};
 
 use decision_log::{Decision, DecisionLog, fingerprint};
-use memeguard_package::{ImageLimits, ModelPackage, PackageSession, Preprocessor, SessionOptions};
+use memeguard_package::ModelPackage;
 use train_cli::*;
 
 /// `finetune` of the tiny multimodal recipe for `epochs`, exported to `export` as `demo`.
@@ -33,20 +33,6 @@ fn finetune_and_export(data: &Path, run: &Path, export: &Path, epochs: u64) -> R
     ]);
     args.extend(small());
     ok(&args)
-}
-
-/// Probabilities of `pkg` for memes of `data`, through the server's own path
-/// (decode, resize, tokenise, ONNX Runtime session of the package).
-fn package_scores(pkg: &ModelPackage, data: &Path, memes: &[MemeLine]) -> Vec<f32> {
-    let pre = Preprocessor::for_package(pkg);
-    let items: Vec<_> = memes
-        .iter()
-        .map(|m| {
-            pre.prepare_bytes(&std::fs::read(data.join(&m.img)).unwrap(), &m.text, &ImageLimits::default()).unwrap()
-        })
-        .collect();
-    let mut session = PackageSession::new(pkg, &SessionOptions::default()).unwrap();
-    session.score(&pre.collate(&items)).unwrap()
 }
 
 /// The `k` of the `k/n` cell that ends the table row starting with `row`.

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use memeguard_package::{ImageLimits, PackageSession, Preprocessor, SessionOptions};
+
 /// The binary under test, with the environment that would change its device cleared
 /// (every run here is on CPU).
 pub fn train() -> Command {
@@ -176,4 +178,18 @@ pub fn json(path: &Path) -> serde_json::Value {
 pub fn assert_svg(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(text.contains("<svg") && text.contains("</svg>") && text.len() > 1000, "{} is not a plot", path.display());
+}
+
+/// Probabilities of `pkg` for memes of `data`, through the server's own path
+/// (decode, resize, tokenise, ONNX Runtime session of the package).
+pub fn package_scores(pkg: &memeguard_package::ModelPackage, data: &Path, memes: &[MemeLine]) -> Vec<f32> {
+    let pre = Preprocessor::for_package(pkg);
+    let items: Vec<_> = memes
+        .iter()
+        .map(|m| {
+            pre.prepare_bytes(&std::fs::read(data.join(&m.img)).unwrap(), &m.text, &ImageLimits::default()).unwrap()
+        })
+        .collect();
+    let mut session = PackageSession::new(pkg, &SessionOptions::default()).unwrap();
+    session.score(&pre.collate(&items)).unwrap()
 }
