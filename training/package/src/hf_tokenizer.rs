@@ -50,7 +50,7 @@ impl HfTokenizer {
         let json = std::fs::read_to_string(&tokenizer_path)
             .map_err(|source| TokenizerError::Read { path: tokenizer_path.display().to_string(), source })?;
         let has_padding = serde_json::from_str::<Value>(&json).is_ok_and(|v| v["padding"].is_object());
-        let mut tokenizer = TextTokenizer::from_json(&json)?;
+        let mut tokenizer = TextTokenizer::from_json(&json).map_err(|e| folder_err(format!("tokenizer.json {e}")))?;
 
         let tokenizer_config = read_json(dir, "tokenizer_config.json")?;
         let special_tokens = read_json(dir, "special_tokens_map.json")?;
@@ -87,7 +87,7 @@ impl HfTokenizer {
 pub fn write_hf_tokenizer(dir: &Path, out: &Path) -> Result<HfTokenizer, TokenizerError> {
     let loaded = HfTokenizer::load(dir)?;
     std::fs::write(out, loaded.tokenizer.to_json())
-        .map_err(|source| TokenizerError::Read { path: format!("{} (writing)", out.display()), source })?;
+        .map_err(|source| TokenizerError::Write { path: out.display().to_string(), source })?;
     Ok(loaded)
 }
 

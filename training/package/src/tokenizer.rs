@@ -64,6 +64,8 @@ pub enum TokenizerError {
     MissingFraming { open: String, close: String },
     #[error("the padding token `{0}` is not in the vocabulary")]
     UnknownPadToken(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
     #[error("Hugging Face tokenizer folder {dir}: {problem}")]
     HfFolder { dir: String, problem: String },
 }

@@ -84,6 +84,13 @@ fn a_bert_tokenizer_without_its_post_processor_is_refused() {
     let err = TextTokenizer::from_json(&json.to_string()).unwrap_err();
     assert!(matches!(err, TokenizerError::MissingFraming { .. }), "{err}");
     assert!(err.to_string().contains("no post_processor"), "{err}");
+
+    // The same through a folder: the message names the folder and the file.
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("tokenizer.json"), json.to_string()).unwrap();
+    let err = HfTokenizer::load(folder.path()).unwrap_err().to_string();
+    let named = folder.path().display().to_string();
+    assert!(err.contains(&named) && err.contains("tokenizer.json has the framing tokens [CLS] and [SEP]"), "{err}");
 }
 
 #[test]
