@@ -189,4 +189,19 @@ mod tests {
         };
         assert!(matches!(wrong.validate(), Err(ViewError::SizeMismatch { want: 32, got: 16, .. })));
     }
+
+    #[test]
+    fn package_views_carry_the_filter_and_old_recipes_mean_bilinear() {
+        let clip = Views::package(&ImageSpec::clip(224));
+        assert_eq!(
+            clip.views[0].ops,
+            [Op::Model {
+                size: 224,
+                rule: ResizeRule::ScaleShorterSideThenCenterCrop,
+                filter: memeguard_package::ResizeFilter::Bicubic
+            }]
+        );
+        let old: Op = serde_json::from_str(r#"{"op": "model", "size": 64, "rule": "letterbox"}"#).unwrap();
+        assert_eq!(Views::eval(64, ResizeRule::Letterbox).views[0].ops, [old]);
+    }
 }
