@@ -1,6 +1,7 @@
 //! Finite-difference checks of the ONNX loss ops exporters write for `F.cross_entropy`
 //! and `F.nll_loss`: SoftmaxCrossEntropyLoss and NegativeLogLikelihoodLoss, with every
-//! reduction, class weights, `ignore_index` and spatial (`[N, C, d]`) scores.
+//! reduction, class weights (fixed and trained), `ignore_index` and spatial (`[N, C, d]`)
+//! scores.
 
 mod common;
 use common::*;
@@ -58,6 +59,17 @@ fn softmax_cross_entropy_with_its_log_prob_output_used_too() {
         let s = b.op("ReduceSum", &[&lp], &[("keepdims", Attr::Int(0))]);
         b.op("Add", &[&outs[0], &s], &[])
     });
+    // With trained weights and the mean: the weights' gradient reads the log_prob output.
+    let ins = [
+        x("scores", &[3, 4], values(12, 49, 0.1, 2.0)),
+        int("labels", &[3], vec![1, 0, 3]),
+        x("weights", &[4], vec![0.5, 2.0, 1.5, 1.0]),
+    ];
+    check_grad(&ins, &|b, n| {
+        let outs = b.node("SoftmaxCrossEntropyLoss", &[&n[0], &n[1], &n[2]], 2, &[]);
+        let s = b.op("ReduceMean", &[&outs[1]], &[("keepdims", Attr::Int(0))]);
+        b.op("Add", &[&outs[0], &s], &[])
+    });
     // Only the log-probabilities used: the loss output has no gradient.
     let ins = [x("scores", &[2, 3], values(6, 45, 0.1, 2.0)), int("labels", &[2], vec![1, 2])];
     check_grad(&ins, &|b, n| b.node("SoftmaxCrossEntropyLoss", &[&n[0], &n[1]], 2, &[]).remove(1));
@@ -78,17 +90,24 @@ fn negative_log_likelihood_every_reduction_weights_and_ignore_index() {
 }
 
 #[test]
-fn class_weights_that_are_trained_are_refused_by_name() {
-    let ins = [x("scores", &[3, 4], values(12, 46, 0.1, 2.0)), int("labels", &[3], vec![2, 0, 1])];
-    let (m, y) = graph(DataType::Float, &ins, &|b, n| {
-        let w = b.input("w", DataType::Float, &memeguard_onnx::dims![4]);
-        b.node_named("xent", "SoftmaxCrossEntropyLoss", &[&n[0], &n[1], &w], 1, &[]).remove(0)
-    });
-    let err = memeguard_training::autodiff::differentiate(&m, &y, &["w".to_string()]).unwrap_err().to_string();
-    assert!(
-        err.contains("SoftmaxCrossEntropyLoss") && err.contains("`xent`") && err.contains("class weights"),
-        "{err}"
-    );
+fn trained_class_weights_get_their_gradient() {
+    // The cases above with the weights differentiated too (every case that has them).
+    for op in ["SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"] {
+        for (mut ins, attrs) in cases() {
+            if ins.len() < 3 {
+                continue;
+            }
+            ins[2].wrt = true;
+            assert_eq!(check_grad(&ins, &loss(op, attrs)), Precision::F64, "{op}");
+        }
+        // Spatial scores with weights, mean over the kept positions.
+        let ins = vec![
+            x("scores", &[2, 4, 3], values(24, 48, 0.1, 2.0)),
+            int("labels", &[2, 3], vec![3, -1, 0, 1, 1, 2]),
+            x("weights", &[4], vec![0.5, 2.0, 1.5, 1.0]),
+        ];
+        check_grad(&ins, &loss(op, vec![("ignore_index", Attr::Int(-1))]));
+    }
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! label is `ignore_index`), `loss_i = −w_i · logp[i, label_i]`. So
 //! `d loss_i / d logp = −w_i · onehot(label_i)`, scaled by `GO_i` (none), `GO` (sum) or
 //! `GO / Σ w_i` (mean); through the softmax, `d/d scores = (softmax − onehot) · that`.
+//! Trained class weights get their gradient too (rarely needed: exporters write them
+//! as constants, but import makes every float initializer a parameter).
 
 use std::collections::HashMap;
 
@@ -25,14 +27,12 @@ struct Picked {
     onehot: String,
     /// `[N, 1, d…]` or a scalar: what `d loss / d logp[i, label_i]` is, negated.
     factor: String,
-}
-
-/// Trained class weights are not supported (exporters pass constants).
-fn refuse_weight_grad(c: &RuleCtx) -> Result<(), AutodiffError> {
-    if c.needs_grad(2) {
-        return Err(c.unsupported("gradients with respect to the class weights (pass them as a constant)"));
-    }
-    Ok(())
+    /// The labels as int64, ignored ones replaced by 0: `[N, d…]`.
+    labels: String,
+    /// 1 for samples that count, 0 for ignored ones (none without `ignore_index`).
+    kept: Option<String>,
+    /// `Σ w_i` (the mean's denominator; None for none / sum).
+    total: Option<String>,
 }
 
 /// Reads labels, weights, `ignore_index` and the reduction, and builds [`Picked`] for a
@@ -76,7 +76,7 @@ fn picked(c: &mut RuleCtx, x: &str, go: &str) -> Result<Picked, AutodiffError> {
             None => w_i,
         })
     } else {
-        kept
+        kept.clone()
     };
 
     // onehot = (classes reshaped to [1, C, 1, …]) == (labels unsqueezed at axis 1).
@@ -116,19 +116,17 @@ fn picked(c: &mut RuleCtx, x: &str, go: &str) -> Result<Picked, AutodiffError> {
         }),
         _ => weight.clone(),
     };
+    let total = (reduction == "mean").then(|| match &weight {
+        Some(w) => c.op("ReduceSum", &[w], &[("keepdims", Attr::Int(0))]),
+        None => {
+            let n = c.op("Size", &[&labels], &[]);
+            c.op("Cast", &[&n], &[("to", Attr::Int(float))])
+        }
+    });
     let scale = match reduction.as_str() {
         "none" => None,
         "sum" => Some(go.to_string()),
-        _ => {
-            let total = match &weight {
-                Some(w) => c.op("ReduceSum", &[w], &[("keepdims", Attr::Int(0))]),
-                None => {
-                    let n = c.op("Size", &[&labels], &[]);
-                    c.op("Cast", &[&n], &[("to", Attr::Int(float))])
-                }
-            };
-            Some(c.op("Div", &[go, &total], &[]))
-        }
+        _ => Some(c.op("Div", &[go, total.as_deref().expect("mean has a total")], &[])),
     };
     let factor = match (per_sample, scale) {
         (Some(p), scale) => {
@@ -141,24 +139,74 @@ fn picked(c: &mut RuleCtx, x: &str, go: &str) -> Result<Picked, AutodiffError> {
         (None, Some(s)) => s,
         (None, None) => unreachable!("reduction none always has a per-sample factor"),
     };
-    Ok(Picked { onehot, factor })
+    Ok(Picked { onehot, factor, labels, kept, total })
+}
+
+/// The gradient of the class weights `W` (input 2), given the log-probabilities `logp`:
+/// sample i adds `GO · kept_i · (−logp[i, label_i])` to `dW[label_i]` (none / sum), and
+/// for the mean `GO · kept_i · (−logp[i, label_i] − loss) / Σ w` (the quotient rule,
+/// with `loss` the forward's own output).
+fn class_weight_grad(c: &mut RuleCtx, p: &Picked, logp: &str, go: &str) -> String {
+    let axis1 = c.const_i64s(&[1]);
+    let labels1 = c.op("Unsqueeze", &[&p.labels, &axis1], &[]);
+    let picked = c.op("GatherElements", &[logp, &labels1], &[("axis", Attr::Int(1))]);
+    let mut term = c.op("Neg", &[&picked], &[]); // [N, 1, d…]
+    if let Some(total) = &p.total {
+        let loss = c.output(0).to_string();
+        let centred = c.op("Sub", &[&term, &loss], &[]);
+        let g = c.op("Div", &[go, total], &[]);
+        term = c.op("Mul", &[&centred, &g], &[]);
+    } else if c.attr_str("reduction").as_deref() == Some("none") {
+        let go1 = c.op("Unsqueeze", &[go, &axis1], &[]);
+        term = c.op("Mul", &[&term, &go1], &[]);
+    } else {
+        term = c.op("Mul", &[&term, go], &[]);
+    }
+    if let Some(kept) = &p.kept {
+        let kept1 = c.op("Unsqueeze", &[kept, &axis1], &[]);
+        term = c.op("Mul", &[&term, &kept1], &[]);
+    }
+    let flat = c.const_i64s(&[-1]);
+    let index = c.op("Reshape", &[&p.labels, &flat], &[]);
+    let updates = c.op("Reshape", &[&term, &flat], &[]);
+    let w = c.input(2).to_string();
+    let zeros = super::indexing::zeros_like(c, &w);
+    c.op(
+        "ScatterElements",
+        &[&zeros, &index, &updates],
+        &[("axis", Attr::Int(0)), ("reduction", Attr::Str("add".into()))],
+    )
 }
 
 fn softmax_cross_entropy(c: &mut RuleCtx) -> Result<(), AutodiffError> {
-    refuse_weight_grad(c)?;
+    let x = c.input(0).to_string();
+    let log_prob = match c.output(1) {
+        "" => None,
+        lp => Some(lp.to_string()),
+    };
+    let picked_grad = match c.grad_output(0) {
+        Some(go) if c.needs_grad(0) || c.needs_grad(2) => Some((picked(c, &x, &go)?, go)),
+        _ => None,
+    };
+    if c.needs_grad(2)
+        && let Some((p, go)) = &picked_grad
+    {
+        let logp = match &log_prob {
+            Some(lp) => lp.clone(),
+            None => c.op("LogSoftmax", &[&x], &[("axis", Attr::Int(1))]),
+        };
+        let dw = class_weight_grad(c, p, &logp, go);
+        c.set_grad(2, dw);
+    }
     if !c.needs_grad(0) {
         return Ok(());
     }
-    let x = c.input(0).to_string();
-    let log_prob = c.output(1).to_string();
-    let softmax = if log_prob.is_empty() {
-        c.op("Softmax", &[&x], &[("axis", Attr::Int(1))])
-    } else {
-        c.op("Exp", &[&log_prob], &[])
+    let softmax = match &log_prob {
+        None => c.op("Softmax", &[&x], &[("axis", Attr::Int(1))]),
+        Some(lp) => c.op("Exp", &[lp], &[]),
     };
     let mut parts = Vec::new();
-    if let Some(go) = c.grad_output(0) {
-        let p = picked(c, &x, &go)?;
+    if let Some((p, _)) = &picked_grad {
         let d = c.op("Sub", &[&softmax, &p.onehot], &[]);
         parts.push(c.op("Mul", &[&d, &p.factor], &[]));
     }
@@ -178,15 +226,17 @@ fn softmax_cross_entropy(c: &mut RuleCtx) -> Result<(), AutodiffError> {
 }
 
 fn negative_log_likelihood(c: &mut RuleCtx) -> Result<(), AutodiffError> {
-    refuse_weight_grad(c)?;
-    if !c.needs_grad(0) {
-        return Ok(());
-    }
     let x = c.input(0).to_string();
     let go = c.grad_out();
     let p = picked(c, &x, &go)?;
-    let m = c.op("Mul", &[&p.onehot, &p.factor], &[]);
-    let gi = c.op("Neg", &[&m], &[]);
-    c.set_grad(0, gi);
+    if c.needs_grad(0) {
+        let m = c.op("Mul", &[&p.onehot, &p.factor], &[]);
+        let gi = c.op("Neg", &[&m], &[]);
+        c.set_grad(0, gi);
+    }
+    if c.needs_grad(2) {
+        let dw = class_weight_grad(c, &p, &x, &go);
+        c.set_grad(2, dw);
+    }
     Ok(())
 }
