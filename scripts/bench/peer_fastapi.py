@@ -8,9 +8,11 @@ with the usual Python stack, doing the same work per request as `memeguard serve
     batch of one) → the decision committed to SQLite (WAL, synchronous=FULL, one
     transaction per request) → JSON.
 
-Run by scripts/bench-server.sh from the optional venv `.cache/bench-venv`:
+It runs one uvicorn worker process per core (each with its own session and SQLite
+connection), as such a service would be deployed. Run by scripts/bench-server.sh from the
+optional venv `.cache/bench-venv`:
 
-    python scripts/bench/peer_fastapi.py --package models/demo/<version> --port 8091
+    python scripts/bench/peer_fastapi.py --package models/demo/<version> --port 8091 [--workers 2]
 """
 
 import argparse
@@ -18,6 +20,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import sqlite3
 import tempfile
 import threading
@@ -99,14 +102,30 @@ def build(package: Path, db_path: Path, threads: int) -> FastAPI:
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app of one worker process, configured by main() through the environment."""
+    return build(Path(os.environ["PEER_PACKAGE"]), Path(os.environ["PEER_DB"]), int(os.environ["PEER_THREADS"]))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--package", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8091)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads per worker")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    db = Path(tempfile.mkdtemp()) / "peer.db"
-    uvicorn.run(build(args.package, db, args.threads), host="127.0.0.1", port=args.port, log_level="warning")
+    os.environ["PEER_PACKAGE"] = str(args.package.resolve())
+    os.environ["PEER_DB"] = str(Path(tempfile.mkdtemp()) / "peer.db")
+    os.environ["PEER_THREADS"] = str(args.threads)
+    os.chdir(Path(__file__).resolve().parent)
+    uvicorn.run(
+        "peer_fastapi:app_from_env",
+        factory=True,
+        workers=args.workers,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":
