@@ -177,3 +177,24 @@ async fn a_full_disk_never_gets_a_200_and_the_server_recovers_when_space_returns
     eprintln!("{} pairs answered, {refused} requests refused during the burst", answered.len());
     std::sync::Arc::into_inner(t).unwrap().finish().await;
 }
+
+#[tokio::test]
+async fn a_deleted_database_file_makes_the_server_unready_and_answers_no_200() {
+    use serde_json::json;
+    let t = TestApp::start(Backend::Sqlite, &["--ocr", "false"]).await;
+    t.moderate(&json!({"input": "before"})).await.expect(200);
+    t.get("/readyz", None).await.expect(200);
+    let path = std::path::PathBuf::from(t.db.url.strip_prefix("sqlite://").unwrap());
+
+    // Deleted: connections to the unlinked file would "commit" into nothing.
+    std::fs::remove_file(&path).unwrap();
+    for i in 0..5 {
+        let reply = t.moderate(&json!({"input": format!("after {i}")})).await;
+        reply.expect(503);
+    }
+    let ready = t.get("/readyz", None).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(ready.json()["database_error"].is_string());
+    assert!(!path.exists(), "no empty database was created in its place");
+    t.finish().await;
+}

@@ -66,6 +66,36 @@ impl DbError {
     }
 }
 
+/// Which file a path names (device and inode), to notice the file being deleted or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &std::path::Path) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileIdentity { device: meta.dev(), inode: meta.ino() })
+    }
+
+    /// An error unless `path` still names this file.
+    fn check(self, path: &std::path::Path) -> std::io::Result<()> {
+        match FileIdentity::of(path) {
+            Ok(now) if now == self => Ok(()),
+            Ok(_) => Err(std::io::Error::other(format!(
+                "the database file {} was replaced while the server ran; restart it to use the new file",
+                path.display()
+            ))),
+            Err(e) => Err(std::io::Error::new(
+                e.kind(),
+                format!("the database file {} is gone ({e}); restore it and restart", path.display()),
+            )),
+        }
+    }
+}
+
 /// A connection pool to the decision log.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -98,8 +128,33 @@ impl Db {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             // Each connection to `sqlite::memory:` would be its own empty database.
-            let connections = if url.contains(":memory:") { 1 } else { 8 };
-            let pool = SqlitePoolOptions::new().max_connections(connections).connect_with(options).await?;
+            if url.contains(":memory:") {
+                let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+                return Ok(Db::Sqlite(pool));
+            }
+            // Create the file once, then pin the pool to that very file: were it deleted or
+            // replaced while we run, connections to the old inode would keep "committing"
+            // into a file nobody will ever read, and new ones would create an empty one.
+            sqlx::Connection::close(sqlx::ConnectOptions::connect(&options).await?).await?;
+            let path = options.get_filename().to_path_buf();
+            let identity = FileIdentity::of(&path).map_err(sqlx::Error::Io)?;
+            let (on_acquire, on_connect) = (path.clone(), path);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                // A replaced file makes every new connection fail its check, which the pool
+                // retries until this timeout: keep it short enough to answer 503 soon.
+                .acquire_timeout(Duration::from_secs(10))
+                .before_acquire(move |_, _| {
+                    let same = FileIdentity::of(&on_acquire).is_ok_and(|now| now == identity);
+                    // `false` closes the connection; the pool then opens a new one, which fails.
+                    Box::pin(async move { Ok(same) })
+                })
+                .after_connect(move |_, _| {
+                    let checked = identity.check(&on_connect);
+                    Box::pin(async move { checked.map_err(sqlx::Error::Io) })
+                })
+                .connect_with(options.create_if_missing(false))
+                .await?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
@@ -151,5 +206,28 @@ impl Db {
     /// Waits for queries in flight and closes every connection (SQLite checkpoints its WAL).
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_deleted_or_replaced_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        std::fs::write(&path, b"a").unwrap();
+        let identity = FileIdentity::of(&path).unwrap();
+        std::fs::write(&path, b"rewritten in place").unwrap();
+        assert!(identity.check(&path).is_ok(), "the same file, written to");
+        // Renamed over while the old one is still open (as the pool's connections hold it).
+        let _open = std::fs::File::open(&path).unwrap();
+        let other = dir.path().join("other.db");
+        std::fs::write(&other, b"b").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert!(identity.check(&path).unwrap_err().to_string().contains("was replaced"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(identity.check(&path).unwrap_err().to_string().contains("is gone"));
     }
 }
