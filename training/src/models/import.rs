@@ -6,7 +6,9 @@
 //! a default-domain opset from 13 to 20 (older reductions with an `axes` attribute
 //! are rewritten to take axes as an input, as opset 18 wants), no other domains, no
 //! control-flow subgraphs, no ops whose meaning changed before opset 20. External
-//! weight files (`.onnx.data`) are read in by [`memeguard_onnx::load_model`]. Attaching copies the nodes under a name prefix, turns its float32
+//! weight files (`.onnx.data`) are read in by [`memeguard_onnx::load_model`].
+//! [`ImportedEncoder::into_output`] keeps what one output needs (one tower of a joint
+//! export). Attaching copies the nodes under a name prefix, turns its float32
 //! initializers into parameters (trainable or frozen), and, when it is to be trained,
 //! first checks that every op on a path from a parameter to an output has a gradient
 //! rule, reporting all that don't at once.
