@@ -245,6 +245,9 @@ fn adamw_steps_in_onnx_runtime_match_pytorch() {
             .collect();
         assert_eq!(want.len(), if *model == "cnn" { 12 } else { 0 }, "{export}: six BatchNorms in the CNN");
         assert_eq!(buffers, want, "{export}: BatchNorm running statistics");
+        for entry in spec["state"].as_array().unwrap() {
+            assert_eq!(entry["output"].as_str().unwrap(), format!("{}.next", entry["input"].as_str().unwrap()));
+        }
 
         assert_losses_match(export, &run_steps_in_rust(dir.path(), &reference), &reference);
     }

@@ -88,6 +88,42 @@ pub(super) fn carry_step_counter(step: &mut StepGraph) -> anyhow::Result<Option<
     }))
 }
 
+/// Renames each buffer's next value (a BatchNormalization output such as
+/// `/bn1/BatchNormalization_output_1`) to `<buffer>.next`, so every state output is named
+/// the same way.
+pub(super) fn name_buffer_outputs(step: &mut StepGraph, entries: &mut [StateEntry]) -> anyhow::Result<()> {
+    let graph = step.graph.model.graph.as_mut().expect("built with a graph");
+    for entry in entries.iter_mut().filter(|e| e.role == "buffer") {
+        let Some(from) = entry.output.clone() else { continue };
+        let to = format!("{}{NEXT_SUFFIX}", entry.input);
+        if from == to {
+            continue;
+        }
+        let used = graph.node.iter().flat_map(|n| n.input.iter().chain(&n.output)).any(|v| *v == to)
+            || graph.input.iter().chain(&graph.output).any(|v| v.name() == to)
+            || graph.initializer.iter().any(|t| t.name() == to);
+        if used {
+            bail!("the model already has a value named `{to}`; rename it and export again");
+        }
+        for v in graph.node.iter_mut().flat_map(|n| n.input.iter_mut().chain(n.output.iter_mut())) {
+            if *v == from {
+                *v = to.clone();
+            }
+        }
+        for v in graph.output.iter_mut().chain(graph.value_info.iter_mut()) {
+            if v.name() == from {
+                v.name = Some(to.clone());
+            }
+        }
+        for io in step.graph.state.iter_mut().filter(|s| s.next.as_deref() == Some(from.as_str())) {
+            io.next = Some(to.clone());
+        }
+        entry.output = Some(to);
+    }
+    check_model(&step.graph.model, true).context("the training step is invalid (a bug in memeguard)")?;
+    Ok(())
+}
+
 fn dtype_name(dtype: Option<DataType>) -> &'static str {
     match dtype {
         Some(DataType::Float) => "float32",

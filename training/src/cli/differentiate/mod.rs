@@ -20,7 +20,7 @@ use memeguard_training::models::ImportedEncoder;
 use memeguard_training::models::import::describe_dims;
 use memeguard_training::optim::{OptimizerConfig, OptimizerKind, TrainingGraph, build_step_graph};
 
-use artifacts::{carry_step_counter, manifest, state_entries, write_initial_state};
+use artifacts::{carry_step_counter, manifest, name_buffer_outputs, state_entries, write_initial_state};
 
 const LONG_ABOUT: &str = "\
 Differentiate an ONNX model that computes its own loss, and build a training step for
@@ -188,6 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut step = build_step_graph(&training, &config).context("cannot build the training step")?;
     let mut entries = state_entries(&step);
     entries.extend(carry_step_counter(&mut step)?);
+    name_buffer_outputs(&mut step, &mut entries)?;
     let path = args.out.join("training_step.onnx");
     save_model(&step.graph.model, &path).with_context(|| format!("cannot write {}", path.display()))?;
     let manifest = manifest(&step, &entries, lr, weight_decay);
