@@ -3,7 +3,7 @@
 
 mod models_support;
 
-use memeguard_onnx::{DataType, check_model, dims};
+use memeguard_onnx::{DataType, Dim, check_model, dims};
 use memeguard_package::ImageSpec;
 use memeguard_package::manifest::{CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD};
 use memeguard_training::graph_spec::Mode;
@@ -44,7 +44,7 @@ fn the_spec_statistics_are_applied_per_channel() {
 #[test]
 fn the_default_is_imagenet() {
     let mut net = Net::new("input", Mode::Infer, 1);
-    let pixels = net.b.input(PIXEL_VALUES, DataType::Uint8, &dims![BATCH, 16, 16, 3]);
+    let pixels = net.b.input(PIXEL_VALUES, DataType::Uint8, &[Dim::from(BATCH), 16.into(), 16.into(), 3.into()]);
     let x = normalise_pixels(&mut net, &pixels);
     let graph = net.finish(&[GraphOutput::f32(&x, "normalised", dims![BATCH, 3, 16, 16])]);
     let out = run(&graph.model, vec![(PIXEL_VALUES, every_byte())]);

@@ -26,7 +26,8 @@ pub const IMAGENET_STD: [f32; 3] = memeguard_package::manifest::IMAGENET_STD;
 /// Declares the uint8 `[N, size, size, 3]` input `name` and returns the float NCHW
 /// image normalised with the ImageNet statistics: `(x / 255 − mean) / std`.
 pub fn image_input_named(net: &mut Net, name: &str, size: usize) -> String {
-    let pixels = net.b.input(name, DataType::Uint8, &dims![BATCH, size as i64, size as i64, 3]);
+    let pixels =
+        net.b.input(name, DataType::Uint8, &[Dim::from(BATCH), (size as i64).into(), (size as i64).into(), 3.into()]);
     normalise_pixels(net, &pixels)
 }
 
@@ -39,7 +40,7 @@ pub fn image_input(net: &mut Net, size: usize) -> String {
 /// returns the float NCHW image normalised with the spec's `mean` / `std`.
 pub fn image_input_for(net: &mut Net, spec: &ImageSpec) -> String {
     let size = i64::from(spec.size);
-    let pixels = net.b.input(PIXEL_VALUES, DataType::Uint8, &dims![BATCH, size, size, 3]);
+    let pixels = net.b.input(PIXEL_VALUES, DataType::Uint8, &[Dim::from(BATCH), size.into(), size.into(), 3.into()]);
     normalise_pixels_with(net, &pixels, spec.mean, spec.std)
 }
 
