@@ -56,7 +56,8 @@ fn moved(m: &ModelProto, direction: &[(String, Vec<f64>)], scale: f64) -> ModelP
 }
 
 /// Differentiates `sum(output · R)` with respect to every parameter and checks it.
-fn check_export(file: &str, output: &str, feeds: &[(&str, Tensor)]) {
+/// Returns the differentiated model and how many of its nodes are the forward graph's.
+fn check_export(file: &str, output: &str, feeds: &[(&str, Tensor)]) -> (ModelProto, usize) {
     let model = export(file);
     let y = ort_eval::eval(&model, feeds, &[output]).remove(0);
     let r: Vec<f32> = common::values(y.numel(), 11, 0.5, 1.5).into_iter().map(|v| v as f32).collect();
@@ -108,12 +109,92 @@ fn check_export(file: &str, output: &str, feeds: &[(&str, Tensor)]) {
         "{file}: {} parameters, directional derivative {analytic:.6e} vs {numeric:.6e} (rel {rel:.1e})",
         params.len()
     );
+    let forward = loss_model.graph.as_ref().unwrap().node.len();
+    (d.model, forward)
 }
 
 #[test]
 fn clip_text_torchscript_exports_at_opsets_17_and_20() {
     check_export("clip-text-opset17.onnx", "text_embeds", &text_feeds());
     check_export("clip-text-opset20.onnx", "text_embeds", &text_feeds());
+}
+
+/// Small graphs through the rules added for exported models, for the CUDA check below.
+fn new_rule_graph() -> (ModelProto, usize) {
+    use memeguard_onnx::dims;
+    let mut b = GraphBuilder::new("rules");
+    let x = b.input("x", DataType::Float, &dims![2, 4, 3]);
+    let labels = b.input("labels", DataType::Int64, &dims![2, 3]);
+    let w = b.initializer("w", &Tensor::f32(vec![4], vec![1.0, 2.0, 0.5, 1.0]));
+    let e = b.initializer("e", &Tensor::f32(vec![3], vec![1.0, 2.0, 0.5]));
+    let h = b.op("HardSwish", &[&x], &[]);
+    let h = b.op("Softplus", &[&h], &[]);
+    let h = b.op("Elu", &[&h], &[]);
+    let h = b.op("Pow", &[&h, &e], &[]);
+    let s = b.op("Sin", &[&h], &[]);
+    let c = b.op("Cos", &[&h], &[]);
+    let m = b.op("Max", &[&s, &c, &h], &[]);
+    let m = b.op("Mean", &[&m, &s, &c], &[]);
+    let m = b.op("CastLike", &[&m, &x], &[]);
+    let t = b.op("Trilu", &[&m], &[]);
+    let axis = b.const_i64s("axis", &[1]);
+    let t = b.op("CumSum", &[&t, &axis], &[]);
+    let idx = b.constant("idx", Tensor::i64(vec![2, 1], vec![1, 3]));
+    let g = b.op("GatherND", &[&t, &idx], &[("batch_dims", Attr::Int(1))]);
+    let g = b.op("ReduceSum", &[&g], &[("keepdims", Attr::Int(0))]);
+    let l1 = b.op("SoftmaxCrossEntropyLoss", &[&t, &labels, &w], &[("ignore_index", Attr::Int(-1))]);
+    let lp = b.op("LogSoftmax", &[&t], &[("axis", Attr::Int(1))]);
+    let l2 = b.op("NegativeLogLikelihoodLoss", &[&lp, &labels, &w], &[]);
+    let l = b.op("Sum", &[&l1, &l2, &g], &[]);
+    b.output(&l, DataType::Float, &[]);
+    let m = b.build();
+    let d = differentiate(&m, &l, &["x".to_string(), "w".to_string(), "e".to_string()]).unwrap();
+    (d.model, m.graph.as_ref().unwrap().node.len())
+}
+
+/// Issue #12 trains these towers on CUDA: every op the gradient nodes use, for the
+/// exports and for the rules added for them, has a CUDA kernel in ONNX Runtime 1.31.1.
+/// (The forward graphs are the exporter's: SoftmaxCrossEntropyLoss, for one, has no
+/// CUDA kernel there, and ONNX Runtime runs such a node on the CPU.)
+#[test]
+fn gradient_graphs_of_the_exports_use_only_ops_with_cuda_kernels() {
+    use memeguard_training::optim::ops_used;
+    use memeguard_training::runtime::CudaKernelTable;
+    let graphs = vec![
+        ("clip-text-opset17", check_export("clip-text-opset17.onnx", "text_embeds", &text_feeds())),
+        ("clip-text-dynamo", check_export("clip-text-dynamo.onnx", "text_embeds", &text_feeds())),
+        ("clip-vision-dynamo", check_export("clip-vision-dynamo.onnx", "image_embeds", &image_feeds())),
+        ("new rules", new_rule_graph()),
+    ];
+    // The gradient nodes only: what follows the forward graph's nodes.
+    let gradient_ops = |(m, forward): &(ModelProto, usize)| {
+        let mut g = m.clone();
+        g.graph.as_mut().unwrap().node.drain(..*forward);
+        ops_used(&g)
+    };
+    let mut all: Vec<String> = graphs.iter().flat_map(|(_, m)| gradient_ops(m)).collect();
+    all.sort();
+    all.dedup();
+    let script =
+        "import sys, onnx.defs\nfor op in sys.argv[1:]:\n    print(op, onnx.defs.get_schema(op, 20, '').since_version)";
+    let args: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = memeguard_onnx::pycheck::run_python(script, &args).unwrap();
+    let versions: std::collections::BTreeMap<String, i64> = out
+        .lines()
+        .map(|l| {
+            let (op, v) = l.split_once(' ').unwrap();
+            (op.to_string(), v.parse().unwrap())
+        })
+        .collect();
+    let table = CudaKernelTable::builtin();
+    let mut problems = Vec::new();
+    for (name, model) in &graphs {
+        let missing = table.missing(gradient_ops(model).iter().map(|op| (op.as_str(), versions[op])));
+        if !missing.is_empty() {
+            problems.push(format!("{name}: no CUDA kernel for {}", missing.join(", ")));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]

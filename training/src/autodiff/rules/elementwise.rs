@@ -250,14 +250,19 @@ fn cast(c: &mut RuleCtx) -> Result<(), AutodiffError> {
 }
 
 /// `CastLike(x, like)`: the gradient goes back to `x` in `x`'s type; `like` only gives
-/// the type.
+/// the type. A plain Cast when that type is known (CastLike is a function op, with no
+/// kernel of its own in ONNX Runtime's CUDA provider).
 fn cast_like(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let a = c.input(0).to_string();
+    let known = c.shapes().dtype(&a);
     if !matches!(c.dtype(&a), DataType::Float | DataType::Double | DataType::Float16 | DataType::Bfloat16) {
         return Ok(());
     }
     let g = c.grad_out();
-    let gi = c.op("CastLike", &[&g, &a], &[]);
+    let gi = match known {
+        Some(t) => c.op("Cast", &[&g], &[("to", Attr::Int(t as i64))]),
+        None => c.op("CastLike", &[&g, &a], &[]),
+    };
     c.set_grad(0, gi);
     Ok(())
 }
