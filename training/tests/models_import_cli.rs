@@ -241,3 +241,50 @@ fn an_hf_clip_folder_exports_with_its_preprocessing_and_tokenizer_and_refreshes(
         assert!(out.stdout.contains("kept clip@1.0.0"), "{}", out.both());
     }
 }
+
+/// `image_trainable = "last:1"` on an `hf:` CLIP: the last block and what follows it
+/// train, the embeddings and the first block stay as the folder has them.
+#[test]
+fn an_hf_vision_tower_trains_its_last_block_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("synth"), 32, 16, 0);
+    let package = tmp.path().join("models/clip/1.0.0");
+    let folder = fixtures().join("hf/clip-tiny");
+    let mut args = command_args("finetune", "tiny-finetune-image", &data);
+    args.extend(small());
+    args.extend(sets(&[
+        "train.epochs=1".into(),
+        format!("model.image=hf:{}", arg(&folder)),
+        "model.image_trainable=\"last:1\"".into(),
+    ]));
+    args.extend(["--out".into(), arg(&tmp.path().join("run")), "--export".into(), arg(&package)]);
+    ok(&args);
+
+    let bytes = std::fs::read(folder.join("model.safetensors")).unwrap();
+    let original = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let pkg = ModelPackage::open(&package).unwrap();
+    let model = memeguard_onnx::decode_model(&pkg.model_bytes, "model.onnx").unwrap();
+    let mut trained = Vec::new();
+    let mut kept = Vec::new();
+    for t in &model.graph.unwrap().initializer {
+        let Some(name) = t.name.as_deref().and_then(|n| n.strip_prefix("image.")) else { continue };
+        let Ok(view) = original.tensor(name) else { continue };
+        let theirs: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let ours = Tensor::from_proto(t).unwrap();
+        if ours.as_f32().unwrap() == theirs.as_slice() {
+            kept.push(name.to_string())
+        } else {
+            trained.push(name.to_string())
+        }
+    }
+    let in_block = |names: &[String], block: &str| names.iter().filter(|n| n.contains(block)).count();
+    assert_eq!(in_block(&trained, "layers.0."), 0, "the first block trained: {trained:?}");
+    assert_eq!(in_block(&kept, "layers.1."), 0, "some of the last block stayed: {kept:?}");
+    assert!(in_block(&trained, "layers.1.") >= 10, "{trained:?}");
+    for frozen in ["vision_model.embeddings.patch_embedding.weight", "vision_model.pre_layrnorm.weight"] {
+        assert!(kept.iter().any(|n| n == frozen), "{frozen} trained");
+    }
+    for tail in ["vision_model.post_layernorm.weight", "visual_projection.weight"] {
+        assert!(trained.iter().any(|n| n == tail), "{tail} did not train");
+    }
+}

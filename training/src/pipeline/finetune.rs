@@ -194,6 +194,9 @@ pub fn finetune(
     let mut source = LoaderSource { loader, feeds: objective.feeds };
 
     let infer = build_classifier(&cfg, Mode::Infer, Weights::Hollow)?;
+    // The training graph holds the imported encoders' weights now; the loaded files
+    // need not stay in memory while it trains.
+    drop(cfg);
     let session = SessionOptions { device: opts.run.device, threads: opts.run.threads, ..Default::default() };
     let patience = recipe.data.patience;
     // A resumed run continues the record its run directory holds, so the best epoch is
