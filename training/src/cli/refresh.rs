@@ -14,6 +14,11 @@ running), add them to the original training data, finetune starting from the cur
 package, evaluate old and new on the same dev split, and write a new package version
 only if it is not worse. The server picks it up on reload (SIGHUP or the admin API).
 
+The package's manifest carries its recipe, encoders included: a package built on an
+imported encoder (hf:DIR, onnx:FILE) refreshes the same way, with the encoder as the
+recipe says (frozen or trained), its preprocessing and its tokenizer; the folder or file
+it names must still be there.
+
 Example:
   memeguard-train refresh --database memeguard.db --package models/demo/2026.11.29-010000 \\
       --data data/synth --models models";
