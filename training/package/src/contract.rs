@@ -1,5 +1,5 @@
 //! The model's side of the package contract: the graph inputs and outputs every
-//! package's `model.onnx` declares (DESIGN.md, "The model package").
+//! package's `model.onnx` declares (docs/architecture.md, "The model package").
 
 use memeguard_onnx::builder::{value_dims, value_dtype};
 use memeguard_onnx::proto::ModelProto;
@@ -145,15 +145,15 @@ pub fn default_opset(model: &ModelProto) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memeguard_onnx::{GraphBuilder, dims};
+    use memeguard_onnx::GraphBuilder;
 
     fn model(pixel_type: DataType, ids_name: &str, l: i64) -> ModelProto {
         let mut g = GraphBuilder::new("t");
-        let p = g.input(PIXEL_VALUES, pixel_type, &dims!["n", 4, 4, 3]);
-        g.input(ids_name, DataType::Int64, &dims!["n", l]);
-        g.input(ATTENTION_MASK, DataType::Int64, &dims!["n", "l"]);
+        let p = g.input(PIXEL_VALUES, pixel_type, &[Dim::from("n"), 4.into(), 4.into(), 3.into()]);
+        g.input(ids_name, DataType::Int64, &[Dim::from("n"), l.into()]);
+        g.input(ATTENTION_MASK, DataType::Int64, &[Dim::from("n"), "l".into()]);
         let y = g.op("ReduceMean", &[&p], &[]);
-        g.named_output(&y, PROBABILITY, DataType::Float, &dims!["n"]);
+        g.named_output(&y, PROBABILITY, DataType::Float, &[Dim::from("n")]);
         g.build()
     }
 

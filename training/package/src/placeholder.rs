@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use memeguard_onnx::proto::ModelProto;
-use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
+use memeguard_onnx::{Attr, DataType, Dim, GraphBuilder, Tensor};
 
 use crate::contract::{ATTENTION_MASK, INPUT_IDS, LOGITS, PIXEL_VALUES, PROBABILITY};
 use crate::manifest::{Architecture, ImageSpec, MANIFEST_FORMAT_VERSION, Manifest, ResizeRule, TextSpec, now_rfc3339};
@@ -63,7 +63,7 @@ pub fn placeholder_model(size: u32, max_length: usize, vocab_size: usize) -> Mod
     g.metadata("memeguard.placeholder", "untrained placeholder: scores are meaningless");
 
     // Image: normalise inside the graph, average over a grid of cells.
-    let pixels = g.input(PIXEL_VALUES, DataType::Uint8, &dims!["batch", size, size, 3]);
+    let pixels = g.input(PIXEL_VALUES, DataType::Uint8, &[Dim::from("batch"), size.into(), size.into(), 3.into()]);
     let x = g.op("Cast", &[&pixels], &[("to", Attr::Int(DataType::Float as i64))]);
     let scale: Vec<f32> = STD.iter().map(|s| 1.0 / (255.0 * s)).collect();
     let shift: Vec<f32> = MEAN.iter().zip(STD).map(|(m, s)| -m / s).collect();
@@ -84,8 +84,8 @@ pub fn placeholder_model(size: u32, max_length: usize, vocab_size: usize) -> Mod
     let image_dim = (3 * cells * cells) as usize;
 
     // Text: embedding rows of the kept tokens, averaged.
-    let ids = g.input(INPUT_IDS, DataType::Int64, &dims!["batch", max_length as i64]);
-    let mask = g.input(ATTENTION_MASK, DataType::Int64, &dims!["batch", max_length as i64]);
+    let ids = g.input(INPUT_IDS, DataType::Int64, &[Dim::from("batch"), (max_length as i64).into()]);
+    let mask = g.input(ATTENTION_MASK, DataType::Int64, &[Dim::from("batch"), (max_length as i64).into()]);
     let lo = g.constant("id_min", Tensor::scalar_i64(0));
     let hi = g.constant("id_max", Tensor::scalar_i64(vocab as i64 - 1));
     let ids = g.op("Clip", &[&ids, &lo, &hi], &[]);
@@ -123,8 +123,8 @@ pub fn placeholder_model(size: u32, max_length: usize, vocab_size: usize) -> Mod
     let logit = g.op("Add", &[&logit, &b2], &[]);
     let logit = g.op("Squeeze", &[&logit, &last], &[]);
     let probability = g.op("Sigmoid", &[&logit], &[]);
-    g.named_output(&logit, LOGITS, DataType::Float, &dims!["batch"]);
-    g.named_output(&probability, PROBABILITY, DataType::Float, &dims!["batch"]);
+    g.named_output(&logit, LOGITS, DataType::Float, &[Dim::from("batch")]);
+    g.named_output(&probability, PROBABILITY, DataType::Float, &[Dim::from("batch")]);
     g.build()
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use memeguard_onnx::proto::ModelProto;
-use memeguard_onnx::{DataType, GraphBuilder, dims, encode_model};
+use memeguard_onnx::{DataType, Dim, GraphBuilder, encode_model};
 use memeguard_package::manifest::{
     IMAGENET_MEAN, ImageSpec, MANIFEST_FILE, MODEL_FILE, ManifestError, ResizeFilter, ResizeRule, TOKENIZER_FILE,
 };
@@ -267,8 +267,8 @@ fn writing_never_overwrites_and_never_leaves_a_broken_package() {
 
     // A model that breaks the contract is refused before anything appears at `dir`.
     let mut g = GraphBuilder::new("wrong");
-    let x = g.input("x", DataType::Float, &dims!["n"]);
-    g.named_output(&x, "probability", DataType::Float, &dims!["n"]);
+    let x = g.input("x", DataType::Float, &[Dim::from("n")]);
+    g.named_output(&x, "probability", DataType::Float, &[Dim::from("n")]);
     let target = root.path().join("wrong/1");
     let err = write_package(&target, common::manifest(ResizeRule::Stretch), &g.build(), &tokenizer).unwrap_err();
     assert!(matches!(err, PackageError::ModelContract { .. }), "{err}");
