@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use crate::builder::{value_dims, value_dtype};
 use crate::proto::{ModelProto, NodeProto};
-use crate::upgrade::axes_input_since;
+use crate::upgrade::{axes_input_since, default_opset};
 use crate::{IR_VERSION, OPSET_VERSION};
 
 /// Highest versions ONNX Runtime 1.31 accepts.
@@ -33,11 +33,7 @@ pub fn check_model(model: &ModelProto, standard_only: bool) -> Result<(), CheckE
             .push(format!("ir_version {v} is above {MAX_RUNTIME_IR_VERSION}, the most ONNX Runtime 1.31 accepts")),
         _ => {}
     }
-    let default_opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx"));
-    let opset = default_opset.and_then(|o| o.version);
+    let opset = default_opset(model);
     match opset {
         None => problems.push("no default-domain opset is imported".to_string()),
         Some(v) if v > MAX_RUNTIME_OPSET => {
