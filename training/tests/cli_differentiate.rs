@@ -4,7 +4,8 @@
 //! - the gradient graph's gradients at step 0 against autograd's;
 //! - 20 steps of the AdamW training step in ONNX Runtime, driven from Rust by
 //!   `training_step.json` alone, against torch.optim.AdamW's losses;
-//! - the same 20 steps in plain Python onnxruntime + numpy (training/tests/python/);
+//! - 20 SGD steps (Nesterov, weight decay, global-norm clipping) against torch.optim.SGD;
+//! - the AdamW steps in plain Python onnxruntime + numpy (training/tests/python/);
 //! - both graphs through `onnx.checker` (full check);
 //! - the refusals: a loss that is not a scalar, an unknown parameter, ops without rules.
 //!
@@ -199,7 +200,12 @@ fn run_steps_in_rust(dir: &Path, reference: &BTreeMap<String, Tensor>) -> Vec<f6
 }
 
 fn assert_losses_match(what: &str, got: &[f64], reference: &BTreeMap<String, Tensor>) {
-    let want = reference["losses"].to_f64_vec();
+    assert_losses_match_key(what, got, reference, "losses");
+}
+
+/// `got` against the reference losses under `key`, each within 1e-4 (relative).
+fn assert_losses_match_key(what: &str, got: &[f64], reference: &BTreeMap<String, Tensor>, key: &str) {
+    let want = reference[key].to_f64_vec();
     assert_eq!(got.len(), want.len(), "{what}: {got:?}");
     let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / w.abs()).fold(0.0, f64::max);
     println!(
@@ -250,6 +256,41 @@ fn adamw_steps_in_onnx_runtime_match_pytorch() {
         }
 
         assert_losses_match(export, &run_steps_in_rust(dir.path(), &reference), &reference);
+    }
+}
+
+#[test]
+fn sgd_steps_with_nesterov_weight_decay_and_clipping_match_pytorch() {
+    let sgd = &json(&fixture("reference.json"))["sgd"];
+    let setting = |key: &str| sgd[key].as_f64().unwrap().to_string();
+    for export in ["mlp-opset20", "mlp-dynamo"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (lr, momentum, weight_decay, max_norm) =
+            (setting("lr"), setting("momentum"), setting("weight_decay"), setting("max_grad_norm"));
+        differentiate(
+            export,
+            dir.path(),
+            &[
+                "--optimizer",
+                "sgd",
+                "--lr",
+                &lr,
+                "--momentum",
+                &momentum,
+                "--nesterov",
+                "--weight-decay",
+                &weight_decay,
+                "--max-grad-norm",
+                &max_norm,
+            ],
+        );
+        let spec = json(&dir.path().join("training_step.json"));
+        let params = state_of_role(&spec, "parameter");
+        let momenta: Vec<_> = state_of_role(&spec, "momentum").into_iter().map(|(_, p)| p.unwrap()).collect();
+        assert_eq!(momenta, params.into_iter().map(|(n, _)| n).collect::<Vec<_>>(), "{export}");
+        let reference = reference("mlp");
+        let losses = run_steps_in_rust(dir.path(), &reference);
+        assert_losses_match_key(&format!("{export} SGD"), &losses, &reference, "sgd_losses");
     }
 }
 
