@@ -79,8 +79,9 @@ async fn a_moderator_checks_a_meme_and_overrides_the_verdict_in_a_real_browser()
     let meme = dir.path().join("meme.png");
     write_meme(&meme);
     create_moderator(&database_url);
-    // An empty models directory: the server writes and serves the untrained placeholder.
-    let server = ServerProcess::start(&database_url, &models, dir.path(), &[]).await;
+    // No models directory: with --allow-placeholder the server creates it and serves the
+    // untrained placeholder.
+    let server = ServerProcess::start(&database_url, &models, dir.path(), &["--allow-placeholder"]).await;
     let chromedriver = ChromeDriver::start(dir.path());
     let browser = Browser::open(&chromedriver, &dir.path().join("chromium-profile")).await;
 
