@@ -180,6 +180,8 @@ async fn main() {
         &opts.max_batch_size.to_string(),
         "--queue-capacity",
         "4096",
+        // The models directory is a fresh temporary path: serve the placeholder from it.
+        "--allow-placeholder",
         "--threads",
         &opts.threads.to_string(),
     ])
