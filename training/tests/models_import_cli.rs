@@ -288,3 +288,16 @@ fn an_hf_vision_tower_trains_its_last_block_only() {
         assert!(trained.iter().any(|n| n == tail), "{tail} did not train");
     }
 }
+
+/// `memeguard-train models onnx:…` / `hf:…` describe an encoder before a recipe names it.
+#[test]
+fn models_describes_encoders_from_elsewhere() {
+    let out = ok(&["models".to_string(), format!("onnx:{}#text_embeds", export("clip-joint-opset17.onnx"))]);
+    assert!(out.stdout.contains("input_ids Int64 [batch, sequence]"), "{}", out.both());
+    assert!(!out.stdout.contains("pixel_values"), "the image tower is cut away:\n{}", out.both());
+    assert!(out.stdout.contains("features: 16 per item"), "{}", out.both());
+    let out = fails(&["models".to_string(), format!("onnx:{}", export("clip-joint-opset17.onnx"))]);
+    assert!(out.stderr.contains("2 outputs (image_embeds, text_embeds)"), "{}", out.both());
+    let out = ok(&["models".to_string(), format!("hf:{}", arg(&fixtures().join("hf/clip-tiny")))]);
+    assert!(out.stdout.contains("vision tower: 32×32 images, 16 features"), "{}", out.both());
+}
