@@ -162,6 +162,11 @@ fn state_of_role(spec: &Value, role: &str) -> Vec<(String, Option<String>)> {
 /// Runs the training step `STEPS` times from its initial state, feeding each `.next` back,
 /// as any client would from the JSON alone; returns the losses.
 fn run_steps_in_rust(dir: &Path, reference: &BTreeMap<String, Tensor>) -> Vec<f64> {
+    run_steps_with_state(dir, reference).0
+}
+
+/// [`run_steps_in_rust`], also returning the final state.
+fn run_steps_with_state(dir: &Path, reference: &BTreeMap<String, Tensor>) -> (Vec<f64>, BTreeMap<String, Tensor>) {
     let spec = json(&dir.join("training_step.json"));
     let mut state = read_safetensors(&dir.join(spec["initial_state"].as_str().unwrap()));
     let pairs: Vec<(String, String)> = spec["state"]
@@ -196,7 +201,7 @@ fn run_steps_in_rust(dir: &Path, reference: &BTreeMap<String, Tensor>) -> Vec<f6
             state.insert(name.clone(), next);
         }
     }
-    losses
+    (losses, state)
 }
 
 fn assert_losses_match(what: &str, got: &[f64], reference: &BTreeMap<String, Tensor>) {
@@ -255,7 +260,13 @@ fn adamw_steps_in_onnx_runtime_match_pytorch() {
             assert_eq!(entry["output"].as_str().unwrap(), format!("{}.next", entry["input"].as_str().unwrap()));
         }
 
-        assert_losses_match(export, &run_steps_in_rust(dir.path(), &reference), &reference);
+        let (losses, state) = run_steps_with_state(dir.path(), &reference);
+        assert_losses_match(export, &losses, &reference);
+        // The buffers were fed back: BatchNorm's running means follow PyTorch's.
+        for (key, want) in reference.iter().filter_map(|(k, t)| k.strip_prefix("after.").map(|k| (k, t))) {
+            let err = normwise_relative(&state[key], want);
+            assert!(err <= 1e-4, "{export}: {key} after {STEPS} steps is off by {err:e}");
+        }
     }
 }
 
