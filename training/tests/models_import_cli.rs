@@ -111,8 +111,7 @@ fn a_frozen_onnx_clip_finetunes_and_exports_a_package_the_server_scores() {
 }
 
 /// Trained end to end (`*_trainable = true`), an ONNX tower's weights move (legacy and
-/// dynamo vision exports, the legacy text export); an external-data export takes the
-/// same road frozen.
+/// dynamo exports of both towers); an external-data export takes the same road frozen.
 #[test]
 fn onnx_towers_train_end_to_end_and_export() {
     let tmp = tempfile::tempdir().unwrap();
@@ -123,6 +122,7 @@ fn onnx_towers_train_end_to_end_and_export() {
         ("image", "clip-vision-dynamo.onnx", true),
         ("image", "clip-vision-external.onnx", false),
         ("text", "clip-text-opset17.onnx", true),
+        ("text", "clip-text-dynamo.onnx", true),
     ] {
         let package = tmp.path().join(format!("models/{}/1.0.0", file.trim_end_matches(".onnx")));
         let mut args = command_args("finetune", &format!("tiny-finetune-{side}"), &data);

@@ -383,6 +383,16 @@ impl ImportedEncoder {
             copy.domain = Some(String::new());
             net.b.graph_mut().node.push(copy);
         }
+        // What the file declares about its values (ranks, known dims) helps shape
+        // inference through ops it cannot see through (run-time reshapes); symbolic
+        // dims are dropped, since the exporter's names mean nothing in our graph.
+        for declared in &graph.value_info {
+            let Some(ours) = declared.name.as_deref().and_then(|n| renamed.get(n)) else { continue };
+            let mut copy = declared.clone();
+            copy.name = Some(ours.clone());
+            forget_symbolic_dims(&mut copy);
+            net.b.graph_mut().value_info.push(copy);
+        }
         let mut outputs = BTreeMap::new();
         for out in graph.output.iter().filter_map(|v| v.name.as_deref()) {
             let ours = renamed.get(out).cloned().ok_or_else(|| ImportError::Unsupported {
@@ -392,6 +402,19 @@ impl ImportedEncoder {
             outputs.insert(out.to_string(), ours);
         }
         Ok(outputs)
+    }
+}
+
+fn forget_symbolic_dims(v: &mut memeguard_onnx::proto::ValueInfoProto) {
+    use memeguard_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+    if let Some(type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut())
+        && let Some(shape) = t.shape.as_mut()
+    {
+        for d in &mut shape.dim {
+            if matches!(d.value, Some(Value::DimParam(_))) {
+                d.value = None;
+            }
+        }
     }
 }
 
