@@ -1,7 +1,7 @@
 //! Throttling of failed sign-ins, per account and per client address, in memory.
 //!
-//! Each key (an account name, a client address) counts its recent failures. The first
-//! few are free; after that each failure closes the key for a delay that doubles with
+//! Each key (an account name, a client address) counts its recent failures (an attempt
+//! counts as one from the moment it starts until it succeeds). The first few are free; after that each failure closes the key for a delay that doubles with
 //! every further failure, up to a cap. While a key is closed, sign-ins that touch it are
 //! answered 429 without checking the password (no argon2 work for the attacker to spend).
 //! A success clears the account's and the address's counts. Counts are forgotten after a
@@ -144,13 +144,18 @@ impl SignInThrottle {
         })
     }
 
-    /// Records a wrong password (or unknown account).
-    pub fn fail(&self, account: &str, address: Option<IpAddr>, now: Instant) {
+    /// Starts a sign-in attempt: refused while the account or the address is closed;
+    /// otherwise counted as a failure at once, until [`SignInThrottle::succeed`] clears it.
+    /// Counting before the (slow) password check means many attempts sent at the same
+    /// moment cannot all slip past the throttle.
+    pub fn attempt(&self, account: &str, address: Option<IpAddr>, now: Instant) -> Result<(), Throttled> {
+        self.check(account, address, now)?;
         let account = account_key(account);
         self.with(|accounts, addresses| {
             accounts.fail(account, &self.policy, now);
             addresses.fail(address, &self.policy, now);
-        })
+        });
+        Ok(())
     }
 
     /// Records a success: the account and the address start afresh.
@@ -196,11 +201,8 @@ mod tests {
         // An attacker at A guesses as fast as the throttle lets them for ten minutes.
         let mut guesses = 0;
         while now < start + Duration::from_secs(600) {
-            match t.check("alice", A, now) {
-                Ok(()) => {
-                    t.fail("alice", A, now);
-                    guesses += 1;
-                }
+            match t.attempt("alice", A, now) {
+                Ok(()) => guesses += 1,
                 Err(Throttled { retry_after }) => {
                     assert!(retry_after <= Duration::from_secs(300), "{retry_after:?}");
                     // The real user at B is kept out at most a minute.
@@ -227,16 +229,28 @@ mod tests {
         let policy = ThrottlePolicy { max_keys: 3, ..ThrottlePolicy::default() };
         let t = SignInThrottle::new(policy);
         let now = Instant::now();
-        for _ in 0..7 {
-            t.fail("alice", A, now);
+        for _ in 0..6 {
+            t.attempt("alice", A, now).unwrap();
         }
-        assert!(t.check("alice", B, now).is_err());
+        assert!(t.attempt("alice", B, now).is_err());
         let later = now + policy.forget_after;
-        t.fail("alice", B, later);
-        assert_eq!(t.check("alice", B, later), Ok(()), "the count restarted");
+        assert_eq!(t.attempt("alice", B, later), Ok(()), "the count restarted");
+        assert_eq!(t.check("alice", B, later), Ok(()));
         for name in ["a", "b", "c", "d", "e"] {
-            t.fail(name, B, later);
+            t.attempt(name, B, later).unwrap();
         }
         assert!(t.with(|accounts, _| accounts.records.len()) <= 3);
+    }
+
+    #[test]
+    fn attempts_in_flight_count_before_their_outcome() {
+        let t = SignInThrottle::default();
+        let now = Instant::now();
+        // Twenty attempts sent at once, none finished yet: only the free ones and the
+        // one that closes the account get through.
+        let through = (0..20).filter(|_| t.attempt("alice", A, now).is_ok()).count();
+        assert_eq!(through, 6);
+        t.succeed("alice", A);
+        assert_eq!(t.attempt("alice", A, now), Ok(()));
     }
 }

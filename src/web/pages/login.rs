@@ -91,7 +91,7 @@ pub async fn submit(
     let next = local_redirect(Some(&form.next));
     let username = form.username.trim();
     let address = connection.map(|Extension(ConnectInfo(a))| a.ip());
-    if let Err(Throttled { retry_after }) = state.sign_in.check(username, address, Instant::now()) {
+    if let Err(Throttled { retry_after }) = state.sign_in.attempt(username, address, Instant::now()) {
         let seconds = retry_after.as_secs();
         tracing::warn!(username = %username, address = ?address, retry_after = seconds, "sign-in throttled");
         let error = Some(format!("Too many failed sign-ins. Try again in {seconds} seconds."));
@@ -103,7 +103,7 @@ pub async fn submit(
         .await
         .map_err(|e| AppError::Internal(format!("sign-in: {e}")))?
     else {
-        state.sign_in.fail(username, address, Instant::now());
+        // Already counted as a failure by `attempt`.
         tracing::info!(username = %username, address = ?address, "sign-in refused");
         let error = Some("Wrong username or password.".to_string());
         return login_page(&state, StatusCode::UNAUTHORIZED, &next, username, error);
