@@ -136,6 +136,20 @@ fn a_missing_or_short_data_file_is_one_error_naming_it() {
     std::fs::write(dir.path().join("clip-vision-external.onnx.data"), &data[..data.len() / 2]).unwrap();
     let text = ImportedEncoder::load(&model).unwrap_err().to_string();
     assert!(text.contains("clip-vision-external.onnx.data") && text.contains("truncated"), "{text}");
+
+    // A location outside the model's folder is refused, as ONNX does.
+    let mut escaping = memeguard_onnx::load_model(&exports().join("clip-vision-opset17.onnx")).unwrap();
+    let init = &mut escaping.graph.as_mut().unwrap().initializer[0];
+    init.raw_data = None;
+    init.data_location = Some(memeguard_onnx::proto::tensor_proto::DataLocation::External as i32);
+    init.external_data = vec![memeguard_onnx::proto::StringStringEntryProto {
+        key: Some("location".into()),
+        value: Some("../../etc/passwd".into()),
+    }];
+    let path = dir.path().join("escaping.onnx");
+    memeguard_onnx::save_model(&escaping, &path).unwrap();
+    let text = ImportedEncoder::load(&path).unwrap_err().to_string();
+    assert!(text.contains("../../etc/passwd") && text.contains("inside the model's folder"), "{text}");
 }
 
 /// Weights past 2 GB in the data file: offsets are read as 64-bit (a sparse file, so
