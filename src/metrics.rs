@@ -82,6 +82,8 @@ pub struct Gauges {
     /// Pairs admitted to the scorer and not yet scored.
     pub queue_depth: usize,
     pub queue_capacity: usize,
+    /// Decoded pixels admitted to requests being decoded or scored.
+    pub pixels_in_flight: u64,
     /// `name@version` of the model being served, if any.
     pub model: Option<String>,
     pub placeholder_model: bool,
@@ -176,6 +178,11 @@ impl Metrics {
         out.push_str("# HELP memeguard_queue_capacity Pairs the scorer admits before answering 429.\n");
         out.push_str("# TYPE memeguard_queue_capacity gauge\n");
         let _ = writeln!(out, "memeguard_queue_capacity {}", gauges.queue_capacity);
+        out.push_str(
+            "# HELP memeguard_pixels_in_flight Decoded pixels admitted to requests being decoded or scored.\n",
+        );
+        out.push_str("# TYPE memeguard_pixels_in_flight gauge\n");
+        let _ = writeln!(out, "memeguard_pixels_in_flight {}", gauges.pixels_in_flight);
         out.push_str("# HELP memeguard_model_info The model package being served (value 1).\n");
         out.push_str("# TYPE memeguard_model_info gauge\n");
         if let Some(model) = &gauges.model {
@@ -252,12 +259,18 @@ mod tests {
     fn renders_requests_and_gauges() {
         let m = Metrics::default();
         m.record_request("/v1/moderations", "POST", 200, 0.01);
-        let text =
-            m.render(&Gauges { queue_depth: 3, queue_capacity: 8, model: Some("m@1".into()), placeholder_model: true });
+        let text = m.render(&Gauges {
+            queue_depth: 3,
+            queue_capacity: 8,
+            pixels_in_flight: 12,
+            model: Some("m@1".into()),
+            placeholder_model: true,
+        });
         assert!(
             text.contains("memeguard_http_requests_total{route=\"/v1/moderations\",method=\"POST\",status=\"200\"} 1")
         );
         assert!(text.contains("memeguard_queue_depth 3"));
+        assert!(text.contains("memeguard_pixels_in_flight 12\n"));
         assert!(text.contains("memeguard_model_info{model=\"m@1\",placeholder=\"true\"} 1"));
     }
 }

@@ -79,6 +79,7 @@ impl AppState {
         Gauges {
             queue_depth: self.scorer.queue_depth(),
             queue_capacity: self.scorer.queue_capacity(),
+            pixels_in_flight: self.pixels.in_flight(),
             model: model.as_ref().map(|m| m.id().to_string()),
             placeholder_model: model.is_some_and(|m| m.is_placeholder()),
         }

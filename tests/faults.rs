@@ -69,6 +69,7 @@ async fn pixel_bombs_are_refused_from_their_headers_before_decoding() {
     reply.expect(429);
     assert!(reply.message().contains("--max-pixels-in-flight"), "{}", reply.message());
     assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
+    assert!(t.get("/metrics", None).await.text().contains("memeguard_pixels_in_flight 30000000\n"));
     drop(held);
     // With the budget free the same image is admitted, and only then refused by the
     // decoder (its body is not a real image).
