@@ -1,6 +1,7 @@
 //! `memeguard-train differentiate` on models torch exported with their loss (the fixtures
 //! of scripts/fixtures/make_differentiate_fixtures.py: a mini ResNet and an MLP, legacy
-//! exporter at opset 17 and 20, dynamo at 20 and 23 for the MLP), checked against PyTorch:
+//! exporter at opset 17 and 20, the CNN also with a symbolic batch dimension, dynamo at 20
+//! and 23 for the MLP), checked against PyTorch:
 //! - the gradient graph's gradients at step 0 against autograd's;
 //! - 20 steps of the AdamW training step in ONNX Runtime, driven from Rust by
 //!   `training_step.json` alone, against torch.optim.AdamW's losses;
@@ -21,13 +22,14 @@ use std::path::{Path, PathBuf};
 use memeguard_onnx::{Tensor, encode_model, load_model};
 use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
 use memeguard_package::tensor_value::{from_value, to_value};
-use serde_json::Value;
+use serde_json::{Value, json};
 use train_cli::{Run, arg, fails, json, ok};
 
 /// (model, export) of every fixture export.
 const EXPORTS: &[(&str, &str)] = &[
     ("cnn", "cnn-opset17"),
     ("cnn", "cnn-opset20"),
+    ("cnn", "cnn-dynamic-batch"),
     ("mlp", "mlp-opset17"),
     ("mlp", "mlp-opset20"),
     ("mlp", "mlp-dynamo"),
@@ -260,6 +262,12 @@ fn adamw_steps_in_onnx_runtime_match_pytorch() {
             assert_eq!(entry["output"].as_str().unwrap(), format!("{}.next", entry["input"].as_str().unwrap()));
         }
 
+        let batch_dim = match (*model, *export) {
+            (_, "cnn-dynamic-batch") => json!("N"),
+            ("cnn", _) => json!(8),
+            _ => json!(16),
+        };
+        assert_eq!(spec["data_inputs"][0]["shape"][0], batch_dim, "{export}: the batch dimension");
         let (losses, state) = run_steps_with_state(dir.path(), &reference);
         assert_losses_match(export, &losses, &reference);
         // The buffers were fed back: BatchNorm's running means follow PyTorch's.
