@@ -114,3 +114,32 @@ async fn connections_beyond_the_cap_or_the_open_file_limit_wait_their_turn() {
     assert!(server.log_text().contains("--max-connections lowered"), "{}", server.log_text());
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_see_the_client_address_and_shutdown_drains() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    let app = axum::Router::new().route(
+        "/who",
+        axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let limits = memeguard::config::ServeConfig::from_flags(["--max-connections", "4"]).unwrap().connection_limits();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(memeguard::serve::serve(listener, app, limits, async {
+        let _ = stopped.await;
+    }));
+
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    stream.write_all(b"GET /who HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(&local.to_string()), "{answer} (client {local})");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the server stops").unwrap();
+    assert!(TcpStream::connect(address).await.is_err(), "still accepting after shutdown");
+}
