@@ -235,3 +235,41 @@ fn trilu_and_cum_sum() {
         }
     }
 }
+
+/// After the position-embedding `Add` (whose sizes inference cannot know), a residual
+/// `Add` of two values with those same unknown sizes broadcast nothing: only the first
+/// needs the run-time path.
+#[test]
+fn unknown_sizes_keep_their_identity_through_elementwise_ops() {
+    use memeguard_onnx::{DataType, GraphBuilder, Tensor, dims};
+    use memeguard_training::autodiff::gradcheck::{GradCheck, check};
+    let mut b = GraphBuilder::new("g");
+    let xs = b.input("x", DataType::Double, &dims!["batch", "len", 4]);
+    let table = b.input("table", DataType::Double, &dims![5, 4]);
+    let ids = b.input("ids", DataType::Int64, &dims![1, 5]);
+    let len = b.op("Shape", &[&xs], &[("start", Attr::Int(1)), ("end", Attr::Int(2))]);
+    let (zero, one) = (b.const_i64s("zero", &[0]), b.const_i64s("one", &[1]));
+    let sliced = b.op("Slice", &[&ids, &zero, &len, &one], &[]);
+    let pos = b.op("Gather", &[&table, &sliced], &[]);
+    let h = b.node_named("embed", "Add", &[&xs, &pos], 1, &[]).remove(0);
+    let t = b.op("Tanh", &[&h], &[]);
+    let y = b.node_named("residual", "Add", &[&h, &t], 1, &[]).remove(0);
+    let model = b.build();
+    let mut lb = GraphBuilder::from_model(&model);
+    let l = lb.op("ReduceSum", &[&y], &[("keepdims", Attr::Int(0))]);
+    let d =
+        memeguard_training::autodiff::differentiate(&lb.build(), &l, &["table".to_string(), "x".to_string()]).unwrap();
+    let run_time = |node: &str| {
+        let nodes = &d.model.graph.as_ref().unwrap().node;
+        nodes.iter().filter(|n| n.op_type() == "NonZero" && n.name().starts_with(&format!("{node}_grad"))).count()
+    };
+    // `batch` against a fresh unknown: either side may have been broadcast.
+    assert_eq!(run_time("embed"), 2);
+    assert_eq!(run_time("residual"), 0);
+    let feeds = vec![
+        ("x".to_string(), Tensor::f64(vec![2, 3, 4], values(24, 31, 0.1, 1.0))),
+        ("table".to_string(), Tensor::f64(vec![5, 4], values(20, 32, 0.1, 1.0))),
+        ("ids".to_string(), Tensor::i64(vec![1, 5], (0..5).collect())),
+    ];
+    check(&GradCheck::f64(model, &y, feeds, &["x", "table"])).unwrap();
+}
