@@ -83,7 +83,7 @@ pub struct RegistryConfig {
 
 /// What a reload's search found.
 enum Found {
-    Loaded(LoadedModel),
+    Loaded(Box<LoadedModel>),
     /// The best package that loads is the one already served.
     Current,
     /// Every package tried was refused.
@@ -237,7 +237,7 @@ impl ModelRegistry {
                     .map_err(LoadError::from)
                     .and_then(|package| LoadedModel::load(package, &session, batching, metrics.clone()));
                 match loaded {
-                    Ok(model) => return Ok((Found::Loaded(model), refused)),
+                    Ok(model) => return Ok((Found::Loaded(Box::new(model)), refused)),
                     Err(source) => {
                         tracing::warn!(package = %chosen.id, error = %source, "model package refused");
                         refused.push((chosen.id.clone(), source));
@@ -255,7 +255,7 @@ impl ModelRegistry {
             refused.iter().map(|(id, e)| BrokenPackage { id: id.clone(), reason: e.to_string() }).collect();
         *self.broken.write().unwrap_or_else(|p| p.into_inner()) = skipped.clone();
         let loaded = match found {
-            Found::Loaded(model) => Some(model),
+            Found::Loaded(model) => Some(*model),
             Found::Current => None,
             Found::Nothing => {
                 // Report the first choice's reason (all are in `broken_packages`).
