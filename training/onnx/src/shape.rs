@@ -168,6 +168,12 @@ fn unknown() -> Dim {
     Dim::Sym(format!("?{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
 }
 
+/// `n` unknown sizes, each with its own name (never `vec![unknown(); n]`: that would
+/// claim they are all equal).
+fn unknowns(n: usize) -> Vec<Dim> {
+    (0..n).map(|_| unknown()).collect()
+}
+
 /// True for a dim whose size is not known and that has no meaningful name: `?` or a
 /// fresh `?N` from inference.
 pub fn is_unknown(d: &Dim) -> bool {
@@ -324,7 +330,7 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                 .and_then(|d| DataType::try_from(d).ok())
                 .unwrap_or(DataType::Float);
             let dims = node.input.first().and_then(|n| map.dim_values(n)).or_else(|| {
-                input(0).and_then(|t| t.known_dims()).map(|d| vec![unknown(); d.first().copied().unwrap_or(0) as usize])
+                input(0).and_then(|t| t.known_dims()).map(|d| unknowns(d.first().copied().unwrap_or(0) as usize))
             });
             Some(ValueType { dtype, dims })
         }
@@ -393,7 +399,7 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             if target.is_none() {
                 // A shape computed at run time: its length is the output's rank.
                 let rank = input(1).and_then(|t| t.known_dims()).and_then(|d| d.first().copied());
-                return pad_outputs(vec![same(rank.map(|r| vec![unknown(); r as usize]))], n_out);
+                return pad_outputs(vec![same(rank.map(|r| unknowns(r as usize)))], n_out);
             }
             let dims = target.map(|t| {
                 let allow_zero = attr_int(node, "allowzero", 0) != 0;
@@ -584,7 +590,7 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                     Some(out)
                 }
                 // Indices fed at run time: the rank is kept, the sizes are unknown.
-                (Some(d), _, _) => Some(vec![unknown(); d.len()]),
+                (Some(d), _, _) => Some(unknowns(d.len())),
                 _ => None,
             };
             same(dims)
@@ -798,7 +804,7 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                         .collect(),
                 ),
                 // Pads fed at run time: the rank is kept, the sizes are unknown.
-                (Some(d), _) => Some(vec![unknown(); d.len()]),
+                (Some(d), _) => Some(unknowns(d.len())),
                 _ => None,
             };
             same(dims)
@@ -900,6 +906,9 @@ mod tests {
         assert_eq!(map.dims(&tail).unwrap(), &dims![2][..]);
         let e = map.dims(&e).unwrap();
         assert!(is_unknown(&e[0]) && is_unknown(&e[1]) && e[0] != e[1], "{e:?}");
+        // Unknown sizes of one value are not claimed equal.
+        let sd = map.dims(&s).unwrap();
+        assert!(sd.iter().all(is_unknown) && sd[0] != sd[1] && sd[1] != sd[2], "{sd:?}");
         assert_eq!(e[2], Dim::Known(8));
         assert_eq!(map.get(&r).unwrap().rank(), Some(3));
         assert_eq!(map.get(&s).unwrap().rank(), Some(3));
