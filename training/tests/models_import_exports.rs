@@ -270,3 +270,30 @@ fn int32_text_inputs_are_cast_and_token_types_are_zeros() {
     );
     assert_eq!(out["features"].1, vec![3.0, 0.0, 4.0, 0.0]);
 }
+
+/// An export with a symbolic image side takes its size from the preprocessor config, and
+/// the encoder's preprocessing is that file's (CLIP: shorter side, centre crop).
+#[test]
+fn a_symbolic_image_size_comes_from_the_preprocessor_config() {
+    use memeguard_onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+
+    let mut model = memeguard_onnx::load_model(&exports().join("clip-vision-opset17.onnx")).unwrap();
+    let input = &mut model.graph.as_mut().unwrap().input[0];
+    let Some(type_proto::Value::TensorType(t)) = input.r#type.as_mut().unwrap().value.as_mut() else { panic!() };
+    for (d, name) in t.shape.as_mut().unwrap().dim[2..].iter_mut().zip(["height", "width"]) {
+        d.value = Some(Value::DimParam(name.into()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("any-size.onnx");
+    memeguard_onnx::save_model(&model, &file).unwrap();
+    let spec = format!("onnx:{}", file.display());
+
+    let text = ImageEncoder::from_spec(&spec, Trainable::Frozen, None).unwrap_err().to_string();
+    assert!(text.contains("[batch, 3, height, width]") && text.contains("model.image_preprocessor"), "{text}");
+    let preprocessor =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/clip-tiny/preprocessor_config.json");
+    let encoder = ImageEncoder::from_spec(&spec, Trainable::Frozen, Some(&preprocessor)).unwrap();
+    assert_eq!(encoder.image_size(), 32);
+    assert_eq!(encoder.image_spec().resize, memeguard_package::ResizeRule::ScaleShorterSideThenCenterCrop);
+    assert_eq!(encoder.image_spec().mean, memeguard_package::manifest::CLIP_MEAN);
+}

@@ -230,7 +230,14 @@ impl ImageEncoder {
                 }
                 return Ok(ImageEncoder::Builtin(ImageEncoderConfig::parse(name)?));
             }
-            EncoderSource::Onnx { .. } => ImageEncoder::Onnx(OnnxImageEncoder::load(&source, trainable)?),
+            EncoderSource::Onnx { .. } => {
+                // An export with a symbolic image side takes the preprocessing's.
+                let size = match preprocessor {
+                    Some(path) => Some(read_preprocessor(path, &source)?.size as usize),
+                    None => None,
+                };
+                ImageEncoder::Onnx(OnnxImageEncoder::load_sized(&source, trainable, size)?)
+            }
             EncoderSource::HuggingFace(dir) => {
                 let hf = HfEncoder::open(dir, &source, trainable, true)?;
                 let own = dir.join("preprocessor_config.json");

@@ -148,6 +148,12 @@ pub struct OnnxImageEncoder {
 impl OnnxImageEncoder {
     /// Loads `source` and checks it takes one float NCHW image of a known square size.
     pub fn load(source: &EncoderSource, trainable: Trainable) -> Result<Self, ModelError> {
+        Self::load_sized(source, trainable, None)
+    }
+
+    /// [`OnnxImageEncoder::load`] for exports whose image side is symbolic: `size` (from
+    /// the preprocessing) fixes it.
+    pub fn load_sized(source: &EncoderSource, trainable: Trainable, size: Option<usize>) -> Result<Self, ModelError> {
         let onnx = OnnxEncoder::load(source, trainable)?;
         let inputs = onnx.encoder.inputs();
         let [input] = inputs.as_slice() else {
@@ -167,10 +173,11 @@ impl OnnxImageEncoder {
         }
         let image_size = match input.dims.as_deref() {
             Some([_, Dim::Known(3), Dim::Known(h), Dim::Known(w)]) if h == w && *h > 0 => *h as usize,
+            Some([_, Dim::Known(3), Dim::Sym(_), Dim::Sym(_)]) if size.is_some() => size.unwrap_or_default(),
             Some(dims) => {
                 return Err(onnx.fail(format!(
                     "image input `{}` is declared {}; it must be [N, 3, S, S] with S known (export it with a \
-                     fixed image size)",
+                     fixed image size, or give model.image_preprocessor, whose size is then used)",
                     input.name,
                     describe_dims(dims)
                 )));
