@@ -40,13 +40,8 @@ own_cluster_running() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$pidport" = "$port" ]
 }
 
-port_answers() {
-  if [ -n "$bindir" ]; then
-    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port"
-  else
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-  fi
-}
+# True when anything accepts connections on 127.0.0.1:$port (PostgreSQL or not).
+port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 bindir=$(find_bindir)
 case "${1:-}" in
