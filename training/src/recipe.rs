@@ -56,8 +56,9 @@ pub enum Modality {
 
 /// The model part of a recipe. Encoders are named as `memeguard-train models` lists
 /// them (`resnet50`, `vit-b16@384`, `resnet-tiny@64`, `text-tiny`...); a finetune's
-/// `image` and `text` may also be an ONNX export, `onnx:FILE[#OUTPUT]` (`#OUTPUT`
-/// picks the features of a joint two-tower export, e.g. `#image_embeds`).
+/// `image` and `text` may also be a Hugging Face folder, `hf:DIR`, or an ONNX export,
+/// `onnx:FILE[#OUTPUT]` (`#OUTPUT` picks the features of a joint two-tower export, e.g.
+/// `#image_embeds`). Unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSpec {
