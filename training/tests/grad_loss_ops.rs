@@ -19,7 +19,10 @@ fn loss(op: &'static str, attrs: Vec<(&'static str, Attr)>) -> impl Fn(&mut Grap
     }
 }
 
-fn cases() -> Vec<(Vec<In>, Vec<(&'static str, Attr)>)> {
+/// A check: the inputs, and the loss op's attributes.
+type Case = (Vec<In>, Vec<(&'static str, Attr)>);
+
+fn cases() -> Vec<Case> {
     let scores = || x("scores", &[3, 4], values(12, 41, 0.1, 2.0));
     let labels = || int("labels", &[3], vec![2, 0, 1]);
     let weights = || fixed("weights", &[4], vec![0.5, 2.0, 1.5, 1.0]);
