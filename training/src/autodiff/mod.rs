@@ -6,6 +6,12 @@
 //! in `rules/` (one file per op family) and is written with the small vocabulary of
 //! [`RuleCtx`]: inputs `I(i)`, outputs `O(i)`, output gradients `GO(i)`, "is this
 //! input's gradient needed?", and the shared [`RuleCtx::unbroadcast`].
+//!
+//! Graphs as exporters write them are accepted: a graph at an older opset (13–19) is
+//! first brought to opset 20 (`memeguard_onnx::upgrade`), shapes declared in the file
+//! fill in what inference cannot work out, and where a size is known only at run time
+//! (a `[1, L, D]` position embedding sliced to the input's length) the rules read it
+//! with `Shape` instead of guessing.
 
 mod backward;
 mod context;
