@@ -381,9 +381,9 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
             if node.input.get(1).and_then(|n| map.const_i64s(n)).is_none()
                 && node.input.get(1).and_then(|n| map.dim_values(n)).is_some() =>
         {
-            // A shape computed from other shapes: 0 copies, -1 is left unknown.
+            // A shape computed from other shapes: 0 copies, -1 is worked out where it can be.
             let target = node.input.get(1).and_then(|n| map.dim_values(n)).expect("checked");
-            let dims = target
+            let mut dims: Vec<Dim> = target
                 .iter()
                 .enumerate()
                 .map(|(i, d)| match d {
@@ -392,6 +392,9 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                     other => other.clone(),
                 })
                 .collect();
+            if let (Some(pos), Some(src)) = (target.iter().position(|d| *d == Dim::Known(-1)), dims0.as_ref()) {
+                resolve_minus_one(&mut dims, pos, src);
+            }
             same(Some(dims))
         }
         "Reshape" => {
@@ -412,33 +415,8 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                         v => Dim::Known(v),
                     })
                     .collect();
-                // Resolve a single -1: symbolic dims present on both sides cancel out, the
-                // known sizes that remain give the missing one.
                 if let (Some(pos), Some(src)) = (t.iter().position(|&v| v == -1), dims0.as_ref()) {
-                    let mut src_syms: Vec<&Dim> = src.iter().filter(|x| matches!(x, Dim::Sym(_))).collect();
-                    let mut ok = true;
-                    let mut rest = 1i64;
-                    for (i, x) in d.iter().enumerate() {
-                        if i == pos {
-                            continue;
-                        }
-                        match x {
-                            Dim::Known(v) => rest *= v,
-                            sym => {
-                                match src_syms.iter().position(|s| *s == sym && !matches!(s, Dim::Sym(n) if n == "?")) {
-                                    Some(k) => {
-                                        src_syms.remove(k);
-                                    }
-                                    None => ok = false,
-                                }
-                            }
-                        }
-                    }
-                    let total: i64 =
-                        src.iter().filter_map(|x| if let Dim::Known(v) = x { Some(*v) } else { None }).product();
-                    if ok && src_syms.is_empty() && rest != 0 && total % rest == 0 {
-                        d[pos] = Dim::Known(total / rest);
-                    }
+                    resolve_minus_one(&mut d, pos, src);
                 }
                 d
             });
@@ -850,6 +828,31 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
     out
 }
 
+/// Works out the `-1` at `pos` of a Reshape to `d` from the input's dims `src`: named
+/// dims present on both sides cancel out, and the known sizes that remain give it.
+fn resolve_minus_one(d: &mut [Dim], pos: usize, src: &[Dim]) {
+    let mut src_syms: Vec<&Dim> = src.iter().filter(|x| matches!(x, Dim::Sym(_))).collect();
+    let mut rest = 1i64;
+    for (i, x) in d.iter().enumerate() {
+        if i == pos {
+            continue;
+        }
+        match x {
+            Dim::Known(v) => rest *= v,
+            sym => match src_syms.iter().position(|s| *s == sym && !matches!(s, Dim::Sym(n) if n == "?")) {
+                Some(k) => {
+                    src_syms.remove(k);
+                }
+                None => return,
+            },
+        }
+    }
+    let total: i64 = src.iter().filter_map(|x| if let Dim::Known(v) = x { Some(*v) } else { None }).product();
+    if src_syms.is_empty() && rest != 0 && total % rest == 0 {
+        d[pos] = Dim::Known(total / rest);
+    }
+}
+
 fn pad_outputs(mut v: Vec<Option<ValueType>>, n: usize) -> Vec<Option<ValueType>> {
     v.resize(n, None);
     v
@@ -931,8 +934,8 @@ mod tests {
         let r = b.op("Reshape", &[&x, &t2], &[]);
         let map = infer_shapes(&b.build());
         assert_eq!(map.dims(&e).unwrap(), &dims!["batch", 1, 8][..]);
-        assert_eq!(map.dims(&r).unwrap().len(), 3);
-        assert_eq!(map.dims(&r).unwrap()[0], Dim::Sym("batch".into()));
+        // 0 copies `4`, and -1 is what is left of batch·4·8 once batch cancels out.
+        assert_eq!(map.dims(&r).unwrap(), &dims!["batch", 4, 8][..]);
     }
 
     #[test]
