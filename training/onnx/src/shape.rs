@@ -567,8 +567,21 @@ pub fn infer_node(node: &NodeProto, map: &ShapeMap) -> Vec<Option<ValueType>> {
                     }
                     Some(out)
                 }
-                // Indices fed at run time: the rank is kept, the sizes are unknown.
-                (Some(d), _, _) => Some(unknowns(d.len())),
+                // Starts or ends fed at run time: the rank is kept; with constant axes,
+                // the axes not sliced keep their sizes.
+                (Some(d), _, _) => {
+                    let axes = node.input.get(3).filter(|s| !s.is_empty()).and_then(|n| map.const_i64s(n));
+                    Some(match axes {
+                        Some(axes) => {
+                            let sliced: Vec<usize> = axes.iter().map(|&a| norm_axis(a, d.len())).collect();
+                            d.iter()
+                                .enumerate()
+                                .map(|(i, x)| if sliced.contains(&i) { unknown() } else { x.clone() })
+                                .collect()
+                        }
+                        None => unknowns(d.len()),
+                    })
+                }
                 _ => None,
             };
             same(dims)
@@ -848,8 +861,12 @@ fn resolve_minus_one(d: &mut [Dim], pos: usize, src: &[Dim]) {
         }
     }
     let total: i64 = src.iter().filter_map(|x| if let Dim::Known(v) = x { Some(*v) } else { None }).product();
-    if src_syms.is_empty() && rest != 0 && total % rest == 0 {
-        d[pos] = Dim::Known(total / rest);
+    match src_syms.as_slice() {
+        [] if rest != 0 && total % rest == 0 => d[pos] = Dim::Known(total / rest),
+        // One named size left and the known sizes balance: the -1 is that size
+        // (`input_ids.view(-1, L)` keeps `batch`).
+        [only] if rest == total && !matches!(only, Dim::Sym(n) if n == "?") => d[pos] = (*only).clone(),
+        _ => {}
     }
 }
 
@@ -936,6 +953,39 @@ mod tests {
         assert_eq!(map.dims(&e).unwrap(), &dims!["batch", 1, 8][..]);
         // 0 copies `4`, and -1 is what is left of batch·4·8 once batch cancels out.
         assert_eq!(map.dims(&r).unwrap(), &dims!["batch", 4, 8][..]);
+    }
+
+    #[test]
+    fn a_minus_one_that_is_the_one_named_size_left_keeps_its_name() {
+        // `input_ids.view(-1, L)` as exporters write it: [-1] ++ Shape(ids)[-1:].
+        let mut b = GraphBuilder::new("g");
+        let ids = b.input("ids", DataType::Int64, &dims!["batch", "sequence"]);
+        let last = b.op("Shape", &[&ids], &[("start", Attr::Int(-1))]);
+        let minus_one = b.const_i64s("minus_one", &[-1]);
+        let target = b.op("Concat", &[&minus_one, &last], &[("axis", Attr::Int(0))]);
+        let r = b.op("Reshape", &[&ids, &target], &[]);
+        // And a constant target: [-1, 6] of [batch, 2, 3].
+        let x = b.input("x", DataType::Float, &dims!["batch", 2, 3]);
+        let six = b.const_i64s("six", &[-1, 6]);
+        let flat = b.op("Reshape", &[&x, &six], &[]);
+        let map = infer_shapes(&b.build());
+        assert_eq!(map.dims(&r).unwrap(), &dims!["batch", "sequence"][..]);
+        assert_eq!(map.dims(&flat).unwrap(), &dims!["batch", 6][..]);
+    }
+
+    #[test]
+    fn a_slice_to_a_run_time_length_keeps_the_axes_it_does_not_slice() {
+        // position_ids[:, :L] with L read from the input: [1, ?].
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", DataType::Float, &dims!["batch", "len", 4]);
+        let ids = b.initializer("ids", &Tensor::i64(vec![1, 77], (0..77).collect()));
+        let len = b.op("Shape", &[&x], &[("start", Attr::Int(1)), ("end", Attr::Int(2))]);
+        let (zero, one) = (b.const_i64s("zero", &[0]), b.const_i64s("one", &[1]));
+        let s = b.op("Slice", &[&ids, &zero, &len, &one], &[]);
+        let map = infer_shapes(&b.build());
+        let d = map.dims(&s).unwrap();
+        assert_eq!(d[0], Dim::Known(1));
+        assert!(is_unknown(&d[1]), "{d:?}");
     }
 
     #[test]
