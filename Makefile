@@ -51,3 +51,11 @@ setup-browser:
 
 clean-cache:
 	rm -rf .cache
+
+## bench-venv: the optional benchmark venv .cache/bench-venv with PyTorch (CPU use; the PyPI
+## wheel pulls its CUDA libraries, ~3 GB) and torchvision, for
+## `cargo bench -p memeguard-training --bench step -- --vs-pytorch`
+.PHONY: bench-venv
+bench-venv:
+	@test -x .cache/bench-venv/bin/python || python3 -m venv .cache/bench-venv
+	.cache/bench-venv/bin/pip install -q torch torchvision

@@ -5,6 +5,18 @@
 //!
 //!   cargo bench -p memeguard-training --bench step             # all families
 //!   cargo bench -p memeguard-training --bench step -- vit      # one family
+//!   cargo bench -p memeguard-training --bench step -- --vs-pytorch [family...]
+//!   cargo bench -p memeguard-training --bench step -- --sweep [--threads=1] [family...]
+//!   cargo bench -p memeguard-training --bench step -- --profile [--threads=1] [family...]
+//!
+//! `--vs-pytorch` alternates blocks of our steps with blocks of the same architecture's
+//! steps in PyTorch (`scripts/bench/step_pytorch.py`, run by `.cache/bench-venv`'s Python
+//! or `$BENCH_PYTHON`; `make bench-venv`), at 1 and 2 threads (`--threads=1,2`). `--sweep`
+//! alternates the step under several ONNX Runtime session options in one process.
+//! `--profile` runs ONNX Runtime's profiler on the bare step and sums kernel time per op
+//! type and per part of the graph (forward, backward, optimizer). Session options for
+//! the other modes: `--opt=basic|extended|all`, `--no-mem-pattern`, `--no-spin`, `--ftz`,
+//! `--threads=N`.
 //!
 //! Each family runs in its own child process so that its peak RSS is its own. The graphs
 //! are built here with `GraphBuilder` (small stand-ins for the models crate's ResNet, ViT
@@ -14,17 +26,25 @@
 use std::time::Instant;
 
 use memeguard_onnx::{Attr, DataType, Tensor, dims, encode_model};
-use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
+use memeguard_package::onnxruntime::{OptimizationLevel, SessionOptions, session_builder, session_from_bytes};
 use memeguard_package::tensor_value::to_value;
 use memeguard_training::autodiff::Options;
-use memeguard_training::graph_spec::ModelGraph;
-use memeguard_training::optim::{OptimizerConfig, OptimizerKind, ScalarInput, StepGraph, differentiate_step};
+use memeguard_training::graph_spec::{Mode, ModelGraph};
+use memeguard_training::losses::soft_cross_entropy;
+use memeguard_training::models::layers::linear;
+use memeguard_training::models::net::{GraphOutput, Net as ModelNet};
+use memeguard_training::models::resnet::{ResNetConfig, resnet};
+use memeguard_training::optim::{
+    OptimizerConfig, OptimizerKind, ScalarInput, StepGraph, UpdateLayout, differentiate_step, differentiate_step_with,
+};
 use memeguard_training::runtime::{StepHyper, Trainer, TrainerConfig};
 
 const WARMUP: usize = 3;
 const STEPS: usize = 40;
 const BLOCK: usize = 5;
 const FAMILIES: [&str; 4] = ["mlp", "cnn", "vit", "text"];
+/// Families of `--vs-pytorch`, `--sweep` and `--profile` when none is named.
+const VS_FAMILIES: [&str; 5] = ["mlp", "cnn", "vit", "text", "resnet18"];
 
 #[path = "../tests/optim_fixtures/net.rs"]
 mod net;
@@ -116,6 +136,34 @@ fn mlp() -> Case {
     Case { model, loss, batch, description: format!("MLP {d}→{hidden}→{hidden}→{classes}, batch {b}") }
 }
 
+/// torchvision's ResNet-18 layout (the models crate's) at 64×64, 10-class linear head.
+fn resnet18() -> Case {
+    let (b, hw, classes) = (16usize, 64i64, 10i64);
+    let mut net = ModelNet::new("bench_resnet18", Mode::Train, 0);
+    let pixels = net.b.input("pixels", DataType::Float, &dims!["batch", 3, hw, hw]);
+    let features = resnet(&mut net, &ResNetConfig::resnet18().at_size(hw as usize), "image", &pixels);
+    let logits = linear(&mut net, "head", &features, 512, classes as usize, true);
+    let onehot_input = net.b.input("onehot", DataType::Float, &dims!["batch", classes]);
+    let loss = soft_cross_entropy(&mut net.b, &logits, &onehot_input).expect("float logits");
+    let model = net.finish(&[GraphOutput::f32(&loss, "loss", vec![])]);
+    let batch = vec![
+        ("pixels".into(), Tensor::f32(vec![b as i64, 3, hw, hw], values(96, b * 3 * (hw * hw) as usize, 1.0))),
+        ("onehot".into(), onehot(b, classes as usize)),
+    ];
+    Case { model, loss: "loss".into(), batch, description: format!("ResNet-18, batch {b}, 3×{hw}×{hw}") }
+}
+
+fn case(family: &str) -> Case {
+    match family {
+        "mlp" => mlp(),
+        "cnn" => cnn(),
+        "vit" => vit(),
+        "text" => text(),
+        "resnet18" => resnet18(),
+        other => panic!("unknown family `{other}` (use one of {VS_FAMILIES:?})"),
+    }
+}
+
 /// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -144,6 +192,15 @@ struct BareRun {
 impl BareRun {
     fn new(step: &StepGraph, trainer: &Trainer, batch: &[(String, Tensor)]) -> Self {
         let session = session_from_bytes(&encode_model(&step.graph.model), &SessionOptions::default()).unwrap();
+        Self::with_session(session, step, trainer, batch)
+    }
+
+    fn with_session(
+        session: ort::session::Session,
+        step: &StepGraph,
+        trainer: &Trainer,
+        batch: &[(String, Tensor)],
+    ) -> Self {
         let mut inputs: Vec<(String, ort::value::DynValue)> = Vec::new();
         for slot in &step.slots {
             inputs.push((slot.name.clone(), to_value(&trainer.value(&slot.name).unwrap()).unwrap()));
@@ -171,14 +228,8 @@ impl BareRun {
     }
 }
 
-fn run_family(family: &str) {
-    let case = match family {
-        "mlp" => mlp(),
-        "cnn" => cnn(),
-        "vit" => vit(),
-        "text" => text(),
-        other => panic!("unknown family `{other}` (use one of {FAMILIES:?})"),
-    };
+fn run_family(family: &str, session: &SessionOptions) {
+    let case = case(family);
     let params = case.model.parameter_count();
     let config = OptimizerConfig::new(OptimizerKind::adamw()).with_clipping(1.0);
     let step = match differentiate_step(&case.model, &case.loss, &config, &Options::default()) {
@@ -190,7 +241,7 @@ fn run_family(family: &str) {
     };
     let nodes = step.graph.model.graph.as_ref().map_or(0, |g| g.node.len());
     let bare_step = step.clone();
-    let mut trainer = Trainer::new(step, &TrainerConfig::default()).unwrap();
+    let mut trainer = Trainer::new(step, &trainer_config(session)).unwrap();
     let hyper = StepHyper::new(1e-3, 0.05);
     let mut losses = Vec::new();
     let mut overheads = Vec::new();
@@ -249,29 +300,401 @@ fn run_family(family: &str) {
     );
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    if let Some(family) = args.first() {
-        run_family(family);
-        return;
-    }
-    println!(
-        "machine: {} logical CPUs; {WARMUP} warm-up steps, median of {STEPS} (blocks of {BLOCK}, alternating)",
-        num_cpus()
-    );
-    println!(
-        "| model | params | step-graph nodes | Trainer::step ms, median (min) | of which in ONNX Runtime's run, ms | loop overhead ms (share) | bare session.run ms, median (min) | peak RSS MiB | loss first → last |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    let exe = std::env::current_exe().unwrap();
-    for family in FAMILIES {
-        let status = std::process::Command::new(&exe).arg(family).status().unwrap();
-        if !status.success() {
-            println!("| {family} | failed ({status}) |");
+/// Command-line flags shared by the parent and its child processes.
+#[derive(Debug, Clone)]
+struct Flags {
+    families: Vec<String>,
+    vs_pytorch: bool,
+    sweep: bool,
+    profile: bool,
+    threads: Vec<usize>,
+    session: SessionOptions,
+    /// The flags as given, forwarded to children.
+    raw: Vec<String>,
+}
+
+impl Flags {
+    fn parse() -> Self {
+        let mut flags = Flags {
+            families: Vec::new(),
+            vs_pytorch: false,
+            sweep: false,
+            profile: false,
+            threads: Vec::new(),
+            session: trainer_config(&SessionOptions::default()).session,
+            raw: Vec::new(),
+        };
+        for arg in std::env::args().skip(1) {
+            let Some(flag) = arg.strip_prefix("--") else {
+                flags.families.push(arg);
+                continue;
+            };
+            match flag.split_once('=').unwrap_or((flag, "")) {
+                ("vs-pytorch", _) => flags.vs_pytorch = true,
+                ("sweep", _) => flags.sweep = true,
+                ("profile", _) => flags.profile = true,
+                ("threads", list) => {
+                    flags.threads = list.split(',').map(|t| t.parse().expect("--threads=N[,M]")).collect()
+                }
+                ("opt", level) => flags.session.optimization_level = level.parse().unwrap(),
+                ("no-mem-pattern", _) => flags.session.memory_pattern = false,
+                ("no-spin", _) => flags.session.intra_op_spinning = false,
+                ("ftz", _) => flags.session.denormal_as_zero = true,
+                // cargo bench passes --bench; other harness flags are ignored too.
+                _ => continue,
+            }
+            if !flag.starts_with("threads") {
+                flags.raw.push(arg.clone());
+            }
         }
+        flags
     }
 }
 
+/// The trainer's config (deterministic kernels, as `memeguard-train` runs) with the
+/// bench's session options.
+fn trainer_config(session: &SessionOptions) -> TrainerConfig {
+    let mut config = TrainerConfig::default();
+    config.session = SessionOptions { deterministic: config.session.deterministic, ..session.clone() };
+    config
+}
+
+fn build(case: &Case) -> StepGraph {
+    build_with(case, UpdateLayout::default())
+}
+
+fn build_with(case: &Case, layout: UpdateLayout) -> StepGraph {
+    let config = OptimizerConfig::new(OptimizerKind::adamw()).with_clipping(1.0);
+    differentiate_step_with(&case.model, &case.loss, &config, &Options::default(), layout).unwrap()
+}
+
+/// What the step was before issue #13's speed work: the per-parameter update, ONNX
+/// Runtime's default options (deterministic, as the trainer runs).
+fn before(case: &Case, threads: usize) -> Trainer {
+    let session = SessionOptions { threads, ..trainer_config(&SessionOptions::default()).session };
+    Trainer::new(build_with(case, UpdateLayout::PerParameter), &trainer_config(&session)).unwrap()
+}
+
+fn summary(times: &mut [f64]) -> String {
+    let m = median(times);
+    format!("{m:.1} ({:.1})", times[0])
+}
+
+/// The PyTorch side of `--vs-pytorch`: the companion script, kept running, answering
+/// "N" with N step times.
+struct PyTorch {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    banner: String,
+}
+
+impl PyTorch {
+    fn start(family: &str, threads: usize) -> Result<Self, String> {
+        use std::io::BufRead;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = std::env::var_os("BENCH_PYTHON")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join(".cache/bench-venv/bin/python"));
+        let mut child = std::process::Command::new(&python)
+            .arg(root.join("scripts/bench/step_pytorch.py"))
+            .arg(family)
+            .arg(format!("--threads={threads}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {} ({e}): make bench-venv", python.display()))?;
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        stdout.read_line(&mut banner).map_err(|e| e.to_string())?;
+        if !banner.starts_with("ready") {
+            return Err(format!("the PyTorch script did not start (is torch in {}?)", python.display()));
+        }
+        Ok(PyTorch { child, stdin, stdout, banner: banner.trim().to_string() })
+    }
+
+    fn steps(&mut self, n: usize) -> Vec<f64> {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{n}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.split_whitespace().map(|t| t.parse().unwrap()).collect()
+    }
+}
+
+impl Drop for PyTorch {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.wait();
+    }
+}
+
+/// Our `Trainer::step` before and now, and PyTorch's step of the same architecture,
+/// alternating blocks of each.
+fn vs_pytorch(family: &str, threads: usize, session: &SessionOptions) {
+    let case = case(family);
+    let session = SessionOptions { threads, ..session.clone() };
+    let mut now = Trainer::new(build(&case), &trainer_config(&session)).unwrap();
+    let mut old = before(&case, threads);
+    let hyper = StepHyper::new(1e-3, 0.05);
+    let ours_ms =
+        |trainer: &mut Trainer| trainer.step(case.batch.clone(), &hyper).unwrap().step_time.as_secs_f64() * 1e3;
+    for _ in 0..WARMUP {
+        ours_ms(&mut now);
+        ours_ms(&mut old);
+    }
+    let mut torch = match PyTorch::start(family, threads) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("| {} | {threads} | — | — | — | — | PyTorch not run: {e} |", case.description);
+            return;
+        }
+    };
+    let (mut ours, mut ours_before, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    let steps = if family == "resnet18" { 20 } else { STEPS };
+    for _ in 0..steps / BLOCK {
+        for _ in 0..BLOCK {
+            ours_before.push(ours_ms(&mut old));
+        }
+        for _ in 0..BLOCK {
+            ours.push(ours_ms(&mut now));
+        }
+        theirs.extend(torch.steps(BLOCK));
+    }
+    let ratio = median(&mut ours) / median(&mut theirs);
+    println!(
+        "| {} | {threads} | {} | {} | {} | {ratio:.2} | {} |",
+        case.description,
+        summary(&mut ours_before),
+        summary(&mut ours),
+        summary(&mut theirs),
+        torch.banner
+    );
+}
+
+/// The step under several update layouts and session options, alternating blocks of
+/// each in one process.
+fn sweep(family: &str, threads: usize) {
+    let case = case(family);
+    let base = SessionOptions { threads, ..trainer_config(&SessionOptions::default()).session };
+    let per_parameter = build_with(&case, UpdateLayout::PerParameter);
+    let default = build(&case);
+    let mut variants: Vec<(String, StepGraph, SessionOptions)> = vec![
+        ("per-parameter update, default session options (before)".into(), per_parameter.clone(), base.clone()),
+        (
+            "per-parameter update, extended".into(),
+            per_parameter.clone(),
+            SessionOptions { optimization_level: OptimizationLevel::Extended, ..base.clone() },
+        ),
+        (
+            "per-parameter update, basic".into(),
+            per_parameter.clone(),
+            SessionOptions { optimization_level: OptimizationLevel::Basic, ..base.clone() },
+        ),
+        (
+            "per-parameter update, no memory pattern".into(),
+            per_parameter.clone(),
+            SessionOptions { memory_pattern: false, ..base.clone() },
+        ),
+        (
+            "per-parameter update, no spinning".into(),
+            per_parameter.clone(),
+            SessionOptions { intra_op_spinning: false, ..base.clone() },
+        ),
+        (
+            "per-parameter update, denormals as zero".into(),
+            per_parameter.clone(),
+            SessionOptions { denormal_as_zero: true, ..base.clone() },
+        ),
+        (
+            "per-parameter update, not deterministic".into(),
+            per_parameter,
+            SessionOptions { deterministic: false, ..base.clone() },
+        ),
+    ];
+    for max in [1usize << 12, 1 << 20] {
+        let layout = UpdateLayout::MultiTensor { max_elements: max };
+        variants.push((format!("multi-tensor ≤ {max} elements"), build_with(&case, layout), base.clone()));
+    }
+    variants.push((format!("{:?} (default)", UpdateLayout::default()), default, base.clone()));
+    let hyper = StepHyper::new(1e-3, 0.05);
+    let mut trainers: Vec<Trainer> = variants
+        .iter()
+        .map(|(_, step, o)| Trainer::new(step.clone(), &TrainerConfig { session: o.clone(), seed: 0 }).unwrap())
+        .collect();
+    let mut times = vec![Vec::new(); trainers.len()];
+    for t in &mut trainers {
+        for _ in 0..WARMUP {
+            t.step(case.batch.clone(), &hyper).unwrap();
+        }
+    }
+    let rounds = if family == "resnet18" { 3 } else { 8 };
+    for _ in 0..rounds {
+        for (t, times) in trainers.iter_mut().zip(&mut times) {
+            for _ in 0..BLOCK {
+                times.push(t.step(case.batch.clone(), &hyper).unwrap().step_time.as_secs_f64() * 1e3);
+            }
+        }
+    }
+    for ((name, step, _), times) in variants.iter().zip(&mut times) {
+        let nodes = step.graph.model.graph.as_ref().map_or(0, |g| g.node.len());
+        println!("| {} | {threads} | {name} | {nodes} | {} |", case.description, summary(times));
+    }
+}
+
+/// ONNX Runtime's profile of the bare step: kernel time per op type and per part.
+fn profile(family: &str, threads: usize, session: &SessionOptions) {
+    let case = case(family);
+    let step = build(&case);
+    let forward_nodes = case.model.model.graph.as_ref().map_or(0, |g| g.node.len());
+    let differentiated = memeguard_training::autodiff::differentiate_with(
+        &case.model.model,
+        &case.loss,
+        &case.model.trainable(),
+        &Options::default(),
+    )
+    .unwrap();
+    let backward_end = differentiated.model.graph.as_ref().map_or(0, |g| g.node.len());
+    let mut part_of = std::collections::HashMap::new();
+    for (i, node) in step.graph.model.graph.as_ref().unwrap().node.iter().enumerate() {
+        let part = if i < forward_nodes {
+            "forward"
+        } else if i < backward_end {
+            "backward"
+        } else {
+            "optimizer"
+        };
+        part_of.insert(node.name.clone().unwrap_or_default(), part);
+    }
+    let trainer = Trainer::new(step.clone(), &trainer_config(&SessionOptions { threads, ..session.clone() })).unwrap();
+    let dir = std::env::temp_dir().join(format!("memeguard-step-profile-{family}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = SessionOptions { threads, ..trainer_config(session).session };
+    let session = session_builder(&opts)
+        .unwrap()
+        .with_profiling(dir.join("profile"))
+        .unwrap()
+        .commit_from_memory(&encode_model(&step.graph.model))
+        .unwrap();
+    let mut bare = BareRun::with_session(session, &step, &trainer, &case.batch);
+    let runs = 10;
+    let mut wall = Vec::new();
+    for _ in 0..WARMUP + runs {
+        wall.push(bare.run_ms());
+    }
+    let file = bare.session.end_profiling().unwrap();
+    let events: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut by_op, mut by_part) = (BTreeMapF::new(), BTreeMapF::new());
+    let mut total = 0.0;
+    let mut seen_runs = 0;
+    for e in &events {
+        if e["name"] == "model_run" {
+            seen_runs += 1;
+        }
+        // Skip the warm-up runs' kernels (events come in run order).
+        if e["cat"] != "Node" || seen_runs < WARMUP || !e["name"].as_str().is_some_and(|n| n.ends_with("_kernel_time"))
+        {
+            continue;
+        }
+        let us = e["dur"].as_f64().unwrap_or(0.0) / runs as f64;
+        let node = e["name"].as_str().unwrap().trim_end_matches("_kernel_time");
+        let op = e["args"]["op_name"].as_str().unwrap_or("?").to_string();
+        *by_op.entry(op).or_default() += us;
+        *by_part.entry(part_of.get(node).copied().unwrap_or("fused by ONNX Runtime").to_string()).or_default() += us;
+        total += us;
+    }
+    let mut wall = wall.split_off(WARMUP);
+    println!(
+        "### {} — {threads} thread(s), bare run median {:.1} ms; kernels {:.1} ms",
+        case.description,
+        median(&mut wall),
+        total / 1e3
+    );
+    println!("| part | ms | share |\n| --- | --- | --- |");
+    for (part, us) in &by_part {
+        println!("| {part} | {:.1} | {:.0} % |", us / 1e3, 100.0 * us / total);
+    }
+    let mut ops: Vec<_> = by_op.into_iter().collect();
+    ops.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+    println!("\n| op | ms | share |\n| --- | --- | --- |");
+    for (op, us) in ops.iter().take(12) {
+        println!("| {op} | {:.1} | {:.0} % |", us / 1e3, 100.0 * us / total);
+    }
+    println!();
+}
+
+type BTreeMapF = std::collections::BTreeMap<String, f64>;
+
+fn main() {
+    let flags = Flags::parse();
+    let child = std::env::var_os("MEMEGUARD_STEP_BENCH_CHILD").is_some();
+    let threads = |default: &[usize]| if flags.threads.is_empty() { default.to_vec() } else { flags.threads.clone() };
+    if child {
+        let family = &flags.families[0];
+        let t = threads(&[0])[0];
+        if flags.vs_pytorch {
+            vs_pytorch(family, t, &flags.session);
+        } else if flags.sweep {
+            sweep(family, t);
+        } else if flags.profile {
+            profile(family, t, &flags.session);
+        } else {
+            run_family(family, &SessionOptions { threads: t, ..flags.session.clone() });
+        }
+        return;
+    }
+    let special = flags.vs_pytorch || flags.sweep || flags.profile;
+    let families: Vec<String> = if !flags.families.is_empty() {
+        flags.families.clone()
+    } else if special {
+        VS_FAMILIES.iter().map(|s| s.to_string()).collect()
+    } else {
+        FAMILIES.iter().map(|s| s.to_string()).collect()
+    };
+    let thread_list = threads(if flags.vs_pytorch {
+        &[1, 2]
+    } else if special {
+        &[1]
+    } else {
+        &[0]
+    });
+    println!(
+        "machine: {} logical CPUs; session options {:?}; {WARMUP} warm-up steps, median (min) of blocks of {BLOCK}, alternating",
+        num_cpus(),
+        flags.session
+    );
+    if flags.vs_pytorch {
+        println!("| model | threads | ours ms, median (min) | PyTorch ms, median (min) | ours / PyTorch | PyTorch |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+    } else if flags.sweep {
+        println!("| model | threads | variant | step-graph nodes | `Trainer::step` ms, median (min) |");
+        println!("| --- | --- | --- | --- | --- |");
+    } else if !flags.profile {
+        println!(
+            "| model | params | step-graph nodes | Trainer::step ms, median (min) | of which in ONNX Runtime's run, ms | loop overhead ms (share) | bare session.run ms, median (min) | peak RSS MiB | loss first → last |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    }
+    let exe = std::env::current_exe().unwrap();
+    for t in thread_list {
+        for family in &families {
+            let status = std::process::Command::new(&exe)
+                .env("MEMEGUARD_STEP_BENCH_CHILD", "1")
+                .arg(family)
+                .arg(format!("--threads={t}"))
+                .args(&flags.raw)
+                .status()
+                .unwrap();
+            if !status.success() {
+                println!("| {family} | failed ({status}) |");
+            }
+        }
+    }
+}
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

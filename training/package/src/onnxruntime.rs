@@ -145,6 +145,40 @@ pub struct SessionOptions {
     /// server that runs a batch now and then turns it off: spinning threads burn the
     /// cores that decoding and preprocessing need between batches.
     pub intra_op_spinning: bool,
+    /// How far ONNX Runtime rewrites the graph when `optimize` is on (`All`, the
+    /// default, adds layout transforms such as NCHWc convolutions to `Extended`).
+    pub optimization_level: OptimizationLevel,
+    /// ONNX Runtime's memory-pattern planning (on by default): allocations of a run are
+    /// planned from the previous run's when input shapes repeat.
+    pub memory_pattern: bool,
+    /// Flush denormal floats to zero in kernels (`session.set_denormal_as_zero`; off by
+    /// default). Values below ~1.2e-38 become 0.
+    pub denormal_as_zero: bool,
+}
+
+/// Graph optimisation levels of ONNX Runtime (used when [`SessionOptions::optimize`] is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OptimizationLevel {
+    /// Constant folding and redundant-node elimination.
+    Basic,
+    /// `Basic` plus node fusions (GELU, LayerNorm, attention, ...).
+    Extended,
+    /// `Extended` plus layout optimisations.
+    #[default]
+    All,
+}
+
+impl std::str::FromStr for OptimizationLevel {
+    type Err = String;
+    /// Parses `basic`, `extended` or `all`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "basic" => Ok(OptimizationLevel::Basic),
+            "extended" => Ok(OptimizationLevel::Extended),
+            "all" => Ok(OptimizationLevel::All),
+            _ => Err(format!("unknown optimisation level `{s}`: use basic, extended or all")),
+        }
+    }
 }
 
 impl Default for SessionOptions {
@@ -155,6 +189,9 @@ impl Default for SessionOptions {
             optimize: true,
             deterministic: false,
             intra_op_spinning: true,
+            optimization_level: OptimizationLevel::All,
+            memory_pattern: true,
+            denormal_as_zero: false,
         }
     }
 }
@@ -164,10 +201,11 @@ pub fn session_builder(opts: &SessionOptions) -> Result<SessionBuilder, RuntimeE
     let env = environment()?;
     let mut builder = Session::builder(env)?;
     builder = builder
-        .with_optimization_level(if opts.optimize {
-            GraphOptimizationLevel::All
-        } else {
-            GraphOptimizationLevel::Disable
+        .with_optimization_level(match (opts.optimize, opts.optimization_level) {
+            (false, _) => GraphOptimizationLevel::Disable,
+            (true, OptimizationLevel::Basic) => GraphOptimizationLevel::Level1,
+            (true, OptimizationLevel::Extended) => GraphOptimizationLevel::Level2,
+            (true, OptimizationLevel::All) => GraphOptimizationLevel::All,
         })
         .map_err(ort::Error::from)?;
     if opts.threads > 0 {
@@ -179,6 +217,12 @@ pub fn session_builder(opts: &SessionOptions) -> Result<SessionBuilder, RuntimeE
     if !opts.intra_op_spinning {
         // The `session.intra_op.allow_spinning` config entry.
         builder = builder.with_intra_op_spinning(false).map_err(ort::Error::from)?;
+    }
+    if !opts.memory_pattern {
+        builder = builder.with_memory_pattern(false).map_err(ort::Error::from)?;
+    }
+    if opts.denormal_as_zero {
+        builder = builder.with_flush_to_zero().map_err(ort::Error::from)?;
     }
     if let Device::Cuda(id) = opts.device {
         let ep = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();

@@ -7,6 +7,7 @@
 mod clip;
 pub mod config;
 pub mod ema;
+pub mod multi_tensor;
 pub mod schedule;
 pub mod state_graph;
 pub mod step_graph;
@@ -15,9 +16,11 @@ mod update;
 pub use clip::GRAD_NORM;
 pub use config::{OptimizerConfig, OptimizerKind};
 pub use ema::{EmaPair, build_ema_graph};
+pub use multi_tensor::UpdateLayout;
 pub use state_graph::{ScalarInput, StateGraph, StateIo};
 pub use step_graph::{
-    NEXT_SUFFIX, StateRole, StateSlot, StepGraph, TrainingGraph, build_step_graph, differentiate_step, ops_used,
+    NEXT_SUFFIX, StateRole, StateSlot, StepGraph, TrainingGraph, build_step_graph, build_step_graph_with,
+    differentiate_step, differentiate_step_with, ops_used,
 };
 
 /// Errors building step or EMA graphs.

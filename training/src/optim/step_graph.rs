@@ -10,8 +10,9 @@ use memeguard_onnx::{DataType, Dim, GraphBuilder, Tensor, check_model};
 
 use super::clip::{Accumulation, clip_global_norm};
 use super::config::OptimizerConfig;
+use super::multi_tensor::{Member, UpdateLayout, emit_bucket_update, flatten_concat, plan_units};
 use super::state_graph::{ScalarInput, StateGraph, StateIo};
-use super::update::{adam_shared, emit_update, group_scalars};
+use super::update::{ParamUpdate, adam_shared, emit_update, group_scalars};
 use super::{OptimError, OptimizerKind};
 use crate::autodiff;
 use crate::graph_spec::{Buffer, ModelGraph, Param};
@@ -191,6 +192,17 @@ pub fn differentiate_step(
     config: &OptimizerConfig,
     options: &autodiff::Options,
 ) -> Result<StepGraph, OptimError> {
+    differentiate_step_with(model, loss, config, options, UpdateLayout::default())
+}
+
+/// [`differentiate_step`] with the update laid out as `layout`.
+pub fn differentiate_step_with(
+    model: &ModelGraph,
+    loss: &str,
+    config: &OptimizerConfig,
+    options: &autodiff::Options,
+    layout: UpdateLayout,
+) -> Result<StepGraph, OptimError> {
     let differentiated = autodiff::differentiate_with(&model.model, loss, &model.trainable(), options)?;
     let training = TrainingGraph {
         model: &differentiated.model,
@@ -199,7 +211,7 @@ pub fn differentiate_step(
         params: &model.params,
         buffers: &model.buffers,
     };
-    build_step_graph(&training, config)
+    build_step_graph_with(&training, config, layout)
 }
 
 /// Builds the training-step graph for `training` with `config`.
@@ -211,6 +223,16 @@ pub fn differentiate_step(
 /// Outputs: the loss, `optim.grad_norm` (clipping), and `<state>.next` for every value the
 /// step changes (buffers keep their `updated` value name).
 pub fn build_step_graph(training: &TrainingGraph<'_>, config: &OptimizerConfig) -> Result<StepGraph, OptimError> {
+    build_step_graph_with(training, config, UpdateLayout::default())
+}
+
+/// [`build_step_graph`] with the update laid out as `layout` (the same numbers either
+/// way, up to float rounding in the gradient norm's summation order).
+pub fn build_step_graph_with(
+    training: &TrainingGraph<'_>,
+    config: &OptimizerConfig,
+    layout: UpdateLayout,
+) -> Result<StepGraph, OptimError> {
     if config.accumulation_steps == 0 {
         return Err(OptimError::InvalidConfig("accumulation_steps must be at least 1".into()));
     }
@@ -290,10 +312,31 @@ pub fn build_step_graph(training: &TrainingGraph<'_>, config: &OptimizerConfig) 
         }
     }
 
+    // Update units: single parameters, or buckets of small ones updated as one flat
+    // vector (their gradients concatenated here, so clipping also sees one value).
+    let param_dims: Vec<Vec<i64>> = trainable.iter().map(|p| dims_of(&p.name)).collect();
+    let members: Vec<Member<'_>> = trainable
+        .iter()
+        .zip(&param_dims)
+        .map(|(p, dims)| Member { group: &p.group, decays: p.weight_decay, dims })
+        .collect();
+    let units = plan_units(&members, layout);
+    let mut unit_grads: Vec<String> = units
+        .iter()
+        .map(|u| match u.members.as_slice() {
+            [i] => grads[*i].clone(),
+            many => {
+                let values: Vec<&str> = many.iter().map(|&i| grads[i].as_str()).collect();
+                let dims: Vec<&[i64]> = many.iter().map(|&i| param_dims[i].as_slice()).collect();
+                flatten_concat(&mut b, &values, &dims)
+            }
+        })
+        .collect();
+
     let grad_norm = match config.max_grad_norm {
         Some(max_norm) => {
-            let (clipped, norm) = clip_global_norm(&mut b, &grads, max_norm)?;
-            grads = clipped;
+            let (clipped, norm) = clip_global_norm(&mut b, &unit_grads, max_norm)?;
+            unit_grads = clipped;
             Some(norm)
         }
         None => None,
@@ -321,15 +364,31 @@ pub fn build_step_graph(training: &TrainingGraph<'_>, config: &OptimizerConfig) 
         };
         rules.insert(p.group.clone(), group_scalars(&mut b, &config.kind, &lr, wd.as_deref(), adam.as_ref()));
     }
-    for (p, grad) in trainable.iter().zip(&grads) {
-        let dims = dims_of(&p.name);
-        let update = emit_update(&mut b, &rules[&p.group], &p.name, grad, &dims, p.weight_decay)?;
+    let mut param_updates: Vec<Option<ParamUpdate>> = (0..trainable.len()).map(|_| None).collect();
+    for (unit, grad) in units.iter().zip(&unit_grads) {
+        let first = trainable[unit.members[0]];
+        let rule = &rules[&first.group];
+        let updates = match unit.members.as_slice() {
+            [i] => vec![emit_update(&mut b, rule, &first.name, grad, &param_dims[*i], first.weight_decay)?],
+            many => {
+                let names: Vec<&str> = many.iter().map(|&i| trainable[i].name.as_str()).collect();
+                let dims: Vec<&[i64]> = many.iter().map(|&i| param_dims[i].as_slice()).collect();
+                emit_bucket_update(&mut b, rule, &names, &dims, grad, first.weight_decay)?
+            }
+        };
+        for (&i, update) in unit.members.iter().zip(updates) {
+            param_updates[i] = Some(update);
+        }
+    }
+    // State slots in parameter order, whatever the layout.
+    for (i, update) in param_updates.into_iter().enumerate() {
+        let (p, update) = (trainable[i], update.expect("every parameter is in one unit"));
         candidates.push((p.name.clone(), update.param_next, true));
         for (state, next) in update.state {
             extra_slots.push(StateSlot {
                 name: state.clone(),
                 role: StateRole::OptimizerState { param: p.name.clone() },
-                initial: Tensor::full(DataType::Float, &dims, 0.0),
+                initial: Tensor::full(DataType::Float, &param_dims[i], 0.0),
             });
             candidates.push((state, next, true));
         }

@@ -93,6 +93,15 @@ pub(crate) struct ParamUpdate {
     pub state: Vec<(String, String)>,
 }
 
+/// The optimizer-state values a rule keeps per parameter, by name suffix.
+fn state_suffixes(rule: &RuleScalars) -> &'static [&'static str] {
+    match rule {
+        RuleScalars::Sgd { momentum: Some(_), .. } => &["momentum"],
+        RuleScalars::Sgd { momentum: None, .. } => &[],
+        RuleScalars::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
+    }
+}
+
 /// Declares the state input `<param>.<suffix>` with the parameter's shape.
 fn state_input(b: &mut GraphBuilder, param: &str, suffix: &str, dims: &[i64]) -> Result<String, OptimError> {
     let name = format!("{param}.{suffix}");
@@ -101,6 +110,17 @@ fn state_input(b: &mut GraphBuilder, param: &str, suffix: &str, dims: &[i64]) ->
     }
     let dims: Vec<Dim> = dims.iter().map(|&d| Dim::Known(d)).collect();
     Ok(b.input(&name, DataType::Float, &dims))
+}
+
+/// Declares the optimizer-state inputs of `param` (shape `dims`) that `rule` keeps, in the
+/// order [`update_values`] takes them.
+pub(crate) fn declare_state(
+    b: &mut GraphBuilder,
+    rule: &RuleScalars,
+    param: &str,
+    dims: &[i64],
+) -> Result<Vec<String>, OptimError> {
+    state_suffixes(rule).iter().map(|suffix| state_input(b, param, suffix, dims)).collect()
 }
 
 /// Appends the update of `param` (shape `dims`) by gradient `grad`. `decays` is the
@@ -113,6 +133,23 @@ pub(crate) fn emit_update(
     dims: &[i64],
     decays: bool,
 ) -> Result<ParamUpdate, OptimError> {
+    let state = declare_state(b, rule, param, dims)?;
+    let (param_next, state_next) = update_values(b, rule, param, grad, &state, decays);
+    Ok(ParamUpdate { param_next, state: state.into_iter().zip(state_next).collect() })
+}
+
+/// The update's arithmetic on values of any (matching) shape: `param`, its gradient and
+/// its state values (as [`declare_state`] orders them). Returns the candidate next
+/// parameter and next state values. Element-wise only, so it computes the same numbers
+/// on one parameter or on several flattened and concatenated.
+pub(crate) fn update_values(
+    b: &mut GraphBuilder,
+    rule: &RuleScalars,
+    param: &str,
+    grad: &str,
+    state: &[String],
+    decays: bool,
+) -> (String, Vec<String>) {
     match rule {
         RuleScalars::Sgd { neg_lr, wd, momentum, nesterov } => {
             // g ← g + wd·p (L2 decay through the gradient, as torch.optim.SGD)
@@ -123,13 +160,13 @@ pub(crate) fn emit_update(
                 }
                 None => grad.to_string(),
             };
-            let mut state = Vec::new();
+            let mut state_next = Vec::new();
             let direction = match momentum {
                 Some(mu) => {
-                    let buf = state_input(b, param, "momentum", dims)?;
-                    let mu_buf = b.op("Mul", &[&buf, mu], &[]);
+                    let buf = &state[0];
+                    let mu_buf = b.op("Mul", &[buf, mu], &[]);
                     let buf_next = b.op("Add", &[&mu_buf, &g], &[]);
-                    state.push((buf, buf_next.clone()));
+                    state_next.push(buf_next.clone());
                     if *nesterov {
                         let mu_next = b.op("Mul", &[&buf_next, mu], &[]);
                         b.op("Add", &[&g, &mu_next], &[])
@@ -141,18 +178,17 @@ pub(crate) fn emit_update(
             };
             let step = b.op("Mul", &[&direction, neg_lr], &[]);
             let param_next = b.op("Add", &[param, &step], &[]);
-            Ok(ParamUpdate { param_next, state })
+            (param_next, state_next)
         }
         RuleScalars::AdamW { neg_step_size, decay, shared: s } => {
-            let m = state_input(b, param, "exp_avg", dims)?;
-            let v = state_input(b, param, "exp_avg_sq", dims)?;
+            let (m, v) = (&state[0], &state[1]);
             // m ← β₁·m + (1−β₁)·g
-            let m_old = b.op("Mul", &[&m, &s.beta1], &[]);
+            let m_old = b.op("Mul", &[m, &s.beta1], &[]);
             let m_new = b.op("Mul", &[grad, &s.one_minus_beta1], &[]);
             let m_next = b.op("Add", &[&m_old, &m_new], &[]);
             // v ← β₂·v + (1−β₂)·g²
             let g2 = b.op("Mul", &[grad, grad], &[]);
-            let v_old = b.op("Mul", &[&v, &s.beta2], &[]);
+            let v_old = b.op("Mul", &[v, &s.beta2], &[]);
             let v_new = b.op("Mul", &[&g2, &s.one_minus_beta2], &[]);
             let v_next = b.op("Add", &[&v_old, &v_new], &[]);
             // p ← p·(1 − lr·wd) − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
@@ -166,7 +202,7 @@ pub(crate) fn emit_update(
                 None => param.to_string(),
             };
             let param_next = b.op("Add", &[&decayed, &step], &[]);
-            Ok(ParamUpdate { param_next, state: vec![(m, m_next), (v, v_next)] })
+            (param_next, vec![m_next, v_next])
         }
     }
 }
