@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use axum::body::Body;
 use axum::http::header;
 use common::images::{b64, data_url, jpeg, png, png_bomb_header, truncated_png};
-use common::{Backend, TestApp, backends, request};
+use common::{Backend, TestApp, backends};
 use serde_json::{Value, json};
 
 fn parts(text: &str, image: &[u8]) -> Value {
@@ -211,28 +208,18 @@ async fn keys_and_roles_are_enforced() {
 
 #[tokio::test]
 async fn a_full_queue_answers_429_with_retry_after() {
-    // One slot, and a batch that waits a second for company: the first request holds
-    // the slot while the second arrives.
-    let t =
-        TestApp::start(Backend::Sqlite, &["--queue-capacity", "1", "--max-wait-ms", "1000", "--max-batch-size", "4"])
-            .await;
-    let app = t.app();
-    let key = t.scorer_key.clone();
-    let first = tokio::spawn(async move {
-        use tower::ServiceExt as _;
-        let request = request("POST", "/v1/moderations", Some(&key))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(json!({"input": "first"}).to_string()))
-            .unwrap();
-        app.oneshot(request).await.unwrap().status()
-    });
-    while t.state.scorer.queue_depth() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // One slot, held by work already admitted (a model thread runs a lone request at once,
+    // so a request cannot be relied on to still hold it).
+    let t = TestApp::start(Backend::Sqlite, &["--queue-capacity", "1"]).await;
+    let held = t.state.scorer.admit(1).unwrap();
+    assert_eq!(t.state.scorer.queue_depth(), 1);
     let reply = t.moderate(&json!({"input": "second"})).await;
     reply.expect(429);
     assert_eq!(reply.headers[header::RETRY_AFTER], "1");
-    assert_eq!(first.await.unwrap(), 200, "the admitted request completes");
+    assert_eq!(t.decision_count().await, 0);
+    drop(held);
+    t.moderate(&json!({"input": "third"})).await.expect(200);
     assert_eq!(t.decision_count().await, 1);
+    assert!(t.get("/metrics", None).await.text().contains("memeguard_queue_rejections_total 1\n"));
     t.finish().await;
 }

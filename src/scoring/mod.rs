@@ -14,7 +14,7 @@ mod worker;
 use std::sync::Arc;
 
 use memeguard_package::DecodedImage;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::model::{LoadError, LoadedModel};
 pub use self::registry::{ModelRegistry, RegistryConfig, ReloadError, ReloadOutcome};
@@ -78,17 +78,22 @@ impl Scorer {
         self.capacity
     }
 
-    /// Scores `inputs` with the current model, in order.
-    pub async fn score(&self, inputs: Vec<ScoreInput>) -> Result<Scores, ScorerError> {
-        if inputs.len() > self.capacity {
-            return Err(ScorerError::TooManyPairs(inputs.len(), self.capacity));
+    /// Admits `pairs` pairs now or refuses (never waits); they count in the queue until
+    /// the permit is dropped. [`Scorer::score`] does this itself.
+    pub fn admit(&self, pairs: usize) -> Result<OwnedSemaphorePermit, ScorerError> {
+        if pairs > self.capacity {
+            return Err(ScorerError::TooManyPairs(pairs, self.capacity));
         }
-        let permits =
-            u32::try_from(inputs.len()).map_err(|_| ScorerError::TooManyPairs(inputs.len(), self.capacity))?;
-        let admitted = self.admission.clone().try_acquire_many_owned(permits).map_err(|_| {
+        let permits = u32::try_from(pairs).map_err(|_| ScorerError::TooManyPairs(pairs, self.capacity))?;
+        self.admission.clone().try_acquire_many_owned(permits).map_err(|_| {
             self.metrics.record_queue_rejection();
             ScorerError::QueueFull
-        })?;
+        })
+    }
+
+    /// Scores `inputs` with the current model, in order.
+    pub async fn score(&self, inputs: Vec<ScoreInput>) -> Result<Scores, ScorerError> {
+        let admitted = self.admit(inputs.len())?;
         // The reason (paths, checksums) is for operators: /readyz and the log have it.
         let model =
             self.registry.current().ok_or_else(|| ScorerError::NoModel("see /readyz or the server log".into()))?;
