@@ -10,7 +10,7 @@ use memeguard_training::eval::{Threshold, mean_std};
 use memeguard_training::models::source::EncoderSource;
 use memeguard_training::pipeline::Dataset;
 use memeguard_training::pipeline::export::{ExportInfo, export_package};
-use memeguard_training::pipeline::finetune::{FinetuneOptions, finetune};
+use memeguard_training::pipeline::finetune::{FeatureCacheDir, FinetuneOptions, finetune};
 use memeguard_training::recipe::{Method, Modality, Recipe};
 use memeguard_training::run::{RunDir, RunOptions, install_interrupt_handler};
 
@@ -39,6 +39,14 @@ folder; its preprocessor_config.json and tokenizer are used) and `onnx:FILE[#OUT
 text export needs --tokenizer, its own tokenizer.json). `model.image_trainable` /
 `model.text_trainable`: true, false (frozen) or \"last:N\" (hf: only). Their weights,
 preprocessing and tokenizer go into the exported package (docs/training.md).
+
+Frozen-feature cache: when every encoder is imported (hf:, onnx:) and frozen and
+data.augment is off, each split's features are computed once by the encoders alone,
+stored memory-mapped in RUN/features/ (keyed by the sha256 of the encoders' weight files,
+their preprocessing and the split's memes) and the head trains on them; --seeds and
+--resume reuse them, the exported package still holds the whole graph. metrics.json's
+`feature_cache` says whether each split was computed or reused; --no-feature-cache runs
+the encoders in every step instead.
 
 Examples:
   memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml --data data/synth-tiny
@@ -93,6 +101,11 @@ pub struct Args {
     /// method in the config.toml next to the checkpoint, else `imported`).
     #[arg(long)]
     pub pretraining: Option<String>,
+    /// Run the frozen encoders in every step instead of training the head on their
+    /// cached features (the cache is used when every encoder is imported and frozen and
+    /// data.augment is off; it lives in RUN/features/, shared by --seeds and --resume).
+    #[arg(long)]
+    pub no_feature_cache: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -192,6 +205,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             freeze_encoders: args.freeze_encoders,
             threshold,
             workers: args.run.workers,
+            feature_cache: if args.no_feature_cache {
+                FeatureCacheDir::Off
+            } else {
+                FeatureCacheDir::At(base.join("features"))
+            },
             ..Default::default()
         };
         let done = finetune(&r, &data, Some(&mut run_dir), &opts)?;

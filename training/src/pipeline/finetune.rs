@@ -14,18 +14,20 @@ use memeguard_package::{ImageSpec, ResizeRule};
 use serde::{Deserialize, Serialize};
 
 use super::early_stopping::{EarlyStopping, EpochRecord};
+use super::feature_cache::{self, CacheUse, FeatureSource, FeatureTable, score_features};
 use super::score::{Scores, SplitMetrics, score_package_memes};
 use super::{Dataset, PipelineError};
 use crate::data::augment::Views;
 use crate::data::{Loader, LoaderConfig, Sampling, Split};
 use crate::eval::{Threshold, choose_threshold};
 use crate::graph_spec::Mode;
-use crate::models::classifier::build_classifier;
+use crate::graph_spec::ModelGraph;
+use crate::models::classifier::{build_classifier, build_head_classifier};
 use crate::models::net::Weights;
 use crate::models::source::Trainable;
 use crate::recipe::{Method, Recipe};
 use crate::run::feed::LoaderSource;
-use crate::run::{RunDir, RunError, RunOptions, StepLog, train};
+use crate::run::{BatchSource, RunDir, RunError, RunOptions, StepLog, train};
 use crate::runtime::{Checkpoint, export_inference};
 
 /// The resize rule of packages with built-in encoders (the server letterboxes the same
@@ -47,6 +49,20 @@ pub struct FinetuneOptions {
     /// Memes added to the training split (e.g. reviewed decisions), each `extra_repeat` times.
     pub extra_train: Vec<crate::data::Meme>,
     pub extra_repeat: usize,
+    /// Where frozen encoders' features are cached ([`feature_cache`]).
+    pub feature_cache: FeatureCacheDir,
+}
+
+/// Where the frozen-feature cache lives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum FeatureCacheDir {
+    /// `features/` in the run directory (no cache without one).
+    #[default]
+    InRun,
+    /// This folder (the CLI passes one shared by all seeds of a run).
+    At(PathBuf),
+    /// Never cache: the encoders run in every step.
+    Off,
 }
 
 impl Default for FinetuneOptions {
@@ -60,6 +76,7 @@ impl Default for FinetuneOptions {
             workers: 2,
             extra_train: Vec::new(),
             extra_repeat: 1,
+            feature_cache: FeatureCacheDir::InRun,
         }
     }
 }
@@ -77,6 +94,13 @@ pub struct FinetuneReport {
     /// Dev metrics after every epoch (also in the run's `metrics.csv`).
     #[serde(default)]
     pub epochs: Vec<EpochRecord>,
+    /// Whether each split's frozen features were computed or read from the cache
+    /// (absent when the encoders ran in every step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_cache: Option<BTreeMap<String, CacheUse>>,
+    /// Wall-clock seconds of each epoch of this process (training and dev scoring).
+    #[serde(default)]
+    pub epoch_seconds: Vec<f64>,
     #[serde(skip)]
     pub log: Vec<StepLog>,
     #[serde(skip)]
@@ -140,7 +164,22 @@ pub fn finetune(
     // One configuration for the training and the inference graph: imported encoders
     // are read once.
     let cfg = recipe.classifier(vocab)?;
-    let mut objective = crate::objectives::classify::build(&cfg, recipe.train.seed)?;
+    let cache_dir = match (&opts.feature_cache, feature_cache::ineligible(&cfg, recipe.data.augment)) {
+        (FeatureCacheDir::Off, _) => None,
+        (_, Some(why)) => {
+            tracing::info!("no frozen-feature cache: {why}");
+            None
+        }
+        // Pretrained values could replace an imported encoder's weights.
+        (_, None) if opts.init_from.is_some() => None,
+        (FeatureCacheDir::At(dir), None) => Some(dir.clone()),
+        (FeatureCacheDir::InRun, None) => run_dir.as_deref().map(|r| r.path.join("features")),
+    };
+    // With the cache the head trains alone, on the encoders' features.
+    let mut objective = match cache_dir {
+        Some(_) => crate::objectives::classify::build_head(&cfg, recipe.train.seed)?,
+        None => crate::objectives::classify::build(&cfg, recipe.train.seed)?,
+    };
     let m = &recipe.model;
     let freeze_image = !m.image_trainable.any();
     let freeze_text = !m.text_trainable.any();
@@ -191,13 +230,33 @@ pub fn finetune(
         ..Default::default()
     };
     let loader = Loader::new(train_memes, Some(&data.tokenizer), views, loader_cfg)?;
-    let mut source = LoaderSource { loader, feeds: objective.feeds };
-
-    let infer = build_classifier(&cfg, Mode::Infer, Weights::Hollow)?;
-    // The training graph holds the imported encoders' weights now; the loaded files
-    // need not stay in memory while it trains.
-    drop(cfg);
     let session = SessionOptions { device: opts.run.device, threads: opts.run.threads, ..Default::default() };
+    let dev_labelled: Vec<crate::data::Meme> = dev_memes.iter().filter(|m| m.label.is_some()).cloned().collect();
+    let mut cache_use = None;
+    let (mut source, cached): (Box<dyn BatchSource>, Option<(FeatureTable, ModelGraph)>) = match &cache_dir {
+        Some(dir) => {
+            let splits: [(&str, &[crate::data::Meme]); 2] = [("train", loader.memes()), ("dev", &dev_labelled)];
+            let mut tables = feature_cache::tables(dir, &cfg, &splits, &data.tokenizer, &image, max_len, &session)?;
+            let (dev_table, dev_use) = tables.pop().expect("two splits");
+            let (train_table, train_use) = tables.pop().expect("two splits");
+            cache_use = Some(BTreeMap::from([("train".to_string(), train_use), ("dev".to_string(), dev_use)]));
+            let labels = loader.memes().iter().map(|m| m.label).collect();
+            let head = build_head_classifier(&cfg, Mode::Infer, Weights::Hollow)?;
+            (Box::new(FeatureSource { loader, table: train_table, labels }), Some((dev_table, head)))
+        }
+        None => (Box::new(LoaderSource { loader, feeds: objective.feeds }), None),
+    };
+    // Without the cache the training graph holds the imported encoders' weights now, and
+    // the loaded files need not stay in memory while it trains; with it, the package's
+    // graph is built from them at the end.
+    let (infer, export_cfg) = match cached {
+        None => {
+            let infer = build_classifier(&cfg, Mode::Infer, Weights::Hollow)?;
+            drop(cfg);
+            (Some(infer), None)
+        }
+        Some(_) => (None, Some(cfg)),
+    };
     let patience = recipe.data.patience;
     // A resumed run continues the record its run directory holds, so the best epoch is
     // chosen over all epochs, those before the interruption included.
@@ -206,23 +265,50 @@ pub fn finetune(
         (_, r) => EarlyStopping::new(patience, r.map(|r| r.path.as_path())),
     };
     let mut epochs_run = 0;
+    let mut epoch_seconds = Vec::new();
+    let mut epoch_started = std::time::Instant::now();
+    let dev_scores_of = |values: &BTreeMap<String, Tensor>| -> Result<Scores, PipelineError> {
+        match &cached {
+            Some((table, head)) => score_features(&export_inference(head, values)?, table, &dev_labelled, &session),
+            None => score_package_memes(
+                &export_inference(infer.as_ref().expect("built without the cache"), values)?,
+                &dev_memes,
+                &data.tokenizer,
+                &image,
+                max_len,
+                &session,
+            ),
+        }
+    };
     let mut hook = |epoch: u64, trainer: &mut crate::runtime::Trainer| -> Result<bool, RunError> {
         epochs_run = epoch + 1;
         let values = trainer.model_values()?;
-        let model = export_inference(&infer, &values)?;
-        let scores = score_package_memes(&model, &dev_memes, &data.tokenizer, &image, max_len, &session)
-            .map_err(|e| RunError::Invalid(e.to_string()))?;
+        let scores = dev_scores_of(&values).map_err(|e| RunError::Invalid(e.to_string()))?;
+        epoch_seconds.push(epoch_started.elapsed().as_secs_f64());
+        epoch_started = std::time::Instant::now();
         let at_half = scores.metrics(0.5);
         let auc = at_half.auroc.unwrap_or(0.5);
         tracing::info!(epoch = epoch + 1, dev_auroc = auc, "epoch done");
         stopping.record(epoch, auc, at_half.accuracy, values)
     };
-    let trained = train(&objective, &mut source, &recipe.train, &run_opts, run_dir.as_deref_mut(), Some(&mut hook))?;
+    let trained =
+        train(&objective, source.as_mut(), &recipe.train, &run_opts, run_dir.as_deref_mut(), Some(&mut hook))?;
     let epochs = stopping.history().to_vec();
     let (_, best_epoch, values) =
         stopping.into_best().ok_or_else(|| PipelineError::Invalid("no epoch finished".into()))?;
-    let model = export_inference(&infer, &values)?;
-    let dev_scores = score_package_memes(&model, &dev_memes, &data.tokenizer, &image, max_len, &session)?;
+    let dev_scores = dev_scores_of(&values)?;
+    // The package holds the whole classifier: the cached run's head values go into the
+    // inference graph, whose imported encoder weights are already there.
+    let model = match (&infer, export_cfg) {
+        (Some(infer), _) => export_inference(infer, &values)?,
+        (None, Some(cfg)) => {
+            // Imported weights are read from their files; the head's are the trained ones.
+            let graph = build_classifier(&cfg, Mode::Infer, Weights::Random { seed: recipe.train.seed })?;
+            drop(cfg);
+            with_head_values(graph, &values)?
+        }
+        (None, None) => unreachable!("the classifier configuration is kept when the inference graph is not built"),
+    };
     let threshold = choose_threshold(&dev_scores.probabilities, &dev_scores.labels, opts.threshold);
     let test_memes: Vec<_> = data.data.split(Split::TestSeen).iter().filter(|m| m.label.is_some()).cloned().collect();
     let test_scores = if test_memes.is_empty() {
@@ -238,6 +324,8 @@ pub fn finetune(
         threshold,
         initialised: trained.initialised.len(),
         epochs,
+        feature_cache: cache_use,
+        epoch_seconds,
         log: trained.log,
         dev_scores,
         test_scores,
@@ -258,4 +346,32 @@ pub fn finetune(
             .map_err(|e| PipelineError::Invalid(e.to_string()))?;
     }
     Ok(Finetuned { model, report, image })
+}
+
+/// The inference classifier with the trained `head.*` values of a head-only run; every
+/// other parameter keeps the value the graph was built with (the imported encoders').
+fn with_head_values(infer: ModelGraph, values: &BTreeMap<String, Tensor>) -> Result<ModelProto, PipelineError> {
+    let mut model = infer.model;
+    let graph =
+        model.graph.as_mut().ok_or_else(|| PipelineError::Invalid("the inference model has no graph".into()))?;
+    let head = crate::models::classifier::HEAD_PREFIX;
+    let mut missing = Vec::new();
+    for name in infer.params.iter().map(|p| &p.name).chain(infer.buffers.iter().map(|b| &b.name)) {
+        if !name.starts_with(&format!("{head}.")) {
+            continue;
+        }
+        let Some(value) = values.get(name) else {
+            missing.push(name.clone());
+            continue;
+        };
+        if let Some(init) = graph.initializer.iter_mut().find(|t| t.name.as_deref() == Some(name.as_str())) {
+            *init = value.to_proto(name);
+        } else {
+            missing.push(name.clone());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(PipelineError::Invalid(format!("the head-only run has no value for {}", missing.join(", "))));
+    }
+    Ok(model)
 }

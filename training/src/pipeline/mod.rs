@@ -5,6 +5,7 @@
 pub mod dataset;
 pub mod early_stopping;
 pub mod export;
+pub mod feature_cache;
 pub mod finetune;
 pub mod pretrain;
 pub mod refresh;
