@@ -1,4 +1,5 @@
-//! Finite-difference checks of activations, softmax and matrix products.
+//! Finite-difference checks of activations (Mish, Selu, PRelu with broadcast slopes
+//! among them), softmax, matrix products and reductions (ReduceProd through zeros).
 
 mod common;
 use common::*;
@@ -110,4 +111,59 @@ fn softplus_elu_hard_sigmoid_hard_swish() {
         // ONNX Runtime has float32 kernels only for these: the check runs in float32.
         check_grad(&[x("a", &[3, 4], spread(31))], &one(op, attrs));
     }
+}
+
+#[test]
+fn mish_and_selu() {
+    for (op, attrs) in
+        [("Mish", vec![]), ("Selu", vec![]), ("Selu", vec![("alpha", Attr::Float(1.5)), ("gamma", Attr::Float(0.8))])]
+    {
+        check_grad(&[x("a", &[3, 4], values(12, 33, 0.2, 2.0))], &one(op, attrs));
+    }
+}
+
+/// The slope broadcasts against x (per channel `[C, 1]`, per last axis, one shared).
+#[test]
+fn prelu_with_broadcast_slopes() {
+    for (i, slope) in [vec![2, 3, 4], vec![4], vec![3, 1], vec![1]].into_iter().enumerate() {
+        let n = slope.iter().product::<i64>() as usize;
+        let ins =
+            [x("a", &[2, 3, 4], values(24, 34 + i as u64, 0.2, 2.0)), x("slope", &slope, values(n, 44, 0.1, 0.5))];
+        check_grad(&ins, &one("PRelu", vec![]));
+    }
+}
+
+#[test]
+fn reduce_prod_and_l1() {
+    for op in ["ReduceProd", "ReduceL1"] {
+        for keep in [0, 1] {
+            for axes in [vec![1], vec![0, 2], vec![]] {
+                let ins = [x("a", &[2, 3, 4], values(24, 61, 0.3, 1.5))];
+                let axes2 = axes.clone();
+                check_grad(&ins, &move |b, n| {
+                    if axes2.is_empty() {
+                        b.op(op, &[&n[0]], &[("keepdims", Attr::Int(keep))])
+                    } else {
+                        let ax = b.const_i64s("axes", &axes2);
+                        b.op(op, &[&n[0], &ax], &[("keepdims", Attr::Int(keep))])
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A product is linear in each factor, so central differences are exact at a zero: one
+/// zero in a row gives that element the product of the others, two give every element 0.
+#[test]
+fn reduce_prod_through_zeros() {
+    let mut data = values(12, 62, 0.3, 1.5);
+    data[1] = 0.0; // row 0: one zero
+    data[8] = 0.0; // row 2: two zeros
+    data[10] = 0.0;
+    let ins = [x("a", &[3, 4], data)];
+    check_grad(&ins, &|b, n| {
+        let ax = b.const_i64s("axes", &[1]);
+        b.op("ReduceProd", &[&n[0], &ax], &[("keepdims", Attr::Int(0))])
+    });
 }

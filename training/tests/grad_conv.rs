@@ -1,7 +1,8 @@
 //! Finite-difference checks of Conv and pooling gradients: strides, pads (including the
 //! `pad − remainder < 0` case), dilations, groups and depthwise, auto_pad, symbolic
 //! spatial sizes; MaxPool with and without its Indices output; AveragePool both ways of
-//! counting the padding; GlobalAveragePool. ONNX Runtime's CPU Conv, ConvTranspose and
+//! counting the padding; GlobalAveragePool and GlobalMaxPool; ConvTranspose with strides,
+//! pads, output_padding, dilations and groups. ONNX Runtime's CPU Conv, ConvTranspose and
 //! AveragePool are float32-only, so those run in float32, with tolerances fit for ops that
 //! are linear in each input.
 
@@ -270,4 +271,50 @@ fn global_average_pool() {
         let ins = [x("x", &xd, values(numel(&xd), 600, 0.1, 1.0))];
         check_grad(&ins, &one("GlobalAveragePool", vec![]));
     }
+}
+
+/// ConvTranspose: `W` is `[C_in, C_out / group, k…]`.
+#[test]
+fn conv_transpose_strides_pads_output_padding_groups() {
+    let ints = |v: &[i64]| Attr::Ints(v.to_vec());
+    let cases: Vec<(Vec<i64>, Vec<i64>, Vec<(&'static str, Attr)>)> = vec![
+        (vec![2, 3, 4, 4], vec![3, 2, 3, 3], vec![]),
+        (vec![1, 2, 3, 4], vec![2, 3, 3, 2], vec![("strides", ints(&[2, 2])), ("pads", ints(&[1, 0, 1, 1]))]),
+        (
+            vec![1, 2, 3, 3],
+            vec![2, 2, 3, 3],
+            vec![("strides", ints(&[2, 3])), ("output_padding", ints(&[1, 2])), ("pads", ints(&[1, 1, 0, 0]))],
+        ),
+        (vec![2, 4, 3, 3], vec![4, 1, 2, 2], vec![("strides", ints(&[2, 2])), ("group", Attr::Int(2))]),
+        (vec![1, 2, 4, 3], vec![2, 2, 2, 2], vec![("dilations", ints(&[2, 1])), ("pads", ints(&[0, 1, 1, 0]))]),
+        (vec![1, 2, 5], vec![2, 3, 3], vec![("strides", ints(&[2])), ("output_padding", ints(&[1]))]),
+    ];
+    for (i, (xd, wd, attrs)) in cases.into_iter().enumerate() {
+        let group = attrs.iter().find(|(n, _)| *n == "group").map(|_| 2).unwrap_or(1);
+        let out_channels = wd[1] * group;
+        let ins = [
+            x("x", &xd, values(numel(&xd), 400 + i as u64, 0.1, 1.0)),
+            x("w", &wd, values(numel(&wd), 410 + i as u64, 0.1, 1.0)),
+            x("b", &[out_channels], values(out_channels as usize, 420 + i as u64, 0.1, 1.0)),
+        ];
+        check_linear_f32(&format!("conv transpose case {i}"), &ins, &one("ConvTranspose", attrs));
+    }
+}
+
+#[test]
+fn conv_transpose_with_output_shape_is_a_clear_error() {
+    let mut b = GraphBuilder::new("ct");
+    let xn = b.input("x", DataType::Float, &dims![1, 2, 3, 3]);
+    let w = b.initializer("w", &Tensor::f32(vec![2, 2, 3, 3], vec![0.1; 36]));
+    let y = b.op("ConvTranspose", &[&xn, &w], &[("output_shape", Attr::Ints(vec![5, 5]))]);
+    let loss = b.op("ReduceSum", &[&y], &[("keepdims", Attr::Int(0))]);
+    let err = differentiate(&b.build(), &loss, &["w".to_string()]).unwrap_err();
+    assert!(matches!(err, AutodiffError::Unsupported { .. }) && err.to_string().contains("output_shape"), "{err}");
+}
+
+/// Each channel's gradient goes to its maximum; distinct values keep the argmax fixed.
+#[test]
+fn global_max_pool() {
+    check_grad(&[x("a", &[2, 3, 2, 3], distinct(36, 71, 0.1))], &one("GlobalMaxPool", vec![]));
+    check_grad(&[x("a", &[2, 2, 5], distinct(20, 72, 0.1))], &one("GlobalMaxPool", vec![]));
 }

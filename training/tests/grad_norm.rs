@@ -1,5 +1,7 @@
 //! Finite-difference checks of BatchNormalization (training mode on batch statistics,
-//! inference mode on running statistics) and LayerNormalization.
+//! inference mode on running statistics), LayerNormalization, InstanceNormalization,
+//! GroupNormalization (opset 18's per-group and opset 21's per-channel parameters) and
+//! LpNormalization.
 
 mod common;
 use common::*;
@@ -154,5 +156,85 @@ fn layer_norm_of_an_input_of_unknown_rank() {
             ("s".to_string(), Tensor::f64(sd.clone(), values(numel(&sd), 62, 0.5, 1.5))),
         ];
         check(&GradCheck::f64(b.build(), &y, feeds, &["x", "s"])).unwrap_or_else(|e| panic!("axis {axis}: {e}"));
+    }
+}
+
+#[test]
+fn instance_norm_scale_and_bias() {
+    for (i, xd) in [vec![2, 3, 4, 2], vec![2, 2, 5]].into_iter().enumerate() {
+        let ch = xd[1] as usize;
+        let ins = [
+            x("x", &xd, values(numel(&xd), 80 + i as u64, 0.1, 2.0)),
+            x("scale", &[xd[1]], values(ch, 81, 0.5, 1.5)),
+            x("bias", &[xd[1]], values(ch, 82, 0.1, 1.0)),
+        ];
+        check_grad(&ins, &one("InstanceNormalization", vec![("epsilon", Attr::Float(1e-3))]));
+    }
+}
+
+/// Checks at a given default-domain opset (GroupNormalization-21 takes per-channel
+/// scale and bias), in float64 where ONNX Runtime has the kernels, else float32.
+fn check_at_opset(opset: i64, ins: &[In], body: &dyn Fn(&mut GraphBuilder, &[String]) -> String) {
+    let wrt: Vec<&str> = ins.iter().filter(|i| i.wrt).map(|i| i.name).collect();
+    let run = |dtype: DataType| {
+        let (mut model, y) = graph(dtype, ins, body);
+        model.opset_import[0].version = Some(opset);
+        if opset >= 21 {
+            model.ir_version = Some(10); // opset 21 came with IR version 10
+        }
+        let feeds: Vec<(String, Tensor)> = ins
+            .iter()
+            .map(|i| {
+                let t = match dtype {
+                    DataType::Double => Tensor::f64(i.dims.clone(), i.data.clone()),
+                    _ => Tensor::f32(i.dims.clone(), i.data.iter().map(|&v| v as f32).collect()),
+                };
+                (i.name.to_string(), t)
+            })
+            .collect();
+        let spec = if dtype == DataType::Double { GradCheck::f64 } else { GradCheck::f32 };
+        check(&spec(model, &y, feeds, &wrt))
+    };
+    match run(DataType::Double) {
+        Ok(r) => eprintln!("opset {opset}, f64: max abs error {:.3e}", r.max_abs_err),
+        Err(e) if e.contains("NOT_IMPLEMENTED") || e.contains("Could not find an implementation") => {
+            let r = run(DataType::Float).unwrap_or_else(|e| panic!("opset {opset}, float32: {e}"));
+            eprintln!("opset {opset}, f32: max abs error {:.3e}", r.max_abs_err);
+        }
+        Err(e) => panic!("opset {opset}, float64: {e}"),
+    }
+}
+
+/// Opset 18's GroupNormalization scales and shifts per group (`[G]`), opset 21's per
+/// channel (`[C]`).
+#[test]
+fn group_norm_per_group_and_per_channel() {
+    for (i, (xd, groups)) in
+        [(vec![2, 4, 3, 2], 2), (vec![2, 6, 4], 3), (vec![1, 4, 3], 4), (vec![2, 3, 4], 1)].into_iter().enumerate()
+    {
+        for (opset, params) in [(18, groups), (21, xd[1])] {
+            let ins = [
+                x("x", &xd, values(numel(&xd), 90 + i as u64, 0.1, 2.0)),
+                x("scale", &[params], values(params as usize, 91, 0.5, 1.5)),
+                x("bias", &[params], values(params as usize, 92, 0.1, 1.0)),
+            ];
+            let mut attrs = vec![("num_groups", Attr::Int(groups)), ("epsilon", Attr::Float(1e-3))];
+            if opset >= 21 {
+                // Opset 21 computes the statistics in float32 unless told otherwise, which
+                // would drown float64 finite differences in rounding noise.
+                attrs.push(("stash_type", Attr::Int(DataType::Double as i64)));
+            }
+            check_at_opset(opset, &ins, &one("GroupNormalization", attrs));
+        }
+    }
+}
+
+#[test]
+fn lp_normalization_p1_and_p2() {
+    for p in [1, 2] {
+        for axis in [-1, 0, 1] {
+            let ins = [x("a", &[3, 4], values(12, 95 + p as u64, 0.2, 2.0))];
+            check_grad(&ins, &one("LpNormalization", vec![("p", Attr::Int(p)), ("axis", Attr::Int(axis))]));
+        }
     }
 }

@@ -95,6 +95,14 @@ fn perturbed(t: &Tensor, i: usize, delta: f64) -> Tensor {
     t
 }
 
+/// `built` with the opset imports (and IR version) of `model`: the builder writes opset
+/// 20, and a graph at a newer opset (GroupNormalization-21) must keep its own.
+fn at_opset_of(mut built: ModelProto, model: &ModelProto) -> ModelProto {
+    built.opset_import = model.opset_import.clone();
+    built.ir_version = built.ir_version.max(model.ir_version);
+    built
+}
+
 /// Runs the check; `Err` describes the first mismatches (or why it could not run).
 pub fn check(spec: &GradCheck) -> Result<CheckReport, String> {
     // Move `wrt` initializers into graph inputs so they can be fed perturbed.
@@ -125,7 +133,7 @@ pub fn check(spec: &GradCheck) -> Result<CheckReport, String> {
     // Probe the output's shape.
     let mut probe = GraphBuilder::from_model(&model);
     probe.output_unshaped(&spec.output, dtype);
-    let y = run(&encode_model(&probe.build()), &feeds, &[spec.output.clone()])?.remove(0);
+    let y = run(&encode_model(&at_opset_of(probe.build(), &model)), &feeds, &[spec.output.clone()])?.remove(0);
 
     // loss = sum(y * R)
     let mut seed = spec.seed.wrapping_add(0x9e37_79b9);
@@ -144,7 +152,7 @@ pub fn check(spec: &GradCheck) -> Result<CheckReport, String> {
     let weighted = b.op("Mul", &[&spec.output, &r_name], &[]);
     let loss = b.op("ReduceSum", &[&weighted], &[("keepdims", memeguard_onnx::Attr::Int(0))]);
     b.output_unshaped(&loss, dtype);
-    let loss_model = b.build();
+    let loss_model = at_opset_of(b.build(), &model);
 
     let diff = differentiate(&loss_model, &loss, &spec.wrt).map_err(|e| e.to_string())?;
     let mut gb = GraphBuilder::from_model(&diff.model);
@@ -153,7 +161,7 @@ pub fn check(spec: &GradCheck) -> Result<CheckReport, String> {
     for g in &grad_names {
         gb.output_unshaped(g, grad_shapes.dtype(g).unwrap_or(dtype));
     }
-    let grad_model = gb.build();
+    let grad_model = at_opset_of(gb.build(), &model);
     let foreign = memeguard_onnx::check::foreign_ops(&grad_model);
     if !foreign.is_empty() {
         return Err(format!("gradient graph uses non-standard ops: {foreign:?}"));

@@ -4,7 +4,7 @@
 
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{Attr, DataType, Dim, GraphBuilder, Tensor};
-use memeguard_training::autodiff::gradcheck::{check, GradCheck};
+use memeguard_training::autodiff::gradcheck::{GradCheck, check};
 
 /// Seeded values in ±[lo, hi] (both signs, away from zero when lo > 0).
 pub fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
@@ -60,7 +60,11 @@ fn tensor(i: &In, dtype: DataType) -> Tensor {
 }
 
 /// Builds a graph with the given inputs; `body` appends nodes and returns the value to check.
-pub fn graph(dtype: DataType, ins: &[In], body: &dyn Fn(&mut GraphBuilder, &[String]) -> String) -> (ModelProto, String) {
+pub fn graph(
+    dtype: DataType,
+    ins: &[In],
+    body: &dyn Fn(&mut GraphBuilder, &[String]) -> String,
+) -> (ModelProto, String) {
     let mut b = GraphBuilder::new("gradcheck");
     let names: Vec<String> = ins
         .iter()
@@ -87,14 +91,20 @@ pub enum Precision {
 pub fn check_grad(ins: &[In], body: &dyn Fn(&mut GraphBuilder, &[String]) -> String) -> Precision {
     let wrt: Vec<&str> = ins.iter().filter(|i| i.wrt).map(|i| i.name).collect();
     let (m64, y64) = graph(DataType::Double, ins, body);
-    let feeds64: Vec<(String, Tensor)> = ins.iter().map(|i| (i.name.to_string(), tensor(i, DataType::Double))).collect();
+    let feeds64: Vec<(String, Tensor)> =
+        ins.iter().map(|i| (i.name.to_string(), tensor(i, DataType::Double))).collect();
     match check(&GradCheck::f64(m64, &y64, feeds64, &wrt)) {
-        Ok(_) => Precision::F64,
+        Ok(r) => {
+            eprintln!("f64 check: {} values, max abs error {:.3e}", r.checked, r.max_abs_err);
+            Precision::F64
+        }
         Err(e) if e.contains("NOT_IMPLEMENTED") || e.contains("Could not find an implementation") => {
             let (m32, y32) = graph(DataType::Float, ins, body);
-            let feeds32: Vec<(String, Tensor)> = ins.iter().map(|i| (i.name.to_string(), tensor(i, DataType::Float))).collect();
-            if let Err(e) = check(&GradCheck::f32(m32, &y32, feeds32, &wrt)) {
-                panic!("float32 gradient check failed: {e}");
+            let feeds32: Vec<(String, Tensor)> =
+                ins.iter().map(|i| (i.name.to_string(), tensor(i, DataType::Float))).collect();
+            match check(&GradCheck::f32(m32, &y32, feeds32, &wrt)) {
+                Ok(r) => eprintln!("f32 check: {} values, max abs error {:.3e}", r.checked, r.max_abs_err),
+                Err(e) => panic!("float32 gradient check failed: {e}"),
             }
             Precision::F32
         }

@@ -18,6 +18,9 @@ pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("Elu", elu);
     map.insert("HardSigmoid", hard_sigmoid);
     map.insert("HardSwish", hard_swish);
+    map.insert("Mish", mish);
+    map.insert("Selu", selu);
+    map.insert("PRelu", prelu);
 }
 
 fn tanh(c: &mut RuleCtx) -> Result<(), AutodiffError> {
@@ -217,5 +220,62 @@ fn hard_swish(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let second = hard_sigmoid_slope(c, &gx, &x, 1.0 / 6.0, 0.5);
     let gi = c.op("Add", &[&first, &second], &[]);
     c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = x·tanh(softplus(x))`: `dy/dx = t + x·(1 − t²)·sigmoid(x)` with `t = tanh(softplus(x))`.
+fn mish(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let x = c.input(0).to_string();
+    let sp = c.op("Softplus", &[&x], &[]);
+    let t = c.op("Tanh", &[&sp], &[]);
+    let t2 = c.op("Mul", &[&t, &t], &[]);
+    let one = c.scalar(1.0, &x);
+    let sech2 = c.op("Sub", &[&one, &t2], &[]);
+    let s = c.op("Sigmoid", &[&x], &[]);
+    let r = c.op("Mul", &[&sech2, &s], &[]);
+    let r = c.op("Mul", &[&r, &x], &[]);
+    let d = c.op("Add", &[&t, &r], &[]);
+    let gi = c.op("Mul", &[&g, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = γx` for x > 0, else `γα(eˣ − 1)`: the slope is γ, or `y + γα`.
+fn selu(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let (x, y) = (c.input(0).to_string(), c.output(0).to_string());
+    let alpha = c.attr_float("alpha", 1.673_263_2) as f64;
+    let gamma = c.attr_float("gamma", 1.050_701) as f64;
+    let ga = c.scalar(gamma * alpha, &x);
+    let gm = c.scalar(gamma, &x);
+    let zero = c.scalar(0.0, &x);
+    let pos = c.op("Greater", &[&x, &zero], &[]);
+    let neg_slope = c.op("Add", &[&y, &ga], &[]);
+    let slope = c.op("Where", &[&pos, &gm, &neg_slope], &[]);
+    let gi = c.op("Mul", &[&g, &slope], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = x` for x > 0, else `slope·x`, the slope broadcasting against x: `dx` is `g` or
+/// `g·slope`; `dslope = g·x` where x ≤ 0, summed back to the slope's shape.
+fn prelu(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let (x, slope) = (c.input(0).to_string(), c.input(1).to_string());
+    let zero = c.scalar(0.0, &x);
+    let pos = c.op("Greater", &[&x, &zero], &[]);
+    if c.needs_grad(0) {
+        let neg = c.op("Mul", &[&g, &slope], &[]);
+        let dx = c.op("Where", &[&pos, &g, &neg], &[]);
+        let dx = c.unbroadcast(&dx, &x);
+        c.set_grad(0, dx);
+    }
+    if c.needs_grad(1) {
+        let gx = c.op("Mul", &[&g, &x], &[]);
+        let masked = c.op("Where", &[&pos, &zero, &gx], &[]);
+        let ds = c.unbroadcast(&masked, &slope);
+        c.set_grad(1, ds);
+    }
     Ok(())
 }

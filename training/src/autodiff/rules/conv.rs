@@ -8,6 +8,11 @@
 //!   Groups are folded into the batch axis so one grouped Conv serves every group;
 //! - `dB = ReduceSum(dY)` over the batch and spatial axes.
 //!
+//! `Y = ConvTranspose(X, W, B)` is the adjoint of `Conv(·, W)` with the same geometry,
+//! so `dX = Conv(dY, W)` (strides, pads, dilations, group; `output_padding` only adds
+//! rows no input reaches), and `dW` is Conv's weight gradient with the roles of input
+//! and output gradient swapped: `weight_grad(dY, X)`.
+//!
 //! Only standard ops whose kernels ONNX Runtime has on CPU and CUDA: Conv,
 //! ConvTranspose, Transpose, Reshape, Slice, Concat, Shape, Pad, Sub, ReduceSum.
 
@@ -20,6 +25,7 @@ use crate::autodiff::{AutodiffError, Rule, RuleCtx};
 
 pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("Conv", conv);
+    map.insert("ConvTranspose", conv_transpose);
 }
 
 fn conv(c: &mut RuleCtx) -> Result<(), AutodiffError> {
@@ -132,4 +138,52 @@ fn weight_grad(c: &mut RuleCtx, x: &str, dy: &str, group: i64, win: &Window) -> 
         dw = c.op("Slice", &[&dw, &starts, &ends, &axes], &[]);
     }
     c.op("Transpose", &[&dw], &[("perm", Attr::Ints(swap))])
+}
+
+fn conv_transpose(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let dy = c.grad_out();
+    let (x, w, y) = (c.input(0).to_string(), c.input(1).to_string(), c.output(0).to_string());
+    if c.attr_ints("output_shape").is_some() {
+        return Err(c.unsupported("`output_shape` (write explicit `pads` and `output_padding`)"));
+    }
+    match c.attr_str("auto_pad").as_deref() {
+        None | Some("NOTSET") | Some("VALID") => {}
+        Some(other) => return Err(c.unsupported(format!("auto_pad={other} (write explicit `pads`)"))),
+    }
+    let kernel = match c.attr_ints("kernel_shape") {
+        Some(k) => k,
+        None => c
+            .dims(&w)
+            .and_then(|d| {
+                d.get(2..).map(|k| k.iter().map(|v| if let Dim::Known(v) = v { Some(*v) } else { None }).collect())
+            })
+            .flatten()
+            .ok_or_else(|| {
+                c.unsupported("the kernel size must be static (a `kernel_shape` or a weight of known shape)")
+            })?,
+    };
+    // The geometry of the Conv that this node is the adjoint of: its input is Y.
+    let win = if c.rank(&y).is_some() { Window::resolve(c, &y, kernel)? } else { Window::resolve(c, &dy, kernel)? };
+    let group = c.attr_int("group", 1);
+    if c.needs_grad(0) {
+        let attrs = [
+            ("strides", Attr::Ints(win.strides.clone())),
+            ("dilations", Attr::Ints(win.dilations.clone())),
+            ("pads", Attr::Ints(win.pads())),
+            ("group", Attr::Int(group)),
+        ];
+        let dx = c.op("Conv", &[&dy, &w], &attrs);
+        c.set_grad(0, dx);
+    }
+    if c.needs_grad(1) {
+        let dw = weight_grad(c, &dy, &x, group, &win);
+        c.set_grad(1, dw);
+    }
+    if c.has_input(2) && c.needs_grad(2) {
+        let mut axes = vec![0];
+        axes.extend(win.spatial_axes());
+        let db = c.reduce_sum(&dy, &axes, false);
+        c.set_grad(2, db);
+    }
+    Ok(())
 }

@@ -1,6 +1,9 @@
 //! Indexing: Gather, GatherElements and GatherND, whose gradients scatter-add `GO` back into a
 //! zero tensor (repeated indices accumulate), and the shared helpers other data
-//! movement rules use to send a gradient back through an index map.
+//! movement rules use to send a gradient back through an index map; ScatterND and
+//! ScatterElements (the gradient of the overwritten positions is cut out of `GO`, the
+//! updates' gradient is gathered from it), and TopK (its values' gradient is scattered
+//! back to where they were taken from).
 
 use std::collections::HashMap;
 
@@ -12,6 +15,9 @@ pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("Gather", gather);
     map.insert("GatherElements", gather_elements);
     map.insert("GatherND", gather_nd);
+    map.insert("ScatterND", scatter_nd);
+    map.insert("ScatterElements", scatter_elements);
+    map.insert("TopK", top_k);
 }
 
 /// Zeros with the shape and element type of `like` (a float value).
@@ -189,5 +195,79 @@ fn gather_nd(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let zeros = zeros_like(c, &x);
     let gi = c.op("ScatterND", &[&zeros, &full, &g], &[("reduction", Attr::Str("add".into()))]);
     c.set_grad(0, gi);
+    Ok(())
+}
+
+/// The scatter's `reduction`: `none` and `add` have gradients; `mul`, `max` and `min`
+/// are refused.
+fn scatter_reduction(c: &RuleCtx) -> Result<bool, AutodiffError> {
+    match c.attr_str("reduction").as_deref() {
+        None | Some("none") => Ok(false),
+        Some("add") => Ok(true),
+        Some(other) => Err(c.unsupported(format!("reduction `{other}` (only `none` and `add` have gradients here)"))),
+    }
+}
+
+/// `y = ScatterND(data, idx, updates)`: with `reduction = none` the overwritten
+/// positions take no gradient back to `data` (`ScatterND(GO, idx, 0)`), and with `add`
+/// all of `GO` does; `dupdates = GatherND(GO, idx)` either way.
+fn scatter_nd(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let add = scatter_reduction(c)?;
+    let g = c.grad_out();
+    let (idx, updates) = (c.input(1).to_string(), c.input(2).to_string());
+    if c.needs_grad(0) {
+        let dd = if add {
+            g.clone()
+        } else {
+            let zeros = zeros_like(c, &updates);
+            c.op("ScatterND", &[&g, &idx, &zeros], &[])
+        };
+        c.set_grad(0, dd);
+    }
+    if c.needs_grad(2) {
+        let du = c.op("GatherND", &[&g, &idx], &[]);
+        c.set_grad(2, du);
+    }
+    Ok(())
+}
+
+/// `y = ScatterElements(data, idx, updates, axis)`: as ScatterND, with
+/// `dupdates = GatherElements(GO, idx, axis)`.
+fn scatter_elements(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let add = scatter_reduction(c)?;
+    let g = c.grad_out();
+    let (idx, updates) = (c.input(1).to_string(), c.input(2).to_string());
+    let axis = Attr::Int(c.attr_int("axis", 0));
+    if c.needs_grad(0) {
+        let dd = if add {
+            g.clone()
+        } else {
+            let zeros = zeros_like(c, &updates);
+            c.op("ScatterElements", &[&g, &idx, &zeros], &[("axis", axis.clone())])
+        };
+        c.set_grad(0, dd);
+    }
+    if c.needs_grad(2) {
+        let du = c.op("GatherElements", &[&g, &idx], &[("axis", axis)]);
+        c.set_grad(2, du);
+    }
+    Ok(())
+}
+
+/// `(values, indices) = TopK(x, k, axis)`: the values' gradient goes back to the
+/// positions they were taken from, `ScatterElements(0, indices, GO(0), axis)` (the k
+/// indices along an axis are distinct). The indices have no gradient.
+fn top_k(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let Some(g) = c.grad_output(0) else {
+        return Ok(());
+    };
+    let x = c.input(0).to_string();
+    let indices = c.output(1).to_string();
+    if indices.is_empty() {
+        return Err(c.unsupported("the indices output is needed to route the gradient (it has no name)"));
+    }
+    let zeros = zeros_like(c, &x);
+    let dx = c.op("ScatterElements", &[&zeros, &indices, &g], &[("axis", Attr::Int(c.attr_int("axis", -1)))]);
+    c.set_grad(0, dx);
     Ok(())
 }

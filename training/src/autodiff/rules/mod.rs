@@ -7,6 +7,7 @@ use super::Rule;
 pub mod activation;
 pub mod conv;
 pub mod dropout;
+pub mod einsum;
 pub mod elementwise;
 pub mod indexing;
 pub mod loss;
@@ -25,6 +26,7 @@ pub(crate) fn register_all(map: &mut HashMap<&'static str, Rule>) {
     elementwise::register(map);
     activation::register(map);
     matmul::register(map);
+    einsum::register(map);
     nondiff::register(map);
     reduce::register(map);
     shape_ops::register(map);

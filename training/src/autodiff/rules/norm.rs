@@ -1,5 +1,7 @@
 //! Normalisation: BatchNormalization (training mode on batch statistics, and inference
-//! mode on running statistics) and LayerNormalization.
+//! mode on running statistics), LayerNormalization, InstanceNormalization,
+//! GroupNormalization (opset 18's per-group and opset 21's per-channel scale and bias)
+//! and LpNormalization (p = 1, 2).
 //!
 //! With batch statistics, `x̂ = (x − μ)·σ⁻¹` over a set of axes and `y = γ·x̂ + β`:
 //! `dx = σ⁻¹·(g − mean(g) − x̂·mean(g·x̂))` with `g = γ·dy` and the means over the
@@ -15,6 +17,9 @@ use crate::autodiff::{AutodiffError, Rule, RuleCtx};
 pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("BatchNormalization", batch_norm);
     map.insert("LayerNormalization", layer_norm);
+    map.insert("InstanceNormalization", instance_norm);
+    map.insert("GroupNormalization", group_norm);
+    map.insert("LpNormalization", lp_norm);
 }
 
 fn reduce(c: &mut RuleCtx, op: &str, x: &str, axes: &[i64], keepdims: bool) -> String {
@@ -190,5 +195,153 @@ fn layer_norm(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         let db = c.unbroadcast(&dy, &bias);
         c.set_grad(2, db);
     }
+    Ok(())
+}
+
+/// `[C]` → `[C, 1, …]` against a `[N, C, spatial…]` value of rank `rank`.
+fn channel_column(c: &mut RuleCtx, v: &str, rank: usize) -> String {
+    if rank <= 2 {
+        return v.to_string();
+    }
+    let ax = c.const_i64s(&(1..rank as i64 - 1).collect::<Vec<_>>());
+    c.op("Unsqueeze", &[v, &ax], &[])
+}
+
+/// Normalised over the spatial axes of each (sample, channel); `scale` and `B` are `[C]`.
+fn instance_norm(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let dy = c.grad_out();
+    let x = c.input(0).to_string();
+    let rank = c.rank(&x).ok_or_else(|| c.unsupported("the input's rank must be known (declare its shape)"))?;
+    if rank < 3 {
+        return Err(c.unsupported(format!("the input must be [N, C, spatial...], but it has rank {rank}")));
+    }
+    let axes: Vec<i64> = (2..rank as i64).collect();
+    let (mean, inv) = moments(c, &x, &axes);
+    let centred = c.op("Sub", &[&x, &mean], &[]);
+    let xhat = c.op("Mul", &[&centred, &inv], &[]);
+    let scale = c.input(1).to_string();
+    let mut outer = vec![0];
+    outer.extend(&axes);
+    if c.needs_grad(0) {
+        let gamma = channel_column(c, &scale, rank);
+        let g = c.op("Mul", &[&dy, &gamma], &[]);
+        let dx = normalised_input_grad(c, &g, &xhat, &inv, &axes);
+        c.set_grad(0, dx);
+    }
+    if c.needs_grad(1) {
+        let p = c.op("Mul", &[&dy, &xhat], &[]);
+        let ds = c.reduce_sum(&p, &outer, false);
+        c.set_grad(1, ds);
+    }
+    if c.needs_grad(2) {
+        let db = c.reduce_sum(&dy, &outer, false);
+        c.set_grad(2, db);
+    }
+    Ok(())
+}
+
+/// Statistics over each group of `C / G` channels and the spatial axes. Opset 18 writes
+/// `scale` and `bias` per group (`[G]`), opset 21 per channel (`[C]`); which one a node
+/// has is read from the static sizes (the same thing when `G = C`).
+fn group_norm(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let dy = c.grad_out();
+    let x = c.input(0).to_string();
+    let scale = c.input(1).to_string();
+    let groups = c.attr_int("num_groups", 0);
+    let dims = c.dims(&x).ok_or_else(|| c.unsupported("the input's rank must be known (declare its shape)"))?;
+    let rank = dims.len();
+    let channels = match dims.get(1) {
+        Some(memeguard_onnx::Dim::Known(v)) if rank >= 3 => *v,
+        _ => return Err(c.unsupported("the input must be [N, C, spatial...] with a static channel count")),
+    };
+    let scale_len = match c.dims(&scale).as_deref() {
+        Some([memeguard_onnx::Dim::Known(v)]) => *v,
+        _ => return Err(c.unsupported("the scale must be 1-D of static size")),
+    };
+    if groups <= 0 || channels % groups != 0 {
+        return Err(c.unsupported(format!("num_groups {groups} does not divide {channels} channels")));
+    }
+    let per_group = if scale_len == channels {
+        false
+    } else if scale_len == groups {
+        true
+    } else {
+        return Err(
+            c.unsupported(format!("scale of size {scale_len}: neither {groups} groups nor {channels} channels"))
+        );
+    };
+    // [N, C, S…] → [N, G, C/G · ΠS]: one row per (sample, group).
+    let grouped_shape = c.const_i64s(&[0, groups, -1]);
+    let xs = c.op("Reshape", &[&x, &grouped_shape], &[]);
+    let (mean, inv) = moments(c, &xs, &[2]);
+    let centred = c.op("Sub", &[&xs, &mean], &[]);
+    let xhat_g = c.op("Mul", &[&centred, &inv], &[]);
+    let x_shape = c.shape_of(&x);
+    let xhat = c.op("Reshape", &[&xhat_g, &x_shape], &[]);
+    // Per-group values [G] as per-channel [C]: each repeated C / G times.
+    let to_channels = |c: &mut RuleCtx, v: &str| -> String {
+        if !per_group {
+            return v.to_string();
+        }
+        let col = c.const_i64s(&[groups, 1]);
+        let v = c.op("Reshape", &[v, &col], &[]);
+        let wide = c.const_i64s(&[groups, channels / groups]);
+        let v = c.op("Expand", &[&v, &wide], &[]);
+        let flat = c.const_i64s(&[channels]);
+        c.op("Reshape", &[&v, &flat], &[])
+    };
+    // Per-channel sums [C] back to per-group [G] where the parameters are per group.
+    let to_params = |c: &mut RuleCtx, v: &str| -> String {
+        if !per_group {
+            return v.to_string();
+        }
+        let rows = c.const_i64s(&[groups, channels / groups]);
+        let v = c.op("Reshape", &[v, &rows], &[]);
+        c.reduce_sum(&v, &[1], false)
+    };
+    let mut outer = vec![0];
+    outer.extend(2..rank as i64);
+    if c.needs_grad(0) {
+        let gamma = to_channels(c, &scale);
+        let gamma = channel_column(c, &gamma, rank);
+        let g = c.op("Mul", &[&dy, &gamma], &[]);
+        let gs = c.op("Reshape", &[&g, &grouped_shape], &[]);
+        let dxs = normalised_input_grad(c, &gs, &xhat_g, &inv, &[2]);
+        let dx = c.op("Reshape", &[&dxs, &x_shape], &[]);
+        c.set_grad(0, dx);
+    }
+    if c.needs_grad(1) {
+        let p = c.op("Mul", &[&dy, &xhat], &[]);
+        let ds = c.reduce_sum(&p, &outer, false);
+        let ds = to_params(c, &ds);
+        c.set_grad(1, ds);
+    }
+    if c.needs_grad(2) {
+        let db = c.reduce_sum(&dy, &outer, false);
+        let db = to_params(c, &db);
+        c.set_grad(2, db);
+    }
+    Ok(())
+}
+
+/// `y = x / ‖x‖ₚ` along `axis`: `dx = (g − ∂‖x‖·Σ(g·y)) / ‖x‖` with `∂‖x‖ = y` for
+/// p = 2 and `sign(x)` for p = 1.
+fn lp_norm(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let g = c.grad_out();
+    let (x, y) = (c.input(0).to_string(), c.output(0).to_string());
+    let axis = c.attr_int("axis", -1);
+    let p = c.attr_int("p", 2);
+    let (norm_op, slope) = match p {
+        1 => ("ReduceL1", c.op("Sign", &[&x], &[])),
+        2 => ("ReduceL2", y.clone()),
+        other => return Err(c.unsupported(format!("p = {other} (only 1 and 2 are defined)"))),
+    };
+    let norm = reduce(c, norm_op, &x, &[axis], true);
+    let gy = c.op("Mul", &[&g, &y], &[]);
+    let s = reduce(c, "ReduceSum", &gy, &[axis], true);
+    let t = c.op("Mul", &[&slope, &s], &[]);
+    let d = c.op("Sub", &[&g, &t], &[]);
+    let dx = c.op("Div", &[&d, &norm], &[]);
+    c.set_grad(0, dx);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Pooling: MaxPool, AveragePool, GlobalAveragePool.
+//! Pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool.
 //!
 //! - MaxPool routes each output's gradient to its argmax: the forward node's `Indices`
 //!   output where it has one, else a second MaxPool that returns them; the gradients are
@@ -8,6 +8,7 @@
 //!   over the window with a `ConvTranspose` of a ones kernel, channels folded into the
 //!   batch axis so no static channel count is needed.
 //! - GlobalAveragePool broadcasts the gradient back and divides by the spatial size.
+//! - GlobalMaxPool sends each channel's gradient to its maximum (ties share it).
 
 use std::collections::HashMap;
 
@@ -21,6 +22,7 @@ pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("MaxPool", max_pool);
     map.insert("AveragePool", average_pool);
     map.insert("GlobalAveragePool", global_average_pool);
+    map.insert("GlobalMaxPool", global_max_pool);
 }
 
 /// The window attributes of the current pooling node, for emitting a twin of it.
@@ -109,6 +111,19 @@ fn global_average_pool(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let spread = c.op("Expand", &[&dy, &shape], &[]);
     let count = reduced_count(c);
     let dx = c.op("Div", &[&spread, &count], &[]);
+    c.set_grad(0, dx);
+    Ok(())
+}
+
+fn global_max_pool(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let dy = c.grad_out();
+    let (x, y) = (c.input(0).to_string(), c.output(0).to_string());
+    let rank = c.rank(&x).ok_or_else(|| c.unsupported("the input's rank must be known (declare its shape)"))?;
+    let hit = c.op("Equal", &[&x, &y], &[]);
+    let mask = c.op("Cast", &[&hit], &[("to", Attr::Int(c.dtype(&x) as i64))]);
+    let count = c.reduce_sum(&mask, &(2..rank as i64).collect::<Vec<_>>(), true);
+    let share = c.op("Div", &[&mask, &count], &[]);
+    let dx = c.op("Mul", &[&dy, &share], &[]);
     c.set_grad(0, dx);
     Ok(())
 }

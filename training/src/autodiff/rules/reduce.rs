@@ -1,5 +1,5 @@
 //! Reductions: ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceL2, ReduceSumSquare,
-//! ReduceLogSumExp. They share one helper that brings a reduced value back to the
+//! ReduceLogSumExp, ReduceProd, ReduceL1. They share one helper that brings a reduced value back to the
 //! input's shape.
 
 use std::collections::HashMap;
@@ -16,6 +16,8 @@ pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
     map.insert("ReduceL2", reduce_l2);
     map.insert("ReduceSumSquare", reduce_sum_square);
     map.insert("ReduceLogSumExp", reduce_log_sum_exp);
+    map.insert("ReduceProd", reduce_prod);
+    map.insert("ReduceL1", reduce_l1);
 }
 
 /// The reduced axes (normalised, sorted), or `None` for "all axes".
@@ -155,6 +157,59 @@ fn reduce_log_sum_exp(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let d = c.op("Sub", &[&x, &yk], &[]);
     let p = c.op("Exp", &[&d], &[]);
     let gi = c.op("Mul", &[&g, &p], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = Πx`: `dx = g·Π_{j≠i} x_j`. With no zero in a reduction that is `y / x`; with
+/// exactly one, the zero element gets the product of the others and the rest get 0;
+/// with more, every element gets 0. No division by a zero.
+fn reduce_prod(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let x = c.input(0).to_string();
+    let y = c.output(0).to_string();
+    let yk = keepdims_form(c, &y)?;
+    let g = expanded_grad(c)?;
+    let zero = c.scalar(0.0, &x);
+    let one = c.scalar(1.0, &x);
+    let is_zero = c.op("Equal", &[&x, &zero], &[]);
+    // The product of the non-zero elements, and how many zeros each reduction holds.
+    let safe = c.op("Where", &[&is_zero, &one, &x], &[]);
+    let axes_input = reduced_axes(c)?;
+    let (nonzero_prod, zeros) = match &axes_input {
+        Some(axes) => {
+            let ax = c.const_i64s(axes);
+            let p = c.op("ReduceProd", &[&safe, &ax], &[("keepdims", Attr::Int(1))]);
+            let to = c.dtype(&x) as i64;
+            let zf = c.op("Cast", &[&is_zero], &[("to", Attr::Int(to))]);
+            let n = c.op("ReduceSum", &[&zf, &ax], &[("keepdims", Attr::Int(1))]);
+            (p, n)
+        }
+        None => {
+            let p = c.op("ReduceProd", &[&safe], &[("keepdims", Attr::Int(1))]);
+            let to = c.dtype(&x) as i64;
+            let zf = c.op("Cast", &[&is_zero], &[("to", Attr::Int(to))]);
+            let n = c.op("ReduceSum", &[&zf], &[("keepdims", Attr::Int(1))]);
+            (p, n)
+        }
+    };
+    // No zero: y / x. One zero: the others' product at the zero, 0 elsewhere. More: 0.
+    let ratio = c.op("Div", &[&yk, &safe], &[]);
+    let no_zero = c.op("Equal", &[&zeros, &zero], &[]);
+    let one_zero = c.op("Equal", &[&zeros, &one], &[]);
+    let at_zero = c.op("And", &[&one_zero, &is_zero], &[]);
+    let d = c.op("Where", &[&at_zero, &nonzero_prod, &zero], &[]);
+    let d = c.op("Where", &[&no_zero, &ratio, &d], &[]);
+    let gi = c.op("Mul", &[&g, &d], &[]);
+    c.set_grad(0, gi);
+    Ok(())
+}
+
+/// `y = Σ|x|`: `dx = g·sign(x)`.
+fn reduce_l1(c: &mut RuleCtx) -> Result<(), AutodiffError> {
+    let x = c.input(0).to_string();
+    let g = expanded_grad(c)?;
+    let s = c.op("Sign", &[&x], &[]);
+    let gi = c.op("Mul", &[&g, &s], &[]);
     c.set_grad(0, gi);
     Ok(())
 }
