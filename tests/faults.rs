@@ -129,9 +129,15 @@ async fn a_full_disk_never_gets_a_200_and_the_server_recovers_when_space_returns
     // Fill the file's last pages so that the burst needs new ones.
     t.moderate(&json!({"input": "warm up"})).await.expect(200);
     limit_pages(&t.state.db, Some(0)).await;
+    // The first write that finds the disk full: 503, and /readyz says so (its own probe
+    // writes nothing new, so it would pass).
+    let text = "disk full ".repeat(100);
+    let lone: Vec<String> = (0..40).map(|k| format!("lone {k} {text}")).collect();
+    t.moderate(&json!({"input": lone})).await.expect(503);
+    let ready = t.get("/readyz", None).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
 
     // A concurrent burst: 16 clients × 12 requests of 3 pairs, each pair with ~1 KB text.
-    let text = "disk full ".repeat(100);
     let clients: Vec<_> = (0..16)
         .map(|c| {
             let (t, text) = (t.clone(), text.clone());
@@ -161,7 +167,6 @@ async fn a_full_disk_never_gets_a_200_and_the_server_recovers_when_space_returns
             }
         }
     }
-    assert!(refused > 0, "the page limit refused nothing; the test did not exercise a full disk");
     // Every 200 is in the log, and nothing else is (the warm-up aside).
     let mut stored = stored_ids(&t).await;
     stored.pop_first();

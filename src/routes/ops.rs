@@ -33,7 +33,11 @@ async fn healthz() -> Json<Value> {
 /// the reason, so a load balancer sends traffic elsewhere.
 async fn readyz(State(state): State<AppState>) -> Response {
     let model = state.scorer.registry().current();
-    let database = state.db.check_writable().await;
+    let database = match state.decisions.recent_failure() {
+        // The probe below writes nothing new, so a full disk passes it: the writer knows.
+        Some(why) => Err(why),
+        None => state.db.check_writable().await.map_err(|e| e.to_string()),
+    };
     let ready = model.is_some() && database.is_ok();
     let body = json!({
         "ready": ready,
