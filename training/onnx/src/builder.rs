@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::proto::{
-    self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    self, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType,
+    tensor_shape_proto, type_proto,
 };
 use crate::tensor::Tensor;
 use crate::{IR_VERSION, OPSET_VERSION, PRODUCER_NAME};
@@ -33,7 +33,8 @@ impl From<&str> for Dim {
 /// Shorthand for a list of dims: `dims![ "batch", 3, 224, 224 ]`.
 #[macro_export]
 macro_rules! dims {
-    ($($d:expr),* $(,)?) => { vec![$($crate::Dim::from($d)),*] };
+    // Not `vec![…]`: callers borrow it as `&[Dim]`, which clippy would flag at each site.
+    ($($d:expr),* $(,)?) => { ::std::vec::Vec::<$crate::Dim>::from([$($crate::Dim::from($d)),*]) };
 }
 
 /// A node attribute value.
@@ -150,7 +151,11 @@ impl GraphBuilder {
             names.extend(n.name.iter().cloned());
         }
         b.used.extend(names);
-        b.metadata = model.metadata_props.iter().map(|e| (e.key.clone().unwrap_or_default(), e.value.clone().unwrap_or_default())).collect();
+        b.metadata = model
+            .metadata_props
+            .iter()
+            .map(|e| (e.key.clone().unwrap_or_default(), e.value.clone().unwrap_or_default()))
+            .collect();
         b
     }
 
@@ -275,7 +280,14 @@ impl GraphBuilder {
         self.push_node(&node_name, op_type, inputs, &outputs, attrs);
     }
 
-    fn push_node(&mut self, node_name: &str, op_type: &str, inputs: &[&str], outputs: &[String], attrs: &[(&str, Attr)]) {
+    fn push_node(
+        &mut self,
+        node_name: &str,
+        op_type: &str,
+        inputs: &[&str],
+        outputs: &[String],
+        attrs: &[(&str, Attr)],
+    ) {
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.to_vec(),
