@@ -176,9 +176,9 @@ fn the_command_line_refuses_what_it_cannot_do_and_says_what_to_do() {
 
     let out = run(&sets(&[
         format!("model.image=onnx:{}", export("clip-vision-opset17.onnx")),
-        "model.image_trainable=\"last:1\"".into(),
+        "model.image_trainable=\"last:3\"".into(),
     ]));
-    assert!(out.stderr.contains("last:1"), "{}", out.both());
+    assert!(out.stderr.contains("last:3") && out.stderr.contains("has 2 blocks"), "{}", out.both());
 }
 
 /// `hf:` folders for both towers: the folder's preprocessing (CLIP's resize, bicubic,

@@ -5,6 +5,7 @@
 //! are prepared ([`ImageEncoder::image_spec`]): what the package's manifest records and
 //! the graph's normalisation uses.
 
+pub mod blocks;
 mod imported;
 
 use std::path::Path;
@@ -370,7 +371,7 @@ impl TextEncoder {
 fn builtin_trainable(name: &str, trainable: Trainable) -> Result<(), ModelError> {
     match trainable {
         Trainable::LastBlocks(n) if n > 0 => Err(ModelError::Config(format!(
-            "`{name}`: trainable = \"last:{n}\" is for hf: encoders; a built-in encoder trains (true) or not (false)"
+            "`{name}`: trainable = \"last:{n}\" is for hf: and onnx: encoders; a built-in encoder trains (true) or not (false)"
         ))),
         _ => Ok(()),
     }

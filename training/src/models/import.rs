@@ -320,7 +320,25 @@ impl ImportedEncoder {
         inputs: &[(&str, &str)],
         trainable: bool,
     ) -> Result<BTreeMap<String, String>, ImportError> {
-        if trainable {
+        self.attach_training(net, prefix, inputs, &|_| trainable)
+    }
+
+    /// The graph as loaded (after [`ImportedEncoder::into_output`]).
+    pub fn graph_proto(&self) -> &memeguard_onnx::proto::GraphProto {
+        self.graph()
+    }
+
+    /// [`ImportedEncoder::attach`] with the parameters for which `trains(initializer
+    /// name)` holds trainable and the others frozen (`trainable = "last:N"`).
+    pub fn attach_training(
+        &self,
+        net: &mut Net,
+        prefix: &str,
+        inputs: &[(&str, &str)],
+        trains: &dyn Fn(&str) -> bool,
+    ) -> Result<BTreeMap<String, String>, ImportError> {
+        let any_trains = self.parameters().iter().any(|p| trains(&p.name));
+        if any_trains {
             let missing = self.ops_without_gradient_rule();
             if !missing.is_empty() {
                 return Err(ImportError::MissingGradientRules { source_name: self.source_name.clone(), missing });
@@ -352,7 +370,7 @@ impl ImportedEncoder {
                 } else {
                     t.clone()
                 };
-                net.param_from_proto(&format!("{prefix}.{name}"), value, trainable, weight_decay)
+                net.param_from_proto(&format!("{prefix}.{name}"), value, trains(&name), weight_decay)
             } else {
                 let ours = net.b.unique(&format!("{prefix}.{name}"));
                 let mut copy = t.clone();

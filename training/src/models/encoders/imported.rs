@@ -2,12 +2,14 @@
 //! them: ONNX exports ([`OnnxImageEncoder`], [`OnnxTextEncoder`]: one output's part of
 //! the graph, its inputs fed ours) and Hugging Face folders ([`HfEncoder`]).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use memeguard_onnx::{Attr, DataType, Dim};
 use memeguard_package::ImageSpec;
 
+use super::blocks::BlockStructure;
 use crate::models::ModelError;
 use crate::models::hf::HfModel;
 use crate::models::import::{ImportError, ImportedEncoder, describe_dims};
@@ -73,13 +75,16 @@ pub struct OnnxEncoder {
     pub output: String,
     /// Width of the features (the output's declared `[N, D]`).
     pub dim: usize,
-    /// Whether its weights train (ONNX encoders train all or nothing).
+    /// Whether any of its weights train.
     pub trainable: bool,
+    /// With `trainable = "last:N"`: the initializers that train (the last N blocks and
+    /// what follows them); `None` when all or none do.
+    pub trained: Option<Arc<BTreeSet<String>>>,
 }
 
 impl PartialEq for OnnxEncoder {
     fn eq(&self, other: &Self) -> bool {
-        self.source == other.source && self.trainable == other.trainable
+        self.source == other.source && self.trainable == other.trainable && self.trained == other.trained
     }
 }
 
@@ -90,18 +95,30 @@ impl OnnxEncoder {
         let EncoderSource::Onnx { file, output } = source else {
             return Err(ModelError::Config(format!("`{source}` is not an ONNX encoder")));
         };
-        let trainable = match trainable {
-            Trainable::LastBlocks(n) if n > 0 => {
-                return Err(ModelError::Config(format!(
-                    "{source}: trainable = \"last:{n}\" needs the encoder's block structure, which an ONNX \
-                     graph does not state; use false (frozen) or true (all of it), or bring the encoder as \
-                     an hf: folder"
-                )));
-            }
-            t => t.any(),
-        };
         let encoder =
             ImportedEncoder::load(file).and_then(|e| e.into_output(output.as_deref())).map_err(import_error)?;
+        let trained = match trainable {
+            Trainable::LastBlocks(n) if n > 0 => {
+                let names: Vec<String> = encoder.parameters().into_iter().map(|p| p.name).collect();
+                let blocks = BlockStructure::find(encoder.graph_proto(), &names).ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "{source}: trainable = \"last:{n}\" needs the encoder's repeated blocks, and none were \
+                         found in its parameter or node names (looked for layers.N, layer.N, blocks.N, \
+                         resblocks.N, h.N, or layers_N as dynamo writes it); use false (frozen) or true (all \
+                         of it), or bring the encoder as an hf: folder"
+                    ))
+                })?;
+                if n > blocks.count {
+                    return Err(ModelError::Config(format!(
+                        "{source}: trainable = \"last:{n}\", but the encoder has {} blocks",
+                        blocks.count
+                    )));
+                }
+                Some(Arc::new(blocks.last_blocks(n)))
+            }
+            _ => None,
+        };
+        let trainable = trainable.any();
         let dim = encoder.feature_dim().map_err(import_error)?;
         if trainable {
             let missing = encoder.ops_without_gradient_rule();
@@ -113,7 +130,7 @@ impl OnnxEncoder {
             }
         }
         let output = encoder.outputs()[0].name.clone();
-        Ok(OnnxEncoder { source: source.to_string(), encoder: Arc::new(encoder), output, dim, trainable })
+        Ok(OnnxEncoder { source: source.to_string(), encoder: Arc::new(encoder), output, dim, trainable, trained })
     }
 
     fn fail(&self, problem: String) -> ModelError {
@@ -121,7 +138,8 @@ impl OnnxEncoder {
     }
 
     fn attach(&self, net: &mut Net, prefix: &str, inputs: &[(&str, &str)]) -> Result<String, ModelError> {
-        let outputs = self.encoder.attach(net, prefix, inputs, self.trainable).map_err(import_error)?;
+        let trains = |name: &str| self.trainable && self.trained.as_ref().is_none_or(|t| t.contains(name));
+        let outputs = self.encoder.attach_training(net, prefix, inputs, &trains).map_err(import_error)?;
         outputs
             .get(&self.output)
             .cloned()
