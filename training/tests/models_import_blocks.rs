@@ -5,6 +5,9 @@
 //! what follows it (final norm, projection), never the embeddings or block 0; an export
 //! without numbered blocks is refused with what was looked for.
 
+#[path = "common/train_cli.rs"]
+mod train_cli;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -143,4 +146,60 @@ fn an_export_without_numbered_blocks_is_refused_for_last_n() {
         .unwrap_err()
         .to_string();
     assert!(text.contains("has 2 blocks"), "{text}");
+}
+
+/// End to end: `finetune --set model.image=onnx:…dynamo… --set image_trainable="last:1"`,
+/// then the package's copy of the encoder: block 1's matrices and the projection moved,
+/// block 0's and the patch embedding are the file's.
+#[test]
+fn a_finetune_with_last_one_moves_only_the_last_block_of_an_onnx_export() {
+    use train_cli::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("synth"), 32, 16, 0);
+    let package = tmp.path().join("models/clip/1.0.0");
+    let file = export("clip-vision-dynamo.onnx");
+    let mut args = command_args("finetune", "tiny-finetune-image", &data);
+    args.extend(small());
+    for set in [
+        "train.epochs=1".to_string(),
+        format!("model.image=onnx:{}", arg(&file)),
+        "model.image_trainable=\"last:1\"".into(),
+    ] {
+        args.extend(["--set".to_string(), set]);
+    }
+    args.extend(["--out".into(), arg(&tmp.path().join("run")), "--export".into(), arg(&package)]);
+    ok(&args);
+
+    let encoder = ImportedEncoder::load(&file).unwrap();
+    let names: Vec<String> = encoder.parameters().into_iter().map(|p| p.name).collect();
+    let blocks = BlockStructure::find(encoder.graph_proto(), &names).unwrap();
+    let theirs: std::collections::BTreeMap<String, Tensor> = encoder
+        .graph_proto()
+        .initializer
+        .iter()
+        .map(|t| (t.name.clone().unwrap(), Tensor::from_proto(t).unwrap()))
+        .collect();
+    let pkg = memeguard_package::ModelPackage::open(&package).unwrap();
+    let model = memeguard_onnx::decode_model(&pkg.model_bytes, "model.onnx").unwrap();
+    let mut moved = BTreeSet::new();
+    let mut kept = BTreeSet::new();
+    for t in &model.graph.unwrap().initializer {
+        let Some(name) = t.name.as_deref().and_then(|n| n.strip_prefix("image.")) else { continue };
+        let Some(original) = theirs.get(name) else { continue };
+        if Tensor::from_proto(t).unwrap() == *original {
+            kept.insert(name.to_string())
+        } else {
+            moved.insert(name.to_string())
+        };
+    }
+    let trains = blocks.last_blocks(1);
+    for name in &names {
+        if trains.contains(name) {
+            assert!(moved.contains(name), "{name} should have trained; moved: {moved:?}");
+        } else {
+            assert!(kept.contains(name), "{name} should be the file's; moved: {moved:?}");
+        }
+    }
+    assert!(kept.contains("vision_model.embeddings.patch_embedding.weight"));
+    assert!(moved.contains("visual_projection.weight"));
 }
