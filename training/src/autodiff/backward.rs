@@ -98,22 +98,10 @@ pub fn differentiate_with(
     let mut contributions: HashMap<String, Vec<String>> = HashMap::new();
 
     // Seed: d loss / d loss = 1, shaped like the loss.
-    let seed_value = match loss_type.dtype {
-        DataType::Double => Tensor::f64(vec![1], vec![1.0]),
-        _ => Tensor::f32(vec![1], vec![1.0]),
-    };
+    let before = b.graph().node.len();
     let loss_shape = b.node_named(&format!("{loss}_grad_shape"), "Shape", &[loss], 1, &[]).pop().expect("one");
-    let seed = b
-        .node_named(
-            &format!("{loss}_grad_seed"),
-            "ConstantOfShape",
-            &[&loss_shape],
-            1,
-            &[("value", Attr::Tensor(seed_value))],
-        )
-        .pop()
-        .expect("one");
-    for n in &b.graph().node[b.graph().node.len() - 2..].to_vec() {
+    let seed = filled_of_shape(&mut b, &format!("{loss}_grad_seed"), &loss_shape, loss_type.dtype, 1.0);
+    for n in &b.graph().node[before..].to_vec() {
         shapes.add_node(n);
     }
     contributions.entry(loss.to_string()).or_default().push(seed);
@@ -154,12 +142,15 @@ pub fn differentiate_with(
             Some(g) => b.node_into("Identity", &[&g], &[&name], &[]),
             None => {
                 // Not connected to the loss: its gradient is zero.
-                let zero = match shapes.dtype(w) {
-                    Some(DataType::Double) => Tensor::f64(vec![1], vec![0.0]),
-                    _ => Tensor::f32(vec![1], vec![0.0]),
-                };
                 let s = b.op("Shape", &[w], &[]);
-                b.node_into("ConstantOfShape", &[&s], &[&name], &[("value", Attr::Tensor(zero))]);
+                let zero = filled_of_shape(
+                    &mut b,
+                    &format!("{w}_grad_zero"),
+                    &s,
+                    shapes.dtype(w).unwrap_or(DataType::Float),
+                    0.0,
+                );
+                b.node_into("Identity", &[&zero], &[&name], &[]);
             }
         }
         grads.insert(w.clone(), name);
@@ -168,6 +159,19 @@ pub fn differentiate_with(
     let built = b.build();
     model.graph = built.graph;
     Ok(Differentiated { model, grads })
+}
+
+/// `ConstantOfShape(shape)` filled with `value` in the float type `dtype`: float16 and
+/// bfloat16 are filled as float32 and cast (the tensor type holds float32/float64 only).
+fn filled_of_shape(b: &mut GraphBuilder, name: &str, shape: &str, dtype: DataType, value: f64) -> String {
+    let fill = Tensor::full(dtype, &[1], value);
+    let v = b.node_named(name, "ConstantOfShape", &[shape], 1, &[("value", Attr::Tensor(fill))]).pop().expect("one");
+    match dtype {
+        DataType::Float16 | DataType::Bfloat16 => {
+            b.node_named(name, "Cast", &[&v], 1, &[("to", Attr::Int(dtype as i64))]).pop().expect("one")
+        }
+        _ => v,
+    }
 }
 
 /// Sums the gradient contributions of one value (one contribution needs no node).

@@ -139,11 +139,32 @@ impl<'a> RuleCtx<'a> {
 
     /// A scalar constant with the element type of `like`.
     pub fn scalar(&mut self, value: f64, like: &str) -> String {
-        let t = match self.dtype(like) {
-            DataType::Double => Tensor::scalar_f64(value),
-            _ => Tensor::scalar_f32(value as f32),
-        };
-        self.constant(t)
+        let dtype = self.dtype(like);
+        self.filled(dtype, &[], value)
+    }
+
+    /// A constant of `dims` filled with `value`, of the float type `dtype`. Float16 and
+    /// bfloat16 constants are written as float32 and cast (the tensor type here holds
+    /// float32 and float64 data only); ONNX Runtime folds the cast when it loads.
+    pub fn filled(&mut self, dtype: DataType, dims: &[i64], value: f64) -> String {
+        let t = Tensor::full(dtype, dims, value);
+        let name = self.constant(t);
+        self.cast_to(&name, dtype)
+    }
+
+    /// `ConstantOfShape(shape)` filled with `value`, of the float type `dtype`.
+    pub fn filled_of_shape(&mut self, shape: &str, dtype: DataType, value: f64) -> String {
+        let t = Tensor::full(dtype, &[1], value);
+        let v = self.op("ConstantOfShape", &[shape], &[("value", Attr::Tensor(t))]);
+        self.cast_to(&v, dtype)
+    }
+
+    /// `v` cast to `dtype` where `v`'s float32 stands in for a narrower float type.
+    fn cast_to(&mut self, v: &str, dtype: DataType) -> String {
+        match dtype {
+            DataType::Float16 | DataType::Bfloat16 => self.op("Cast", &[v], &[("to", Attr::Int(dtype as i64))]),
+            _ => v.to_string(),
+        }
     }
 
     /// A constant tensor.

@@ -24,7 +24,7 @@ pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
 pub(super) fn zeros_like(c: &mut RuleCtx, like: &str) -> String {
     let dtype = c.dtype(like);
     let shape = c.shape_of(like);
-    c.op("ConstantOfShape", &[&shape], &[("value", Attr::Tensor(Tensor::full(dtype, &[1], 0.0)))])
+    c.filled_of_shape(&shape, dtype, 0.0)
 }
 
 /// Sums `g` into zeros shaped like `x` at the flat (row-major) positions `positions`

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use memeguard_onnx::{Attr, Tensor};
+use memeguard_onnx::Attr;
 
 use super::reduce::reduced_count;
 use super::window::{Window, shape_tail, transpose_to_input};
@@ -79,8 +79,7 @@ fn average_pool(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         let sizes = shape_tail(c, &x, 2);
         let ones_head = c.const_i64s(&[1, 1]);
         let ones_shape = c.op("Concat", &[&ones_head, &sizes], &[("axis", Attr::Int(0))]);
-        let one = Tensor::full(dtype, &[1], 1.0);
-        let ones = c.op("ConstantOfShape", &[&ones_shape], &[("value", Attr::Tensor(one))]);
+        let ones = c.filled_of_shape(&ones_shape, dtype, 1.0);
         let mut attrs = window_attrs(c);
         attrs.push(("count_include_pad", Attr::Int(1)));
         let fraction = c.op("AveragePool", &[&ones], &attrs);
@@ -96,7 +95,7 @@ fn average_pool(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let folded = c.op("Reshape", &[&share, &fold], &[]);
     let mut kdims = vec![1, 1];
     kdims.extend(&kernel);
-    let ones_kernel = c.constant(Tensor::full(dtype, &kdims, 1.0));
+    let ones_kernel = c.filled(dtype, &kdims, 1.0);
     let spread = transpose_to_input(c, &folded, &ones_kernel, 1, &win, &x);
     let shape = c.shape_of(&x);
     let dx = c.op("Reshape", &[&spread, &shape], &[]);
