@@ -29,6 +29,7 @@ pub(super) fn rule(op: &str) -> Option<Rule> {
         | "Gelu" | "Softmax" | "LogSoftmax" | "Clip" | "Sign" | "Floor" | "Ceil" | "Round" | "Sin" | "Cos" | "Elu"
         | "Softplus" | "HardSigmoid" | "HardSwish" | "LpNormalization" | "CumSum" | "Trilu" | "ScatterElements"
         | "ScatterND" | "Not" => (elementwise::same_shape, None),
+        "Mish" | "Selu" | "InstanceNormalization" | "GroupNormalization" => (elementwise::same_shape, None),
         "IsNaN" => (elementwise::is_nan, None),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Min" | "Max" | "Sum" | "Mean" | "Mod" | "PRelu" => {
             (elementwise::broadcast, None)
@@ -65,7 +66,7 @@ pub(super) fn rule(op: &str) -> Option<Rule> {
         "GatherND" => (indexing::gather_nd, None),
         // reduce.rs
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceL2" | "ReduceProd" | "ReduceLogSumExp"
-        | "ReduceSumSquare" => (reduce::reduce, None),
+        | "ReduceSumSquare" | "ReduceL1" => (reduce::reduce, None),
         "ArgMax" | "ArgMin" => (reduce::arg_reduce, None),
         // conv_pool.rs
         "Conv" | "MaxPool" | "AveragePool" => (conv_pool::window, None),
