@@ -178,7 +178,7 @@ impl FromRequestParts<AppState> for WebUser {
     }
 }
 
-/// `next` if it is a path on this site, else the review queue. A local path starts with
+/// `next` if it is a path on this site, else the home page `/`. A local path starts with
 /// exactly one `/` followed by something other than `/` or `\` (browsers read `//host`
 /// and `/\host` as other sites), and has no control characters anywhere: browsers drop
 /// tabs and newlines from URLs (`/\t/host` becomes `//host`), and a `Location` header
@@ -188,7 +188,7 @@ pub fn local_redirect(next: Option<&str>) -> String {
         Some(n) if is_local_path(n) => {
             n.chars().map(|c| if c.is_ascii() { c.to_string() } else { percent_encode(c) }).collect()
         }
-        _ => "/review".to_string(),
+        _ => "/".to_string(),
     }
 }
 
@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn redirects_stay_on_this_site() {
         assert_eq!(local_redirect(Some("/review/3?x=1")), "/review/3?x=1");
-        assert_eq!(local_redirect(Some("/")), "/review", "a bare `/` is not a page of the pages");
+        assert_eq!(local_redirect(Some("/")), "/");
         assert_eq!(local_redirect(Some("/dashboard")), "/dashboard");
         assert_eq!(local_redirect(Some("/review?q=é")), "/review?q=%C3%A9");
         for bad in [
@@ -244,9 +244,9 @@ mod tests {
             "",
             "/a\r\nSet-Cookie: x",
         ] {
-            assert_eq!(local_redirect(Some(bad)), "/review", "{bad}");
+            assert_eq!(local_redirect(Some(bad)), "/", "{bad}");
         }
-        assert_eq!(local_redirect(None), "/review");
+        assert_eq!(local_redirect(None), "/");
     }
 
     #[test]
