@@ -15,6 +15,7 @@ use crate::auth::Role;
 /// Without a subcommand it serves (same as `memeguard serve`). First steps:
 ///   memeguard keys create --role admin --name me     # prints a key once
 ///   memeguard serve                                  # http://127.0.0.1:8080/docs
+///                                  # (no ./models yet? --allow-placeholder serves an untrained one)
 ///   curl -H "Authorization: Bearer mg_..." -F image=@meme.png -F text="..." \
 ///        http://127.0.0.1:8080/v1/moderations
 #[derive(Debug, Parser)]
