@@ -16,7 +16,7 @@
 //! `--profile` runs ONNX Runtime's profiler on the bare step and sums kernel time per op
 //! type and per part of the graph (forward, backward, optimizer). Session options for
 //! the other modes: `--opt=basic|extended|all`, `--no-mem-pattern`, `--no-spin`, `--ftz`,
-//! `--threads=N`.
+//! `--threads=N`. `--conv-grad` times the conv-gradient formulations per ResNet-18 shape.
 //!
 //! Each family runs in its own child process so that its peak RSS is its own. The graphs
 //! are built here with `GraphBuilder` (small stand-ins for the models crate's ResNet, ViT
@@ -629,8 +629,111 @@ fn profile(family: &str, threads: usize, session: &SessionOptions) {
 
 type BTreeMapF = std::collections::BTreeMap<String, f64>;
 
+/// Milliseconds per run (median of `reps`) of a one-node-ish graph on fixed inputs.
+fn time_graph(model: &memeguard_onnx::proto::ModelProto, inputs: &[(&str, Tensor)], threads: usize) -> f64 {
+    let opts = SessionOptions { threads, ..trainer_config(&SessionOptions::default()).session };
+    let mut session = session_from_bytes(&encode_model(model), &opts).unwrap();
+    let values: Vec<(String, ort::value::DynValue)> =
+        inputs.iter().map(|(n, t)| (n.to_string(), to_value(t).unwrap())).collect();
+    let mut times = Vec::new();
+    for i in 0..23 {
+        let feeds: Vec<(&str, &ort::value::DynValue)> = values.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let start = Instant::now();
+        drop(session.run(feeds).unwrap());
+        if i >= 3 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    median(&mut times)
+}
+
+/// A graph of one `op` node on float inputs of the given shapes.
+fn one_node(op: &str, inputs: &[(&str, Vec<i64>)], attrs: &[(&str, Attr)]) -> memeguard_onnx::proto::ModelProto {
+    let mut g = memeguard_onnx::GraphBuilder::new("conv_grad");
+    let names: Vec<String> = inputs
+        .iter()
+        .map(|(n, d)| {
+            g.input(n, DataType::Float, &d.iter().map(|&x| memeguard_onnx::Dim::Known(x)).collect::<Vec<_>>())
+        })
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let y = g.op(op, &refs, attrs);
+    g.output(&y, DataType::Float, &[]);
+    g.build()
+}
+
+/// Item 4 of issue #13: the conv-gradient formulations per ResNet-18 shape (64×64,
+/// batch 16), one op each: the forward Conv; dX as ConvTranspose (what autodiff emits)
+/// and, for stride 1, as a Conv with the kernel transposed and flipped; dW as
+/// autodiff's Conv over batch-as-channels (its Transposes not counted).
+fn conv_grad(threads: usize) {
+    let n = 16i64;
+    // (name, c_in, c_out, kernel, stride, input side)
+    let shapes = [
+        ("layer1 3×3", 64i64, 64i64, 3i64, 1i64, 16i64),
+        ("layer2.0 3×3 s2", 64, 128, 3, 2, 16),
+        ("layer2 3×3", 128, 128, 3, 1, 8),
+        ("layer2 downsample 1×1 s2", 64, 128, 1, 2, 16),
+        ("layer3 3×3", 256, 256, 3, 1, 4),
+        ("layer4 3×3", 512, 512, 3, 1, 2),
+    ];
+    println!(
+        "| conv ({threads} thread) | forward Conv ms | dX ConvTranspose ms | dX as Conv ms | dW Conv (batch as channels) ms |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, ci, co, k, s, hw) in shapes {
+        let p = k / 2;
+        let ho = (hw + 2 * p - k) / s + 1;
+        let x = Tensor::f32(vec![n, ci, hw, hw], values(1, (n * ci * hw * hw) as usize, 1.0));
+        let w = Tensor::f32(vec![co, ci, k, k], values(2, (co * ci * k * k) as usize, 0.1));
+        let dy = Tensor::f32(vec![n, co, ho, ho], values(3, (n * co * ho * ho) as usize, 1.0));
+        let geometry = |pads: i64, stride: i64| {
+            vec![("pads", Attr::Ints(vec![pads; 4])), ("strides", Attr::Ints(vec![stride, stride]))]
+        };
+        let fwd = one_node("Conv", &[("x", x.dims.clone()), ("w", w.dims.clone())], &geometry(p, s));
+        let fwd_ms = time_graph(&fwd, &[("x", x.clone()), ("w", w.clone())], threads);
+        let mut ct_attrs = geometry(p, s);
+        ct_attrs.push(("output_shape", Attr::Ints(vec![hw, hw])));
+        let ct = one_node("ConvTranspose", &[("dy", dy.dims.clone()), ("w", w.dims.clone())], &ct_attrs);
+        let ct_ms = time_graph(&ct, &[("dy", dy.clone()), ("w", w.clone())], threads);
+        let as_conv = if s == 1 {
+            // W'[c, o, i, j] = W[o, c, k−1−i, k−1−j]
+            let wd = w.as_f32().unwrap();
+            let mut flipped = vec![0.0; wd.len()];
+            for o in 0..co {
+                for c in 0..ci {
+                    for i in 0..k {
+                        for j in 0..k {
+                            flipped[(((c * co + o) * k + i) * k + j) as usize] =
+                                wd[(((o * ci + c) * k + (k - 1 - i)) * k + (k - 1 - j)) as usize];
+                        }
+                    }
+                }
+            }
+            let wf = Tensor::f32(vec![ci, co, k, k], flipped);
+            let m = one_node("Conv", &[("dy", dy.dims.clone()), ("w", wf.dims.clone())], &geometry(k - 1 - p, 1));
+            format!("{:.2}", time_graph(&m, &[("dy", dy.clone()), ("w", wf)], threads))
+        } else {
+            "—".into()
+        };
+        // dW: Conv(Xᵀ [ci, n, hw, hw], dYᵀ [co, n, ho, ho], dilations = stride) → [ci, co, k', k']
+        let xt = Tensor::f32(vec![ci, n, hw, hw], values(4, (n * ci * hw * hw) as usize, 1.0));
+        let dyt = Tensor::f32(vec![co, n, ho, ho], values(5, (n * co * ho * ho) as usize, 1.0));
+        let dw_attrs = vec![("pads", Attr::Ints(vec![p; 4])), ("dilations", Attr::Ints(vec![s, s]))];
+        let dw = one_node("Conv", &[("x", xt.dims.clone()), ("dy", dyt.dims.clone())], &dw_attrs);
+        let dw_ms = time_graph(&dw, &[("x", xt), ("dy", dyt)], threads);
+        println!("| {name}: {ci}→{co}, {hw}×{hw} | {fwd_ms:.2} | {ct_ms:.2} | {as_conv} | {dw_ms:.2} |");
+    }
+}
+
 fn main() {
     let flags = Flags::parse();
+    if std::env::args().any(|a| a == "--conv-grad") {
+        for t in if flags.threads.is_empty() { vec![1] } else { flags.threads.clone() } {
+            conv_grad(t);
+        }
+        return;
+    }
     let child = std::env::var_os("MEMEGUARD_STEP_BENCH_CHILD").is_some();
     let threads = |default: &[usize]| if flags.threads.is_empty() { default.to_vec() } else { flags.threads.clone() };
     if child {
@@ -668,8 +771,10 @@ fn main() {
         flags.session
     );
     if flags.vs_pytorch {
-        println!("| model | threads | ours ms, median (min) | PyTorch ms, median (min) | ours / PyTorch | PyTorch |");
-        println!("| --- | --- | --- | --- | --- | --- |");
+        println!(
+            "| model | threads | ours before ms, median (min) | ours now ms, median (min) | PyTorch ms, median (min) | now / PyTorch | PyTorch |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
     } else if flags.sweep {
         println!("| model | threads | variant | step-graph nodes | `Trainer::step` ms, median (min) |");
         println!("| --- | --- | --- | --- | --- |");
