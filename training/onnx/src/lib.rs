@@ -11,6 +11,7 @@ pub mod io;
 pub mod pycheck;
 pub mod shape;
 pub mod tensor;
+pub mod testing;
 pub mod upgrade;
 
 /// Types generated from the vendored `proto/onnx.proto` (ONNX 1.23.2).

@@ -1,14 +1,10 @@
 //! Graphs built with the builder load in a real ONNX Runtime session and compute what
 //! a naive Rust reference computes; saved files load back unchanged.
 
-use memeguard_onnx::{check_model, dims, load_model, save_model, Attr, DataType, GraphBuilder, Tensor};
-use memeguard_package::onnxruntime::{session_from_bytes, SessionOptions};
+use memeguard_onnx::testing::Lcg;
+use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, check_model, dims, load_model, save_model};
+use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
 use ort::value::TensorRef;
-
-fn lcg(seed: &mut u64) -> f32 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-}
 
 /// y = Softmax(Relu(x·W + b)) along the last axis, then scaled by a Constant node.
 fn build(w: &Tensor, b: &Tensor) -> memeguard_onnx::proto::ModelProto {
@@ -29,9 +25,8 @@ fn build(w: &Tensor, b: &Tensor) -> memeguard_onnx::proto::ModelProto {
 fn reference(x: &[f32], w: &[f32], b: &[f32], n: usize) -> Vec<f32> {
     let mut out = Vec::new();
     for i in 0..n {
-        let mut h: Vec<f32> = (0..3)
-            .map(|j| ((0..4).map(|k| x[i * 4 + k] * w[k * 3 + j]).sum::<f32>() + b[j]).max(0.0))
-            .collect();
+        let mut h: Vec<f32> =
+            (0..3).map(|j| ((0..4).map(|k| x[i * 4 + k] * w[k * 3 + j]).sum::<f32>() + b[j]).max(0.0)).collect();
         let m = h.iter().cloned().fold(f32::MIN, f32::max);
         let s: f32 = h.iter().map(|v| (v - m).exp()).sum();
         for v in h.iter_mut() {
@@ -44,10 +39,10 @@ fn reference(x: &[f32], w: &[f32], b: &[f32], n: usize) -> Vec<f32> {
 
 #[test]
 fn built_graph_runs_in_onnx_runtime_and_matches_reference() {
-    let mut seed = 7;
-    let w: Vec<f32> = (0..12).map(|_| lcg(&mut seed)).collect();
-    let b: Vec<f32> = (0..3).map(|_| lcg(&mut seed)).collect();
-    let x: Vec<f32> = (0..20).map(|_| lcg(&mut seed)).collect();
+    let mut rng = Lcg(7);
+    let w: Vec<f32> = (0..12).map(|_| rng.uniform()).collect();
+    let b: Vec<f32> = (0..3).map(|_| rng.uniform()).collect();
+    let x: Vec<f32> = (0..20).map(|_| rng.uniform()).collect();
     let model = build(&Tensor::f32(vec![4, 3], w.clone()), &Tensor::f32(vec![3], b.clone()));
     check_model(&model, true).unwrap();
 

@@ -61,11 +61,6 @@ pub struct CheckReport {
     pub max_abs_err: f64,
 }
 
-fn lcg(state: &mut u64) -> f64 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (*state >> 11) as f64 / (1u64 << 53) as f64
-}
-
 fn run(bytes: &[u8], feeds: &[(String, Tensor)], outputs: &[String]) -> Result<Vec<Tensor>, String> {
     let mut session = session_from_bytes(bytes, &SessionOptions { deterministic: true, ..Default::default() })
         .map_err(|e| e.to_string())?;
@@ -136,11 +131,11 @@ pub fn check(spec: &GradCheck) -> Result<CheckReport, String> {
     let y = run(&encode_model(&at_opset_of(probe.build(), &model)), &feeds, &[spec.output.clone()])?.remove(0);
 
     // loss = sum(y * R)
-    let mut seed = spec.seed.wrapping_add(0x9e37_79b9);
+    let mut rng = memeguard_onnx::testing::Lcg(spec.seed.wrapping_add(0x9e37_79b9));
     let r: Vec<f64> = (0..y.numel())
         .map(|_| {
-            let v = 0.5 + lcg(&mut seed);
-            if lcg(&mut seed) < 0.5 { -v } else { v }
+            let v = 0.5 + rng.unit_f64();
+            if rng.unit_f64() < 0.5 { -v } else { v }
         })
         .collect();
     let r = match dtype {

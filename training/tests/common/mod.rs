@@ -3,18 +3,17 @@
 #![allow(dead_code)]
 
 use memeguard_onnx::proto::ModelProto;
+use memeguard_onnx::testing::Lcg;
 use memeguard_onnx::{Attr, DataType, Dim, GraphBuilder, Tensor};
 use memeguard_training::autodiff::gradcheck::{GradCheck, check};
 
 /// Seeded values in ±[lo, hi] (both signs, away from zero when lo > 0).
 pub fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(12345);
+    let mut rng = Lcg(seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(12345));
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let sign = if (s >> 63) == 1 { -1.0 } else { 1.0 };
+            let u = rng.unit_f64();
+            let sign = if (rng.next_u64() >> 63) == 1 { -1.0 } else { 1.0 };
             sign * (lo + (hi - lo) * u)
         })
         .collect()

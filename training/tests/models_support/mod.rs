@@ -9,15 +9,19 @@ use memeguard_onnx::proto::ModelProto;
 use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
 use ort::value::{DynValue, Tensor};
 
-/// A tiny deterministic generator (tests need no statistical quality).
+/// The shared [`memeguard_onnx::testing::Lcg`] with the draws these tests' data was made
+/// with. Its `uniform` is in [-1, 0), not [-1, 1): `models_import`'s end-to-end training
+/// gives a non-finite loss with the full range, so the data stays as it was.
 pub struct Lcg(pub u64);
 
 impl Lcg {
     pub fn next_u32(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
+        let mut shared = memeguard_onnx::testing::Lcg(self.0);
+        let v = shared.next_u32();
+        self.0 = shared.0;
+        v
     }
-    /// Uniform in [-1, 1).
+    /// Uniform in [-1, 0).
     pub fn uniform(&mut self) -> f32 {
         (self.next_u32() as f32 / (1u64 << 31) as f32) - 1.0
     }

@@ -3,19 +3,15 @@
 //! the shared cross-entropy. Used by the optimizer tests and by `benches/step.rs`.
 #![allow(dead_code)]
 
+use memeguard_onnx::testing::Lcg;
 use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
 use memeguard_training::graph_spec::{Buffer, ModelGraph, Param};
 use memeguard_training::losses::soft_cross_entropy;
 
 /// Deterministic values in [-scale, scale).
 pub fn uniform(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0) * scale
-        })
-        .collect()
+    let mut rng = Lcg(seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1));
+    (0..n).map(|_| rng.uniform() * scale).collect()
 }
 
 /// A forward graph under construction with its parameter and buffer lists.
