@@ -55,7 +55,7 @@ pub fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
         out.extend_from_slice(data);
         let mut crc_input = kind.to_vec();
         crc_input.extend_from_slice(data);
-        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+        out.extend_from_slice(&crc32fast::hash(&crc_input).to_be_bytes());
         out
     }
     let mut ihdr = Vec::new();
@@ -67,15 +67,4 @@ pub fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
     out.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
     out.extend(chunk(b"IEND", &[]));
     out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
