@@ -3,6 +3,9 @@
 
 use memeguard_onnx::builder::{value_dims, value_dtype};
 use memeguard_onnx::proto::ModelProto;
+/// The default-domain opset a model imports, if any (the ONNX layer's, re-exported where
+/// the package checks its manifest against the graph).
+pub use memeguard_onnx::upgrade::default_opset;
 use memeguard_onnx::{DataType, Dim};
 
 /// Input: RGB pixels already resized to the manifest size, uint8 `[N, H, W, 3]`.
@@ -131,15 +134,6 @@ fn type_name(t: DataType) -> &'static str {
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     let list: Vec<String> = it.map(|n| format!("`{n}`")).collect();
     if list.is_empty() { "none".into() } else { list.join(", ") }
-}
-
-/// The default-domain opset a model imports, if any.
-pub fn default_opset(model: &ModelProto) -> Option<i64> {
-    model
-        .opset_import
-        .iter()
-        .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
-        .and_then(|o| o.version)
 }
 
 #[cfg(test)]
