@@ -16,6 +16,7 @@ pub mod nondiff;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod scan;
 pub mod shape_ops;
 pub mod slice_pad;
@@ -35,6 +36,7 @@ pub(crate) fn register_all(map: &mut HashMap<&'static str, Rule>) {
     dropout::register(map);
     conv::register(map);
     pool::register(map);
+    resize::register(map);
     norm::register(map);
     loss::register(map);
     scan::register(map);

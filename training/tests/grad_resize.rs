@@ -1,0 +1,87 @@
+//! Finite-difference checks of Resize over the two spatial axes: nearest (each
+//! `nearest_mode`), linear and cubic, with the coordinate modes PyTorch exports
+//! (half_pixel, align_corners, asymmetric, pytorch_half_pixel), by scales and by sizes,
+//! up and down. Resize is linear in X, so central differences are exact up to rounding.
+//! What the separable construction does not cover is refused.
+
+mod common;
+use common::*;
+use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
+use memeguard_training::autodiff::differentiate;
+
+/// Resize `x` by constant `scales` or `sizes` (four values each) with `attrs`.
+fn resize(
+    scales: Option<[f32; 4]>,
+    sizes: Option<[i64; 4]>,
+    attrs: Vec<(&'static str, Attr)>,
+) -> impl Fn(&mut GraphBuilder, &[String]) -> String {
+    move |b, n| match (scales, sizes) {
+        (Some(s), _) => {
+            let s = b.initializer("scales", &Tensor::f32(vec![4], s.to_vec()));
+            b.op("Resize", &[&n[0], "", &s], &attrs)
+        }
+        (_, Some(z)) => {
+            let z = b.const_i64s("sizes", &z);
+            b.op("Resize", &[&n[0], "", "", &z], &attrs)
+        }
+        _ => unreachable!("scales or sizes"),
+    }
+}
+
+fn mode(m: &str, coord: &str) -> Vec<(&'static str, Attr)> {
+    vec![("mode", Attr::Str(m.into())), ("coordinate_transformation_mode", Attr::Str(coord.into()))]
+}
+
+#[test]
+fn linear_and_cubic_in_each_coordinate_mode() {
+    let ins = [x("x", &[1, 2, 3, 4], values(24, 1, 0.1, 1.0))];
+    for m in ["linear", "cubic"] {
+        for coord in ["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"] {
+            eprintln!("{m} {coord}");
+            check_grad(&ins, &resize(Some([1.0, 1.0, 2.0, 1.5]), None, mode(m, coord)));
+            check_grad(&ins, &resize(None, Some([1, 2, 5, 7]), mode(m, coord)));
+            check_grad(&ins, &resize(None, Some([1, 2, 2, 3]), mode(m, coord)));
+        }
+    }
+}
+
+#[test]
+fn nearest_in_each_rounding_and_coordinate_mode() {
+    let ins = [x("x", &[2, 1, 3, 4], values(24, 2, 0.1, 1.0))];
+    for coord in ["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"] {
+        for nearest in ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"] {
+            let mut attrs = mode("nearest", coord);
+            attrs.push(("nearest_mode", Attr::Str(nearest.into())));
+            eprintln!("nearest {coord} {nearest}");
+            check_grad(&ins, &resize(Some([1.0, 1.0, 2.0, 2.0]), None, attrs.clone()));
+            check_grad(&ins, &resize(None, Some([2, 1, 5, 3]), attrs));
+        }
+    }
+}
+
+/// Downsampling with `antialias = 1` is still separable and linear.
+#[test]
+fn antialiased_linear_downsampling() {
+    let ins = [x("x", &[1, 1, 6, 8], values(48, 3, 0.1, 1.0))];
+    let mut attrs = mode("linear", "half_pixel");
+    attrs.push(("antialias", Attr::Int(1)));
+    check_grad(&ins, &resize(None, Some([1, 1, 3, 3]), attrs));
+}
+
+#[test]
+fn what_is_not_separable_here_is_refused() {
+    let cases: [(Vec<(&'static str, Attr)>, [i64; 4], &str); 3] = [
+        (mode("linear", "tf_crop_and_resize"), [1, 2, 6, 8], "tf_crop_and_resize"),
+        (mode("linear", "half_pixel"), [1, 4, 6, 8], "channel"),
+        (vec![("mode", Attr::Str("linear".into())), ("axes", Attr::Ints(vec![2, 3]))], [1, 2, 6, 8], "axes"),
+    ];
+    for (attrs, sizes, want) in cases {
+        let mut b = GraphBuilder::new("resize");
+        let xn = b.input("x", DataType::Float, &dims![1, 2, 3, 4]);
+        let sizes = if want == "axes" { b.const_i64s("sizes", &sizes[2..]) } else { b.const_i64s("sizes", &sizes) };
+        let y = b.op("Resize", &[&xn, "", "", &sizes], &attrs);
+        let loss = b.op("ReduceSum", &[&y], &[("keepdims", Attr::Int(0))]);
+        let err = differentiate(&b.build(), &loss, &["x".to_string()]).unwrap_err();
+        assert!(err.to_string().contains(want), "{want}: {err}");
+    }
+}
