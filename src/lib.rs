@@ -43,10 +43,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
-        .merge(routes::moderations::router())
-        .merge(routes::decisions::router())
-        .merge(routes::ops::router())
-        .merge(routes::openapi::router())
+        .merge(routes::router())
         .merge(web::router())
         .fallback(|| async { AppError::NotFound("no such route; see /docs".into()) })
         .method_not_allowed_fallback(|| async {

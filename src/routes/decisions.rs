@@ -1,12 +1,11 @@
 //! The decision log over HTTP: list with filters and cursor paging, one decision with its
 //! review history, its image, a moderator's review, and an export (CSV or JSONL).
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Caller, Role};
@@ -15,6 +14,7 @@ use crate::db::decisions::{self, Decision, DecisionFilter};
 use crate::db::reviews::{self, Label, Review};
 use crate::error::AppError;
 use crate::review;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 mod export;
@@ -23,13 +23,13 @@ mod export;
 const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/decisions", get(list))
-        .route("/v1/decisions/export", get(export::export))
-        .route("/v1/decisions/{id}", get(one))
-        .route("/v1/decisions/{id}/image", get(image))
-        .route("/v1/decisions/{id}/reviews", post(review))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/v1/decisions", list)
+        .get("/v1/decisions/export", export::export)
+        .get("/v1/decisions/{id}", one)
+        .get("/v1/decisions/{id}/image", image)
+        .post("/v1/decisions/{id}/reviews", review)
 }
 
 /// Query parameters shared by the list and the export.

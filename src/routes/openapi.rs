@@ -2,15 +2,14 @@
 //! (`/docs`; no scripts or assets from elsewhere). The document is written here by hand;
 //! a test checks that every documented operation is routed and every route documented.
 
+use axum::Json;
 use axum::response::Html;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::state::AppState;
+use crate::routes::Routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(|| async { Json(document()) })).route("/docs", get(docs))
+pub fn routes() -> Routes {
+    Routes::new().get("/openapi.json", || async { Json(document()) }).get("/docs", docs)
 }
 
 fn error_response(description: &str) -> Value {
@@ -156,8 +155,7 @@ pub fn document() -> Value {
             "/metrics": { "get": { "summary": "Prometheus metrics (admin key with --protect-metrics)", "security": [],
                 "responses": { "200": { "description": "text/plain; version=0.0.4" } } } },
             "/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.1" } } } },
-            "/docs": { "get": { "summary": "This document as a page", "security": [], "responses": { "200": { "description": "HTML" } } } },
-            "/": { "get": { "summary": "Index page", "security": [], "responses": { "200": { "description": "HTML" } } } }
+            "/docs": { "get": { "summary": "This document as a page", "security": [], "responses": { "200": { "description": "HTML" } } } }
         }
     })
 }

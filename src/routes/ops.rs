@@ -1,27 +1,27 @@
 //! Operations: liveness, readiness, Prometheus metrics, the served model, and the
 //! admin reload.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
 use crate::error::AppError;
+use crate::routes::Routes;
 use crate::scoring::ReloadOutcome;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/model", get(model))
-        .route("/v1/admin/reload", post(reload))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics)
+        .get("/v1/model", model)
+        .post("/v1/admin/reload", reload)
 }
 
 /// The process is up (says nothing about the model or the database).

@@ -7,23 +7,23 @@ mod input;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use axum::Json;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Serialize;
 
 pub use self::input::{ModerationRequest, items_from_json};
 use crate::auth::{Caller, Role};
 use crate::error::AppError;
 use crate::moderation::{ModerationItem, ModerationOutcome, moderate};
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// The single category memeguard scores.
 const CATEGORY: &str = "hate";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/moderations", post(create))
+pub fn routes() -> Routes {
+    Routes::new().post("/v1/moderations", create)
 }
 
 /// The response body (OpenAI's fields, then ours).

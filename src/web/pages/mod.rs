@@ -27,7 +27,10 @@ pub struct CsrfForm {
 impl CsrfForm {
     /// Checks the token of a posted form, which may not have parsed: a missing or
     /// unreadable form fails like a wrong token.
-    fn check(form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>, user: &WebUser) -> Result<(), PageError> {
+    fn check(
+        form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+        user: &WebUser,
+    ) -> Result<(), PageError> {
         let form = form.map(|axum::Form(f)| f).unwrap_or_default();
         user.check_csrf(Some(&form.csrf))
     }
