@@ -17,6 +17,18 @@ pub(crate) fn clip_global_norm(
     grads: &[String],
     max_norm: f32,
 ) -> Result<(Vec<String>, String), OptimError> {
+    let (coef, norm) = clip_coefficient(b, grads, max_norm)?;
+    let clipped = grads.iter().map(|g| b.op("Mul", &[g, &coef], &[])).collect();
+    Ok((clipped, norm))
+}
+
+/// The clipping coefficient `min(1, max_norm / (‖g‖ + 1e-6))` (a scalar) and the norm
+/// ([`GRAD_NORM`]), for an update that folds the scaling into its own scalars.
+pub(crate) fn clip_coefficient(
+    b: &mut GraphBuilder,
+    grads: &[String],
+    max_norm: f32,
+) -> Result<(String, String), OptimError> {
     if !(max_norm > 0.0 && max_norm.is_finite()) {
         return Err(OptimError::InvalidConfig(format!("max_grad_norm must be a positive number, got {max_norm}")));
     }
@@ -34,8 +46,7 @@ pub(crate) fn clip_global_norm(
     let denom = b.op("Add", &[GRAD_NORM, &eps], &[]);
     let ratio = b.op("Div", &[&max, &denom], &[]);
     let coef = b.op("Min", &[&ratio, &one], &[]);
-    let clipped = grads.iter().map(|g| b.op("Mul", &[g, &coef], &[])).collect();
-    Ok((clipped, GRAD_NORM.to_string()))
+    Ok((coef, GRAD_NORM.to_string()))
 }
 
 /// The scalars gradient accumulation shares across parameters.

@@ -8,7 +8,7 @@ use memeguard_onnx::builder::value_info;
 use memeguard_onnx::proto::{GraphProto, ModelProto};
 use memeguard_onnx::{DataType, Dim, GraphBuilder, Tensor, check_model};
 
-use super::clip::{Accumulation, clip_global_norm};
+use super::clip::{Accumulation, clip_coefficient, clip_global_norm};
 use super::config::OptimizerConfig;
 use super::multi_tensor::{Member, UpdateLayout, emit_bucket_update, flatten_concat, plan_units};
 use super::state_graph::{ScalarInput, StateGraph, StateIo};
@@ -333,13 +333,21 @@ pub fn build_step_graph_with(
         })
         .collect();
 
-    let grad_norm = match config.max_grad_norm {
-        Some(max_norm) => {
+    // AdamW folds the clipping coefficient into its scalars (one pass over the gradients
+    // fewer); SGD scales the gradients.
+    let mut grad_scale = None;
+    let grad_norm = match (config.max_grad_norm, config.kind) {
+        (Some(max_norm), OptimizerKind::AdamW { .. }) => {
+            let (coef, norm) = clip_coefficient(&mut b, &unit_grads, max_norm)?;
+            grad_scale = Some(coef);
+            Some(norm)
+        }
+        (Some(max_norm), OptimizerKind::Sgd { .. }) => {
             let (clipped, norm) = clip_global_norm(&mut b, &unit_grads, max_norm)?;
             unit_grads = clipped;
             Some(norm)
         }
-        None => None,
+        (None, _) => None,
     };
 
     // Per-group scalars, then one update per trainable parameter.
@@ -347,7 +355,7 @@ pub fn build_step_graph_with(
         OptimizerKind::AdamW { .. } => Some(scalar_input(&mut b, &mut scalars, ScalarInput::Step)?),
         OptimizerKind::Sgd { .. } => None,
     };
-    let adam = step.as_deref().and_then(|s| adam_shared(&mut b, &config.kind, s));
+    let adam = step.as_deref().and_then(|s| adam_shared(&mut b, &config.kind, s, grad_scale.as_deref()));
     let mut groups: Vec<String> = Vec::new();
     let mut rules = BTreeMap::new();
     for p in &trainable {

@@ -36,7 +36,15 @@ pub(crate) fn scalar(b: &mut GraphBuilder, base: &str, v: f32) -> String {
 }
 
 /// The per-step scalars AdamW shares across groups: constants and bias corrections from `step`.
-pub(crate) fn adam_shared(b: &mut GraphBuilder, kind: &OptimizerKind, step: &str) -> Option<AdamShared> {
+/// With `grad_scale` (the clipping coefficient c), the moments' input weights become
+/// `(1−β₁)·c` and `(1−β₂)·c²`, so that `g` need not be scaled first: the same update as on
+/// `c·g` up to rounding, one pass over every gradient fewer.
+pub(crate) fn adam_shared(
+    b: &mut GraphBuilder,
+    kind: &OptimizerKind,
+    step: &str,
+    grad_scale: Option<&str>,
+) -> Option<AdamShared> {
     let OptimizerKind::AdamW { beta1, beta2, eps } = *kind else { return None };
     let one = scalar(b, "adamw.one", 1.0);
     let beta1_c = scalar(b, "adamw.beta1", beta1);
@@ -46,9 +54,16 @@ pub(crate) fn adam_shared(b: &mut GraphBuilder, kind: &OptimizerKind, step: &str
     let pow2 = b.op("Pow", &[&beta2_c, step], &[]);
     let bc2 = b.op("Sub", &[&one, &pow2], &[]);
     let bias_correction2_sqrt = b.op("Sqrt", &[&bc2], &[]);
+    let mut one_minus_beta1 = scalar(b, "adamw.one_minus_beta1", 1.0 - beta1);
+    let mut one_minus_beta2 = scalar(b, "adamw.one_minus_beta2", 1.0 - beta2);
+    if let Some(c) = grad_scale {
+        one_minus_beta1 = b.op("Mul", &[&one_minus_beta1, c], &[]);
+        let c2 = b.op("Mul", &[c, c], &[]);
+        one_minus_beta2 = b.op("Mul", &[&one_minus_beta2, &c2], &[]);
+    }
     Some(AdamShared {
-        one_minus_beta1: scalar(b, "adamw.one_minus_beta1", 1.0 - beta1),
-        one_minus_beta2: scalar(b, "adamw.one_minus_beta2", 1.0 - beta2),
+        one_minus_beta1,
+        one_minus_beta2,
         eps: scalar(b, "adamw.eps", eps),
         beta1: beta1_c,
         beta2: beta2_c,
