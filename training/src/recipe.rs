@@ -87,6 +87,12 @@ pub struct ModelSpec {
     /// Finetune: which inputs and which head (`concat`, `cross`, `align`).
     pub modality: Modality,
     pub head: String,
+    /// `cross` / `align` heads: the projection width (Hate-CLIPper's `map_dim`; 32 when
+    /// absent) and the pre-output layers (1 when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_map_dim: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_pre_output_layers: Option<usize>,
     /// DINO: prototypes, local crops and their size.
     pub dino_out_dim: usize,
     pub local_crops: usize,
@@ -109,6 +115,8 @@ impl Default for ModelSpec {
             dropout: 0.1,
             modality: Modality::Multimodal,
             head: "concat".into(),
+            head_map_dim: None,
+            head_pre_output_layers: None,
             dino_out_dim: 256,
             local_crops: 2,
             local_size: 32,
@@ -149,6 +157,10 @@ pub struct Recipe {
     pub train: TrainConfig,
     #[serde(default)]
     pub data: DataSpec,
+    /// A finetune with RGCL's retrieval-guided contrastive loss added to the
+    /// cross-entropy (frozen imported encoders only: it trains on cached features).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rgcl: Option<crate::objectives::rgcl::RgclConfig>,
 }
 
 /// Errors reading recipes.
@@ -241,10 +253,16 @@ impl Recipe {
             Modality::Image => None,
             _ => Some(TextEncoder::from_spec(&m.text, m.text_trainable, vocab_size, m.max_length)?),
         };
+        let hate_clipper = |interaction| {
+            let mut head = HateClipperHead::new(interaction);
+            head.map_dim = m.head_map_dim.unwrap_or(head.map_dim);
+            head.pre_output_layers = m.head_pre_output_layers.unwrap_or(head.pre_output_layers);
+            HeadConfig::HateClipper(head)
+        };
         let head = match m.head.as_str() {
             "concat" => HeadConfig::Concat(ConcatHead::default()),
-            "cross" => HeadConfig::HateClipper(HateClipperHead::new(Interaction::Cross)),
-            "align" => HeadConfig::HateClipper(HateClipperHead::new(Interaction::Align)),
+            "cross" => hate_clipper(Interaction::Cross),
+            "align" => hate_clipper(Interaction::Align),
             other => {
                 return Err(ModelError::Config(format!("unknown head `{other}`: use concat, cross or align")).into());
             }

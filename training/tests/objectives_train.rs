@@ -6,19 +6,29 @@ use std::path::Path;
 
 use memeguard_package::TextTokenizer;
 use memeguard_training::data::augment::{MultiCrop, Views};
-use memeguard_training::data::synth::{generate, Difficulty, SynthConfig};
+use memeguard_training::data::synth::{Difficulty, SynthConfig, generate};
 use memeguard_training::data::{HatefulMemes, ImageCheck, Loader, LoaderConfig, Meme, Sampling, Split};
 use memeguard_training::objectives::Feeds;
 use memeguard_training::recipe::{Method, ModelSpec, Recipe};
 use memeguard_training::run::feed::to_feeds;
-use memeguard_training::run::{prepare, TrainConfig, RunOptions};
+use memeguard_training::run::{RunOptions, TrainConfig, prepare};
 use memeguard_training::runtime::StepHyper;
 
 const SIZE: u32 = 32;
 const MAX_LEN: usize = 12;
 
 fn memes(dir: &Path) -> Vec<Meme> {
-    let config = SynthConfig { train: 8, dev: 0, test: 0, size: 48, seed: 3, difficulty: Difficulty::Easy, concepts: 4, families: 12, ..SynthConfig::default() };
+    let config = SynthConfig {
+        train: 8,
+        dev: 0,
+        test: 0,
+        size: 48,
+        seed: 3,
+        difficulty: Difficulty::Easy,
+        concepts: 4,
+        families: 12,
+        ..SynthConfig::default()
+    };
     generate(dir, &config, false, 2, &|| {}).unwrap();
     HatefulMemes::load(dir, ImageCheck::Header).unwrap().split(Split::Train).to_vec()
 }
@@ -43,6 +53,7 @@ fn recipe(method: Method) -> Recipe {
         },
         train: TrainConfig { max_grad_norm: None, weight_decay: 0.0, ..TrainConfig::default() },
         data: Default::default(),
+        rgcl: None,
     }
 }
 
@@ -72,7 +83,14 @@ fn overfit_recipe(recipe: Recipe, steps: usize, lr: f32) -> (f32, f32) {
     let texts: Vec<String> = memes.iter().map(|m| m.text.clone()).collect();
     let tok = TextTokenizer::train_wordpiece(&texts, 120).unwrap();
     let objective = recipe.objective(tok.vocab_size(), 1).unwrap();
-    let cfg = LoaderConfig { batch_size: 8, workers: 1, prefetch: 1, sampling: Sampling::Sequential, max_text_len: MAX_LEN, ..Default::default() };
+    let cfg = LoaderConfig {
+        batch_size: 8,
+        workers: 1,
+        prefetch: 1,
+        sampling: Sampling::Sequential,
+        max_text_len: MAX_LEN,
+        ..Default::default()
+    };
     let loader = Loader::new(memes, Some(&tok), views(objective.feeds), cfg).unwrap();
     let batch = loader.epoch(0).next().unwrap();
     let mut feeds = to_feeds(&batch, objective.feeds).unwrap();
@@ -100,12 +118,8 @@ fn overfit_recipe(recipe: Recipe, steps: usize, lr: f32) -> (f32, f32) {
             trainer.ema_update(0.9).unwrap();
         }
     }
-    let unchanged: Vec<&String> = trainable
-        .iter()
-        .zip(&before)
-        .filter(|(p, b)| trainer.value(p).unwrap() == **b)
-        .map(|(p, _)| p)
-        .collect();
+    let unchanged: Vec<&String> =
+        trainable.iter().zip(&before).filter(|(p, b)| trainer.value(p).unwrap() == **b).map(|(p, _)| p).collect();
     assert!(unchanged.is_empty(), "{method:?}: parameters never updated: {unchanged:?}");
     (losses[0], *losses.last().unwrap())
 }

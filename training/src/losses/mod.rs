@@ -9,7 +9,9 @@
 //! - [`cross_entropy`]: logits `[.., C]` against class indices (int64 `[..]`);
 //! - [`soft_cross_entropy`]: logits `[.., C]` against class probabilities `[.., C]`;
 //! - [`bce_with_logits`]: binary cross-entropy from logits, optional `pos_weight`;
-//! - [`cosine_loss`]: `2 − 2·cos(a, b)` along the last axis.
+//! - [`cosine_loss`]: `2 − 2·cos(a, b)` along the last axis;
+//! - [`retrieval_contrastive`]: RGCL's loss over anchors, retrieved positives and
+//!   negatives, and in-batch negatives.
 //!
 //! All are numerically stable for large logits: log-probabilities come from
 //! `LogSoftmax` (max-shifted inside ONNX Runtime), never from softmax then log.
@@ -17,10 +19,12 @@
 mod bce;
 mod cosine;
 mod cross_entropy;
+mod rgcl;
 
 pub use bce::bce_with_logits;
 pub use cosine::{DEFAULT_COSINE_EPS, cosine_loss};
 pub use cross_entropy::{cross_entropy, soft_cross_entropy};
+pub use rgcl::retrieval_contrastive;
 
 use memeguard_onnx::proto::{GraphProto, ModelProto};
 use memeguard_onnx::shape::infer_shapes;

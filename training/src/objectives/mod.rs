@@ -15,6 +15,7 @@ pub mod cass_mm;
 pub mod classify;
 pub mod clip;
 pub mod dino;
+pub mod rgcl;
 
 use crate::graph_spec::ModelGraph;
 use crate::optim::EmaPair;

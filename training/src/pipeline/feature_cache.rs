@@ -183,8 +183,13 @@ impl FeatureTable {
         self.meta.valid[i]
     }
 
+    /// Memes in the table.
+    pub fn rows(&self) -> usize {
+        self.meta.rows
+    }
+
     /// The feeds of the head graph for memes `rows` (all valid).
-    fn feeds(&self, rows: &[usize]) -> Vec<(String, Tensor)> {
+    pub fn feeds(&self, rows: &[usize]) -> Vec<(String, Tensor)> {
         let (di, dt) = (self.meta.image_dim, self.meta.text_dim);
         let mut image = Vec::with_capacity(rows.len() * di);
         let mut text = Vec::with_capacity(rows.len() * dt);
@@ -378,13 +383,14 @@ fn compute(
 pub struct FeatureSource {
     /// The training loader, used for its epoch order only.
     pub loader: Loader,
-    pub table: FeatureTable,
+    pub table: std::rc::Rc<FeatureTable>,
     /// The memes' labels (1 = hateful), in stored order.
     pub labels: Vec<Option<u8>>,
 }
 
 impl FeatureSource {
-    fn batch(&self, rows: &[usize]) -> Result<Batch, String> {
+    /// The feeds of memes `rows` with their labels.
+    pub fn batch(&self, rows: &[usize]) -> Result<Batch, String> {
         let labels: Vec<f32> = rows
             .iter()
             .map(|&r| {
@@ -397,15 +403,22 @@ impl FeatureSource {
     }
 }
 
-impl BatchSource for FeatureSource {
-    fn epoch(&mut self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch, String>> + '_> {
+impl FeatureSource {
+    /// The memes of each batch of `epoch`, in the loader's order (unreadable ones left out).
+    pub fn epoch_rows(&self, epoch: u64) -> Vec<Vec<usize>> {
         let order = self.loader.epoch_order(epoch);
         let size = self.loader.config().batch_size;
-        let batches: Vec<Vec<usize>> = order
+        order
             .chunks(size)
             .map(|chunk| chunk.iter().copied().filter(|&i| self.table.valid(i)).collect::<Vec<_>>())
             .filter(|rows| !rows.is_empty())
-            .collect();
+            .collect()
+    }
+}
+
+impl BatchSource for FeatureSource {
+    fn epoch(&mut self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch, String>> + '_> {
+        let batches = self.epoch_rows(epoch);
         Box::new(batches.into_iter().map(move |rows| self.batch(&rows)))
     }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::early_stopping::{EarlyStopping, EpochRecord};
 use super::feature_cache::{self, CacheUse, FeatureSource, FeatureTable, score_features};
+use super::retrieval::{Retrieval, RetrievalSource};
 use super::score::{Scores, SplitMetrics, score_package_memes};
 use super::{Dataset, PipelineError};
 use crate::data::augment::Views;
@@ -176,9 +177,18 @@ pub fn finetune(
         (FeatureCacheDir::InRun, None) => run_dir.as_deref().map(|r| r.path.join("features")),
     };
     // With the cache the head trains alone, on the encoders' features.
-    let mut objective = match cache_dir {
-        Some(_) => crate::objectives::classify::build_head(&cfg, recipe.train.seed)?,
-        None => crate::objectives::classify::build(&cfg, recipe.train.seed)?,
+    let mut objective = match (&cache_dir, &recipe.rgcl) {
+        (Some(_), Some(rgcl)) => crate::objectives::rgcl::build(&cfg, recipe.train.seed, rgcl)?,
+        (Some(_), None) => crate::objectives::classify::build_head(&cfg, recipe.train.seed)?,
+        (None, None) => crate::objectives::classify::build(&cfg, recipe.train.seed)?,
+        (None, Some(_)) => {
+            return Err(PipelineError::Invalid(format!(
+                "recipe `{}` trains with RGCL, which retrieves over cached features: its encoders must be imported \
+                 (hf:, onnx:) and frozen, data.augment false, without --init-from or --no-feature-cache{}",
+                recipe.name,
+                feature_cache::ineligible(&cfg, recipe.data.augment).map(|why| format!(" ({why})")).unwrap_or_default()
+            )));
+        }
     };
     let m = &recipe.model;
     let freeze_image = !m.image_trainable.any();
@@ -233,6 +243,7 @@ pub fn finetune(
     let session = SessionOptions { device: opts.run.device, threads: opts.run.threads, ..Default::default() };
     let dev_labelled: Vec<crate::data::Meme> = dev_memes.iter().filter(|m| m.label.is_some()).cloned().collect();
     let mut cache_use = None;
+    let mut retrieval: Option<Retrieval> = None;
     let (mut source, cached): (Box<dyn BatchSource>, Option<(FeatureTable, ModelGraph)>) = match &cache_dir {
         Some(dir) => {
             let splits: [(&str, &[crate::data::Meme]); 2] = [("train", loader.memes()), ("dev", &dev_labelled)];
@@ -240,9 +251,22 @@ pub fn finetune(
             let (dev_table, dev_use) = tables.pop().expect("two splits");
             let (train_table, train_use) = tables.pop().expect("two splits");
             cache_use = Some(BTreeMap::from([("train".to_string(), train_use), ("dev".to_string(), dev_use)]));
-            let labels = loader.memes().iter().map(|m| m.label).collect();
+            let labels: Vec<Option<u8>> = loader.memes().iter().map(|m| m.label).collect();
             let head = build_head_classifier(&cfg, Mode::Infer, Weights::Hollow)?;
-            (Box::new(FeatureSource { loader, table: train_table, labels }), Some((dev_table, head)))
+            let table = std::rc::Rc::new(train_table);
+            let features = FeatureSource { loader, table: table.clone(), labels: labels.clone() };
+            let source: Box<dyn BatchSource> = match &recipe.rgcl {
+                Some(rgcl) => {
+                    // The head's starting values: what the training graph was built with.
+                    let start = initial_values(&objective.graph);
+                    let r = Retrieval::new(&cfg, rgcl, table, labels, &start, &session)?;
+                    let neighbours = r.neighbours.clone();
+                    retrieval = Some(r);
+                    Box::new(RetrievalSource { inner: features, neighbours })
+                }
+                None => Box::new(features),
+            };
+            (source, Some((dev_table, head)))
         }
         None => (Box::new(LoaderSource { loader, feeds: objective.feeds }), None),
     };
@@ -284,6 +308,10 @@ pub fn finetune(
         epochs_run = epoch + 1;
         let values = trainer.model_values()?;
         let scores = dev_scores_of(&values).map_err(|e| RunError::Invalid(e.to_string()))?;
+        if let Some(r) = retrieval.as_mut() {
+            // The next epoch retrieves in the embedding space the head has now.
+            r.refresh(&values).map_err(|e| RunError::Invalid(e.to_string()))?;
+        }
         epoch_seconds.push(epoch_started.elapsed().as_secs_f64());
         epoch_started = std::time::Instant::now();
         let at_half = scores.metrics(0.5);
@@ -374,4 +402,18 @@ fn with_head_values(infer: ModelGraph, values: &BTreeMap<String, Tensor>) -> Res
         return Err(PipelineError::Invalid(format!("the head-only run has no value for {}", missing.join(", "))));
     }
     Ok(model)
+}
+
+/// The values a graph's parameters and buffers were built with.
+fn initial_values(graph: &ModelGraph) -> BTreeMap<String, Tensor> {
+    let names: std::collections::BTreeSet<&str> =
+        graph.params.iter().map(|p| p.name.as_str()).chain(graph.buffers.iter().map(|b| b.name.as_str())).collect();
+    graph
+        .model
+        .graph
+        .iter()
+        .flat_map(|g| g.initializer.iter())
+        .filter(|t| t.name.as_deref().is_some_and(|n| names.contains(n)))
+        .filter_map(|t| Some((t.name.clone()?, Tensor::from_proto(t).ok()?)))
+        .collect()
 }

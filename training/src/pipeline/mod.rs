@@ -9,6 +9,7 @@ pub mod feature_cache;
 pub mod finetune;
 pub mod pretrain;
 pub mod refresh;
+pub mod retrieval;
 pub mod reviews;
 pub mod score;
 
