@@ -27,27 +27,8 @@ use crate::models::net::{Net, Weights};
 pub const MIN_IMPORT_OPSET: i64 = 13;
 
 /// Ops whose outputs carry no gradient (shapes, indices, booleans): they need no rule
-/// and stop gradient paths.
-const NON_DIFFERENTIABLE: &[&str] = &[
-    "Shape",
-    "Size",
-    "Equal",
-    "Less",
-    "Greater",
-    "LessOrEqual",
-    "GreaterOrEqual",
-    "Not",
-    "And",
-    "Or",
-    "Xor",
-    "ArgMax",
-    "ArgMin",
-    "NonZero",
-    "IsNaN",
-    "IsInf",
-    "EyeLike",
-    "ConstantOfShape",
-];
+/// and stop gradient paths. The autodiff's own list, so the two cannot disagree.
+const NON_DIFFERENTIABLE: &[&str] = crate::autodiff::rules::nondiff::NO_GRADIENT;
 
 /// Whether the autodiff can differentiate through `op_type`: the one place import
 /// asks this.
