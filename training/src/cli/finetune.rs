@@ -37,7 +37,8 @@ Encoders from elsewhere: `model.image` / `model.text` also take `hf:DIR` (a Hugg
 folder; its preprocessor_config.json and tokenizer are used) and `onnx:FILE[#OUTPUT]`
 (an ONNX export, weights inline or in FILE.data; #OUTPUT names the [N, D] features; a
 text export needs --tokenizer, its own tokenizer.json). `model.image_trainable` /
-`model.text_trainable`: true, false (frozen) or \"last:N\" (hf: only). Their weights,
+`model.text_trainable`: true, false (frozen) or \"last:N\" (the last N blocks and what
+follows them; for onnx: exports the blocks are read from the parameter names). Their weights,
 preprocessing and tokenizer go into the exported package (docs/training.md).
 
 Frozen-feature cache: when every encoder is imported (hf:, onnx:) and frozen and
@@ -47,6 +48,11 @@ their preprocessing and the split's memes) and the head trains on them; --seeds 
 --resume reuse them, the exported package still holds the whole graph. metrics.json's
 `feature_cache` says whether each split was computed or reused; --no-feature-cache runs
 the encoders in every step instead.
+
+Published setups on frozen CLIP ViT-L/14: training/recipes/hateful-memes-clip-vit-l14-hateclipper.toml
+(Hate-CLIPper, cross fusion) and hateful-memes-clip-vit-l14-rgcl.toml (RGCL: the `[rgcl]`
+section adds the retrieval-guided contrastive loss; needs the feature cache); tiny-*-hf-clip
+variants run on the tiny CLIP fixture.
 
 Examples:
   memeguard-train finetune --recipe training/recipes/tiny-finetune-multimodal.toml --data data/synth-tiny
