@@ -152,6 +152,56 @@ fn new_rule_graph() -> (ModelProto, usize) {
     (d.model, m.graph.as_ref().unwrap().node.len())
 }
 
+/// The rules of issue #13 item 2 in one graph, for the CUDA check below.
+fn item2_rule_graph() -> (ModelProto, usize) {
+    use memeguard_onnx::dims;
+    let mut b = GraphBuilder::new("item2");
+    let img = b.input("img", DataType::Float, &dims![2, 4, 3, 3]);
+    let f32s = |n: usize, v: f32| vec![v; n];
+    let wct = b.initializer("wct", &Tensor::f32(vec![4, 2, 2, 2], f32s(32, 0.1)));
+    let (s2, b2) = (
+        b.initializer("s2", &Tensor::f32(vec![2], f32s(2, 1.0))),
+        b.initializer("b2", &Tensor::f32(vec![2], f32s(2, 0.0))),
+    );
+    let (gs, gb) = (
+        b.initializer("gs", &Tensor::f32(vec![2], f32s(2, 1.0))),
+        b.initializer("gb", &Tensor::f32(vec![2], f32s(2, 0.0))),
+    );
+    let slope = b.initializer("slope", &Tensor::f32(vec![2, 1, 1], f32s(2, 0.2)));
+    let wd = b.initializer("wd", &Tensor::f32(vec![128, 3], f32s(384, 0.01)));
+    let u = b.initializer("u", &Tensor::f32(vec![2, 1], f32s(2, 0.5)));
+    let u2 = b.initializer("u2", &Tensor::f32(vec![1, 3], f32s(3, 0.5)));
+    let y = b.op("ConvTranspose", &[&img, &wct], &[]);
+    let y = b.op("InstanceNormalization", &[&y, &s2, &b2], &[]);
+    let scales = b.initializer("scales", &Tensor::f32(vec![4], vec![1.0, 1.0, 2.0, 2.0]));
+    let y = b.op("Resize", &[&y, "", &scales], &[("mode", Attr::Str("linear".into()))]);
+    let y = b.op("GroupNormalization", &[&y, &gs, &gb], &[("num_groups", Attr::Int(2))]);
+    let y = b.op("Mish", &[&y], &[]);
+    let y = b.op("Selu", &[&y], &[]);
+    let y = b.op("PRelu", &[&y, &slope], &[]);
+    let gm = b.op("GlobalMaxPool", &[&y], &[]);
+    let flat = b.const_i64s("flat", &[2, 128]);
+    let f = b.op("Reshape", &[&y, &flat], &[]);
+    let f = b.op("LpNormalization", &[&f], &[("axis", Attr::Int(1))]);
+    let e = b.op("Einsum", &[&f, &wd], &[("equation", Attr::Str("bn,nd->bd".into()))]);
+    let k = b.const_i64s("k", &[2]);
+    let t = b.node("TopK", &[&e, &k], 2, &[]).remove(0);
+    let idx = b.constant("idx", Tensor::i64(vec![2, 1], vec![0, 2]));
+    let sc = b.op("ScatterElements", &[&e, &idx, &u], &[("axis", Attr::Int(1))]);
+    let idx_nd = b.constant("idx_nd", Tensor::i64(vec![1, 1], vec![1]));
+    let snd = b.op("ScatterND", &[&sc, &idx_nd, &u2], &[]);
+    let r1 = b.op("ReduceProd", &[&snd], &[("keepdims", Attr::Int(0))]);
+    let r2 = b.op("ReduceL1", &[&t], &[("keepdims", Attr::Int(0))]);
+    let r3 = b.op("ReduceSum", &[&gm], &[("keepdims", Attr::Int(0))]);
+    let l = b.op("Sum", &[&r1, &r2, &r3], &[]);
+    b.output(&l, DataType::Float, &[]);
+    let m = b.build();
+    let wrt: Vec<String> =
+        ["img", "wct", "s2", "b2", "gs", "gb", "slope", "wd", "u", "u2"].iter().map(|s| s.to_string()).collect();
+    let d = differentiate(&m, &l, &wrt).unwrap();
+    (d.model, m.graph.as_ref().unwrap().node.len())
+}
+
 /// Issue #12 trains these towers on CUDA: every op the gradient nodes use, for the
 /// exports and for the rules added for them, has a CUDA kernel in ONNX Runtime 1.31.1.
 /// (The forward graphs are the exporter's: SoftmaxCrossEntropyLoss, for one, has no
@@ -165,6 +215,7 @@ fn gradient_graphs_of_the_exports_use_only_ops_with_cuda_kernels() {
         ("clip-text-dynamo", check_export("clip-text-dynamo.onnx", "text_embeds", &text_feeds())),
         ("clip-vision-dynamo", check_export("clip-vision-dynamo.onnx", "image_embeds", &image_feeds())),
         ("new rules", new_rule_graph()),
+        ("item 2 rules", item2_rule_graph()),
     ];
     // The gradient nodes only: what follows the forward graph's nodes.
     let gradient_ops = |(m, forward): &(ModelProto, usize)| {

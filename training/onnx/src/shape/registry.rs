@@ -72,6 +72,7 @@ pub(super) fn rule(op: &str) -> Option<Rule> {
         "Conv" | "MaxPool" | "AveragePool" => (conv_pool::window, None),
         "ConvTranspose" => (conv_pool::conv_transpose, None),
         "GlobalAveragePool" | "GlobalMaxPool" => (conv_pool::global_pool, None),
+        "Resize" => (conv_pool::resize, None),
         // matmul.rs
         "MatMul" => (matmul::matmul, None),
         "Gemm" => (matmul::gemm, None),
