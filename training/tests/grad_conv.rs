@@ -273,11 +273,14 @@ fn global_average_pool() {
     }
 }
 
+/// Input dims, weight dims, attributes.
+type ConvTransposeCase = (Vec<i64>, Vec<i64>, Vec<(&'static str, Attr)>);
+
 /// ConvTranspose: `W` is `[C_in, C_out / group, k…]`.
 #[test]
 fn conv_transpose_strides_pads_output_padding_groups() {
     let ints = |v: &[i64]| Attr::Ints(v.to_vec());
-    let cases: Vec<(Vec<i64>, Vec<i64>, Vec<(&'static str, Attr)>)> = vec![
+    let cases: Vec<ConvTransposeCase> = vec![
         (vec![2, 3, 4, 4], vec![3, 2, 3, 3], vec![]),
         (vec![1, 2, 3, 4], vec![2, 3, 3, 2], vec![("strides", ints(&[2, 2])), ("pads", ints(&[1, 0, 1, 1]))]),
         (

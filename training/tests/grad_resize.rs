@@ -68,9 +68,12 @@ fn antialiased_linear_downsampling() {
     check_grad(&ins, &resize(None, Some([1, 1, 3, 3]), attrs));
 }
 
+/// Attributes, sizes, and a word the refusal must contain.
+type RefusedCase = (Vec<(&'static str, Attr)>, [i64; 4], &'static str);
+
 #[test]
 fn what_is_not_separable_here_is_refused() {
-    let cases: [(Vec<(&'static str, Attr)>, [i64; 4], &str); 3] = [
+    let cases: [RefusedCase; 3] = [
         (mode("linear", "tf_crop_and_resize"), [1, 2, 6, 8], "tf_crop_and_resize"),
         (mode("linear", "half_pixel"), [1, 4, 6, 8], "channel"),
         (vec![("mode", Attr::Str("linear".into())), ("axes", Attr::Ints(vec![2, 3]))], [1, 2, 6, 8], "axes"),
@@ -84,4 +87,23 @@ fn what_is_not_separable_here_is_refused() {
         let err = differentiate(&b.build(), &loss, &["x".to_string()]).unwrap_err();
         assert!(err.to_string().contains(want), "{want}: {err}");
     }
+}
+
+/// A decoder step as exporters write it: Resize, then Conv and GroupNormalization, whose
+/// rules need the rank the Resize's shape rule keeps.
+#[test]
+fn resize_then_conv_and_group_norm() {
+    let ins = [
+        x("x", &[1, 2, 3, 3], values(18, 4, 0.1, 1.0)),
+        x("w", &[4, 2, 3, 3], values(72, 5, 0.1, 0.5)),
+        x("scale", &[2], values(2, 6, 0.5, 1.5)), // opset 20: GroupNormalization-18, per group
+        x("bias", &[2], values(2, 7, 0.1, 1.0)),
+    ];
+    check_grad(&ins, &|b, n| {
+        let s = b.initializer("scales", &Tensor::f32(vec![4], vec![1.0, 1.0, 2.0, 2.0]));
+        let attrs = mode("linear", "half_pixel");
+        let y = b.op("Resize", &[&n[0], "", &s], &attrs);
+        let y = b.op("Conv", &[&y, &n[1]], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+        b.op("GroupNormalization", &[&y, &n[2], &n[3]], &[("num_groups", Attr::Int(2)), ("epsilon", Attr::Float(1e-3))])
+    });
 }

@@ -61,10 +61,10 @@ pub fn differentiate_with(
             what: format!("element type {:?}", loss_type.dtype),
         });
     }
-    if let Some(d) = &loss_type.dims {
-        if d.iter().any(|x| *x != Dim::Known(1)) {
-            return Err(AutodiffError::LossNotScalar { name: loss.into(), what: format!("shape {d:?}") });
-        }
+    if let Some(d) = &loss_type.dims
+        && d.iter().any(|x| *x != Dim::Known(1))
+    {
+        return Err(AutodiffError::LossNotScalar { name: loss.into(), what: format!("shape {d:?}") });
     }
     for w in wrt {
         match shapes.dtype(w) {
@@ -127,10 +127,10 @@ pub fn differentiate_with(
         let mut ctx = RuleCtx::new(node, &mut b, &mut shapes, grad_outputs, needs.clone());
         rule(&mut ctx)?;
         for (i, g) in ctx.into_grads().into_iter().enumerate() {
-            if let Some(g) = g {
-                if needs[i] {
-                    contributions.entry(node.input[i].clone()).or_default().push(g);
-                }
+            if let Some(g) = g
+                && needs[i]
+            {
+                contributions.entry(node.input[i].clone()).or_default().push(g);
             }
         }
     }
@@ -143,14 +143,14 @@ pub fn differentiate_with(
             None => {
                 // Not connected to the loss: its gradient is zero.
                 let s = b.op("Shape", &[w], &[]);
-                let zero = filled_of_shape(
-                    &mut b,
-                    &format!("{w}_grad_zero"),
-                    &s,
-                    shapes.dtype(w).unwrap_or(DataType::Float),
-                    0.0,
-                );
-                b.node_into("Identity", &[&zero], &[&name], &[]);
+                let dtype = shapes.dtype(w).unwrap_or(DataType::Float);
+                let fill = Attr::Tensor(Tensor::full(dtype, &[1], 0.0));
+                if matches!(dtype, DataType::Float16 | DataType::Bfloat16) {
+                    let zero = b.op("ConstantOfShape", &[&s], &[("value", fill)]);
+                    b.node_into("Cast", &[&zero], &[&name], &[("to", Attr::Int(dtype as i64))]);
+                } else {
+                    b.node_into("ConstantOfShape", &[&s], &[&name], &[("value", fill)]);
+                }
             }
         }
         grads.insert(w.clone(), name);

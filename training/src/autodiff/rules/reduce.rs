@@ -114,10 +114,7 @@ fn reduce_extreme(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let mask = c.op("Cast", &[&hit], &[("to", Attr::Int(to))]);
     let count = match reduced_axes(c)? {
         Some(axes) => c.reduce_sum(&mask, &axes, true),
-        None => {
-            let all = c.op("ReduceSum", &[&mask], &[("keepdims", Attr::Int(1))]);
-            all
-        }
+        None => c.op("ReduceSum", &[&mask], &[("keepdims", Attr::Int(1))]),
     };
     let g = expanded_grad(c)?;
     let share = c.op("Div", &[&mask, &count], &[]);
