@@ -234,7 +234,9 @@ pub fn tables(
     session: &SessionOptions,
 ) -> Result<Vec<(FeatureTable, CacheUse)>, PipelineError> {
     let pre = Preprocessing::new(cfg, image, tokenizer, max_length)?;
-    let mut model: Option<ModelProto> = None;
+    // One session for every split that needs computing, built only then; the graph and
+    // its bytes are dropped once ONNX Runtime holds its copy.
+    let mut encoders: Option<Encoders> = None;
     let mut out = Vec::new();
     for (name, memes) in splits {
         let key = format!("{name}-{}", pre.key(memes));
@@ -246,12 +248,12 @@ pub fn tables(
             continue;
         }
         std::fs::create_dir_all(dir).map_err(|e| PipelineError::Invalid(format!("{}: {e}", dir.display())))?;
-        if model.is_none() {
-            model = Some(encoder_model(cfg)?);
+        if encoders.is_none() {
+            encoders = Some(Encoders::new(cfg, session)?);
         }
-        let encoders = model.as_ref().expect("built just above");
+        let encoders = encoders.as_mut().expect("built just above");
         let started = std::time::Instant::now();
-        compute(encoders, memes, tokenizer, image, max_length, session, &rows_path, &meta_path)?;
+        compute(encoders, memes, tokenizer, image, max_length, &rows_path, &meta_path)?;
         tracing::info!(
             split = name,
             memes = memes.len(),
@@ -282,22 +284,40 @@ fn open(rows_path: &Path, meta_path: &Path, rows: usize) -> Result<Option<Featur
     Ok(Some(FeatureTable { rows: map, meta }))
 }
 
+/// The encoders' inference session and the names of its inputs and outputs.
+struct Encoders {
+    session: ort::session::Session,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl Encoders {
+    fn new(cfg: &ClassifierConfig, options: &SessionOptions) -> Result<Self, PipelineError> {
+        let model = encoder_model(cfg)?;
+        let graph = model.graph.as_ref().ok_or_else(|| PipelineError::Invalid("the encoder graph is empty".into()))?;
+        let inputs = graph.input.iter().filter_map(|v| v.name.clone()).collect();
+        let outputs = graph.output.iter().filter_map(|v| v.name.clone()).collect();
+        let bytes = encode_model(&model);
+        drop(model);
+        let session =
+            session_from_bytes(&bytes, options).map_err(|e| PipelineError::Score(format!("feature cache: {e}")))?;
+        Ok(Encoders { session, inputs, outputs })
+    }
+}
+
 /// Runs the encoders over `memes` in stored order and writes their rows.
-#[allow(clippy::too_many_arguments)]
 fn compute(
-    model: &ModelProto,
+    encoders: &mut Encoders,
     memes: &[Meme],
     tokenizer: &TextTokenizer,
     image: &ImageSpec,
     max_length: usize,
-    session: &SessionOptions,
     rows_path: &Path,
     meta_path: &Path,
 ) -> Result<(), PipelineError> {
     let score = |e: &dyn std::fmt::Display| PipelineError::Score(format!("feature cache: {e}"));
-    let inputs: Vec<String> = model.graph.iter().flat_map(|g| g.input.iter()).filter_map(|i| i.name.clone()).collect();
-    let outputs: Vec<String> =
-        model.graph.iter().flat_map(|g| g.output.iter()).filter_map(|o| o.name.clone()).collect();
+    let inputs = &encoders.inputs;
+    let outputs = &encoders.outputs;
     let has = |name: &str| outputs.iter().any(|o| o == name);
     let cfg = LoaderConfig {
         batch_size: 32,
@@ -308,7 +328,7 @@ fn compute(
         ..Default::default()
     };
     let loader = Loader::new(memes.to_vec(), Some(tokenizer), Views::package(image), cfg)?;
-    let mut sess = session_from_bytes(&encode_model(model), session).map_err(|e| score(&e))?;
+    let sess = &mut encoders.session;
     let mut meta = TableMeta {
         format: FORMAT.into(),
         rows: memes.len(),
