@@ -2,7 +2,9 @@
 //! writes take the graph's float type, so a half-precision MLP differentiates into a
 //! graph that passes ONNX's strict type inference, and the float16
 //! one runs in ONNX Runtime's CPU and agrees with the float32 gradients within
-//! half-precision tolerance (its CPU has no bfloat16 kernels for these ops).
+//! half-precision tolerance (its CPU has no bfloat16 kernels for these ops). A float16
+//! graph through the newer rules (ConvTranspose … Resize … Einsum, ReduceProd) passes
+//! the same type inference.
 //!
 //! Parameters are fed as float32 and cast to the half type inside the graph (the
 //! crate's tensor type holds no half data), so the gradients flow back through Cast
@@ -89,22 +91,67 @@ fn all_feeds() -> Vec<(&'static str, Tensor)> {
     f
 }
 
-/// Every value the gradient nodes read has the type the node expects: no float32
-/// constant meets a half value (ONNX's strict type inference refuses such a graph).
-#[test]
-fn half_training_graphs_type_check() {
+/// ONNX's strict type inference over `model`: a float32 constant meeting a half value
+/// fails it.
+fn strict_type_check(model: &ModelProto, dtype: DataType) {
     let script = "import sys, onnx\n\
                   m = onnx.load(sys.argv[1])\n\
                   onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)\n\
                   print('ok')";
+    let path = std::env::temp_dir().join(format!("memeguard_half_{:?}_{}.onnx", dtype, std::process::id()));
+    std::fs::write(&path, memeguard_onnx::encode_model(model)).expect("writable temp dir");
+    let checked = memeguard_onnx::pycheck::run_python(script, &[&path.display().to_string()]);
+    let _ = std::fs::remove_file(&path);
+    checked.unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+}
+
+/// Every value the gradient nodes read has the type the node expects: no float32
+/// constant meets a half value.
+#[test]
+fn half_training_graphs_type_check() {
     for dtype in [DataType::Float16, DataType::Bfloat16] {
-        let (model, _) = training_graph(dtype);
-        let path = std::env::temp_dir().join(format!("memeguard_half_{:?}_{}.onnx", dtype, std::process::id()));
-        std::fs::write(&path, memeguard_onnx::encode_model(&model)).expect("writable temp dir");
-        let checked = memeguard_onnx::pycheck::run_python(script, &[&path.display().to_string()]);
-        let _ = std::fs::remove_file(&path);
-        checked.unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        strict_type_check(&training_graph(dtype).0, dtype);
     }
+}
+
+/// The newer rules in one half-precision graph: every constant they write (slopes,
+/// zeros, the Resize probes' identity) takes the graph's type.
+fn new_rules_graph(dtype: DataType) -> ModelProto {
+    let mut b = GraphBuilder::new("half_rules");
+    let cast = |b: &mut GraphBuilder, v: &str| b.op("Cast", &[v], &[("to", Attr::Int(dtype as i64))]);
+    let x = b.input("x", DataType::Float, &dims![1, 2, 3, 3]);
+    let w = b.input("w", DataType::Float, &dims![2, 2, 2, 2]);
+    let slope = b.input("slope", DataType::Float, &dims![2, 1, 1]);
+    let (xh, wh, sh) = (cast(&mut b, &x), cast(&mut b, &w), cast(&mut b, &slope));
+    let ones = b.initializer("ones", &Tensor::f32(vec![2], vec![1.0, 1.0]));
+    let ones = cast(&mut b, &ones);
+    let y = b.op("ConvTranspose", &[&xh, &wh], &[]);
+    let y = b.op("InstanceNormalization", &[&y, &ones, &ones], &[]);
+    let scales = b.initializer("scales", &Tensor::f32(vec![4], vec![1.0, 1.0, 2.0, 2.0]));
+    let y = b.op("Resize", &[&y, "", &scales], &[("mode", Attr::Str("linear".into()))]);
+    let y = b.op("GroupNormalization", &[&y, &ones, &ones], &[("num_groups", Attr::Int(2))]);
+    let y = b.op("Mish", &[&y], &[]);
+    let y = b.op("Selu", &[&y], &[]);
+    let y = b.op("PRelu", &[&y, &sh], &[]);
+    let m = b.op("GlobalMaxPool", &[&y], &[]);
+    let y = b.op("LpNormalization", &[&y], &[("p", Attr::Int(1))]);
+    let flat = b.const_i64s("flat", &[1, 2]);
+    let m = b.op("Reshape", &[&m, &flat], &[]);
+    let e = b.op("Einsum", &[&y, &m], &[("equation", Attr::Str("bchw,bc->bhw".into()))]);
+    let p = b.op("ReduceProd", &[&e], &[("keepdims", Attr::Int(0))]);
+    let l1 = b.op("ReduceL1", &[&y], &[("keepdims", Attr::Int(0))]);
+    let loss = b.op("Add", &[&p, &l1], &[]);
+    b.output(&loss, dtype, &[]);
+    let model = b.build();
+    let wrt = ["x", "w", "slope"].map(String::from);
+    differentiate(&model, &loss, &wrt).unwrap_or_else(|e| panic!("{dtype:?}: {e}")).model
+}
+
+/// Float16 only: at opset 20 most of these ops (ConvTranspose, InstanceNormalization,
+/// Mish, Selu, LpNormalization, the pools) take no bfloat16 in their schemas.
+#[test]
+fn float16_graph_of_the_newer_rules_type_checks() {
+    strict_type_check(&new_rules_graph(DataType::Float16), DataType::Float16);
 }
 
 /// Worst absolute difference between two gradient sets, against the largest magnitude.
