@@ -11,7 +11,8 @@
 //! first brought to opset 20 (`memeguard_onnx::upgrade`), shapes declared in the file
 //! fill in what inference cannot work out, and where a size is known only at run time
 //! (a `[1, L, D]` position embedding sliced to the input's length) the rules read it
-//! with `Shape` instead of guessing.
+//! with `Shape` instead of guessing. Float16 and bfloat16 graphs get the seed, zeros and
+//! every constant in their own type (a float32 fill cast to it).
 
 mod backward;
 mod context;
