@@ -1,7 +1,7 @@
 //! Finite-difference checks of Einsum: the contractions exporters write (matrix and
 //! batched products, attention scores, outer products, ellipses, implicit outputs,
-//! transposes), and a clear refusal, naming the equation, of a diagonal or a label
-//! summed within one operand.
+//! transposes, labels summed within one operand), and a clear refusal, naming the
+//! equation, of a diagonal.
 
 mod common;
 use common::*;
@@ -42,9 +42,30 @@ fn ellipsis_broadcast_and_one_operand() {
     check_grad(&[x("a", &[2, 3, 4], values(24, 33, 0.1, 1.0))], &einsum("bij->bji"));
 }
 
+/// Labels summed within one operand alone: left out of the gradient's Einsum and
+/// broadcast back.
 #[test]
-fn a_trace_or_a_sum_within_one_operand_is_refused_naming_the_equation() {
-    for (eq, d) in [("ii->i", dims![3, 3]), ("ij->i", dims![3, 4])] {
+fn sums_within_one_operand() {
+    for (eq, a, b) in [
+        ("ij->i", vec![3, 4], None),
+        ("ij->", vec![3, 4], None),
+        ("bij,bk->bk", vec![2, 3, 4], Some(vec![2, 5])),
+        ("ij,jk->k", vec![3, 4], Some(vec![4, 2])),
+        ("...ij->...j", vec![2, 3, 4], None),
+    ] {
+        let na = a.iter().product::<i64>() as usize;
+        let mut ins = vec![x("a", &a, values(na, 40, 0.1, 1.0))];
+        if let Some(b) = &b {
+            ins.push(x("b", b, values(b.iter().product::<i64>() as usize, 41, 0.1, 1.0)));
+        }
+        eprintln!("{eq}");
+        check_grad(&ins, &einsum(eq));
+    }
+}
+
+#[test]
+fn a_diagonal_is_refused_naming_the_equation() {
+    for (eq, d) in [("ii->i", dims![3, 3]), ("ii->", dims![3, 3]), ("iij->j", dims![3, 3, 2])] {
         let mut b = GraphBuilder::new("einsum");
         let a = b.input("a", DataType::Float, &d);
         let y = b.op("Einsum", &[&a], &[("equation", Attr::Str(eq.into()))]);

@@ -1,9 +1,8 @@
 //! Einsum. The output is multilinear in the operands, so the gradient of operand k is
 //! itself an Einsum: `GO` contracted with the other operands into operand k's labels
-//! (`ij,jk->ik` gives `ik,jk->ij` and `ij,ik->jk`). This holds when each of operand k's
-//! labels appears in the output or in another operand, once in operand k; a label
-//! summed within one operand (a trace, `ii->`, or a row sum, `ij->i`) is refused, naming
-//! the equation. Ellipsis dims may broadcast between operands: the result is summed
+//! (`ij,jk->ik` gives `ik,jk->ij` and `ij,ik->jk`). A label summed within operand k
+//! alone (`ij->i`) is left out of that Einsum and broadcast back after; a label twice
+//! in one operand (a diagonal or trace, `ii->i`) is refused, naming the equation. Ellipsis dims may broadcast between operands: the result is summed
 //! back to the operand's shape.
 
 use std::collections::HashMap;
@@ -68,17 +67,17 @@ fn einsum(c: &mut RuleCtx) -> Result<(), AutodiffError> {
             continue;
         }
         let term = &terms[k];
-        let repeated = term.iter().enumerate().any(|(i, ch)| term[..i].contains(ch));
-        let summed_alone = term
-            .iter()
-            .any(|ch| !output.contains(ch) && !terms.iter().enumerate().any(|(j, t)| j != k && t.contains(ch)));
-        if repeated || summed_alone {
+        if term.iter().enumerate().any(|(i, ch)| term[..i].contains(ch)) {
             return Err(c.unsupported(format!(
-                "equation `{equation}`: operand {k} ({}) has a label {} (a diagonal or a sum within one operand)",
-                spell(term),
-                if repeated { "twice" } else { "that no other term has" }
+                "equation `{equation}`: operand {k} ({}) has a label twice (a diagonal)",
+                spell(term)
             )));
         }
+        // Labels summed within this operand alone: the gradient is computed without them
+        // and broadcast along them after.
+        let alone =
+            |ch: &char| !output.contains(ch) && !terms.iter().enumerate().any(|(j, t)| j != k && t.contains(ch));
+        let kept: Vec<char> = term.iter().copied().filter(|ch| !alone(ch)).collect();
         let mut inputs = vec![g.clone()];
         let mut spec = vec![spell(&output)];
         for (j, t) in terms.iter().enumerate().filter(|&(j, _)| j != k) {
@@ -88,20 +87,41 @@ fn einsum(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         // An operand without the ellipsis that others have: ONNX Runtime wants the
         // ellipsis in the output, so it is kept there and summed away after.
         let sum_ellipsis = output.contains(&'.') && !term.contains(&'.');
-        let target = if sum_ellipsis { format!("...{}", spell(term)) } else { spell(term) };
-        let grad_equation = format!("{}->{target}", spec.join(","));
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let gi = c.op("Einsum", &refs, &[("equation", Attr::Str(grad_equation))]);
+        let target = if sum_ellipsis { format!("...{}", spell(&kept)) } else { spell(&kept) };
+        let gi = if inputs.len() == 1 && spec[0] == target {
+            g.clone()
+        } else {
+            let grad_equation = format!("{}->{target}", spec.join(","));
+            let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            c.op("Einsum", &refs, &[("equation", Attr::Str(grad_equation))])
+        };
         let operand = c.input(k).to_string();
         let gi = if sum_ellipsis {
             let ellipsis_rank = ellipsis_rank(c, &terms)
                 .ok_or_else(|| c.unsupported(format!("equation `{equation}`: the operands' ranks must be known")))?;
             if ellipsis_rank == 0 { gi } else { c.reduce_sum(&gi, &(0..ellipsis_rank).collect::<Vec<_>>(), false) }
-        } else if term.contains(&'.') {
-            c.unbroadcast(&gi, &operand)
         } else {
             gi
         };
+        let gi = if kept.len() < term.len() {
+            // Axes of the summed labels in the operand: from the front before an
+            // ellipsis, from the end after it.
+            let dots = term.iter().position(|&ch| ch == '.');
+            let axes: Vec<i64> = (0..term.len())
+                .filter(|&p| alone(&term[p]))
+                .map(|p| match dots {
+                    Some(d) if p > d => p as i64 - term.len() as i64,
+                    _ => p as i64,
+                })
+                .collect();
+            let axes = c.const_i64s(&axes);
+            let gi = c.op("Unsqueeze", &[&gi, &axes], &[]);
+            let shape = c.shape_of(&operand);
+            c.op("Expand", &[&gi, &shape], &[])
+        } else {
+            gi
+        };
+        let gi = if term.contains(&'.') { c.unbroadcast(&gi, &operand) } else { gi };
         c.set_grad(k, gi);
     }
     Ok(())
