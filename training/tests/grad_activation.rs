@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use memeguard_onnx::Attr;
+use memeguard_onnx::{Attr, GraphBuilder};
 
 #[test]
 fn activations_away_from_kinks() {
@@ -69,6 +69,18 @@ fn gemm_all_transposes_alpha_beta() {
     }
 }
 
+/// `op` over `axes` (none: all) with `keepdims`.
+fn reduction(op: &'static str, axes: Vec<i64>, keep: i64) -> impl Fn(&mut GraphBuilder, &[String]) -> String {
+    move |b, n| {
+        if axes.is_empty() {
+            b.op(op, &[&n[0]], &[("keepdims", Attr::Int(keep))])
+        } else {
+            let ax = b.const_i64s("axes", &axes);
+            b.op(op, &[&n[0], &ax], &[("keepdims", Attr::Int(keep))])
+        }
+    }
+}
+
 #[test]
 fn reductions_with_and_without_keepdims() {
     for op in ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"] {
@@ -76,15 +88,7 @@ fn reductions_with_and_without_keepdims() {
             for axes in [vec![1], vec![0, 2], vec![-1], vec![]] {
                 let data = values(24, 60, 0.1, 2.0); // distinct values: no ties for max/min
                 let ins = [x("a", &[2, 3, 4], data)];
-                let axes2 = axes.clone();
-                check_grad(&ins, &move |b, n| {
-                    if axes2.is_empty() {
-                        b.op(op, &[&n[0]], &[("keepdims", Attr::Int(keep))])
-                    } else {
-                        let ax = b.const_i64s("axes", &axes2);
-                        b.op(op, &[&n[0], &ax], &[("keepdims", Attr::Int(keep))])
-                    }
-                });
+                check_grad(&ins, &reduction(op, axes, keep));
             }
         }
     }
@@ -139,15 +143,7 @@ fn reduce_prod_and_l1() {
         for keep in [0, 1] {
             for axes in [vec![1], vec![0, 2], vec![]] {
                 let ins = [x("a", &[2, 3, 4], values(24, 61, 0.3, 1.5))];
-                let axes2 = axes.clone();
-                check_grad(&ins, &move |b, n| {
-                    if axes2.is_empty() {
-                        b.op(op, &[&n[0]], &[("keepdims", Attr::Int(keep))])
-                    } else {
-                        let ax = b.const_i64s("axes", &axes2);
-                        b.op(op, &[&n[0], &ax], &[("keepdims", Attr::Int(keep))])
-                    }
-                });
+                check_grad(&ins, &reduction(op, axes, keep));
             }
         }
     }

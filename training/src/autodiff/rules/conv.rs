@@ -31,18 +31,7 @@ pub(crate) fn register(map: &mut HashMap<&'static str, Rule>) {
 fn conv(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let dy = c.grad_out();
     let (x, w) = (c.input(0).to_string(), c.input(1).to_string());
-    let kernel = match c.attr_ints("kernel_shape") {
-        Some(k) => k,
-        None => c
-            .dims(&w)
-            .and_then(|d| {
-                d.get(2..).map(|k| k.iter().map(|v| if let Dim::Known(v) = v { Some(*v) } else { None }).collect())
-            })
-            .flatten()
-            .ok_or_else(|| {
-                c.unsupported("the kernel size must be static (a `kernel_shape` or a weight of known shape)")
-            })?,
-    };
+    let kernel = kernel_of(c, &w)?;
     let win = Window::resolve(c, &x, kernel)?;
     let group = c.attr_int("group", 1);
     if c.needs_grad(0) {
@@ -60,6 +49,19 @@ fn conv(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         c.set_grad(2, db);
     }
     Ok(())
+}
+
+/// The kernel's spatial size: `kernel_shape`, or the weight's static dims after the first two.
+fn kernel_of(c: &RuleCtx, w: &str) -> Result<Vec<i64>, AutodiffError> {
+    if let Some(k) = c.attr_ints("kernel_shape") {
+        return Ok(k);
+    }
+    c.dims(w)
+        .and_then(|d| {
+            d.get(2..).map(|k| k.iter().map(|v| if let Dim::Known(v) = v { Some(*v) } else { None }).collect())
+        })
+        .flatten()
+        .ok_or_else(|| c.unsupported("the kernel size must be static (a `kernel_shape` or a weight of known shape)"))
 }
 
 /// `[0, 1, 2, ...]` with the first two axes swapped.
@@ -150,18 +152,7 @@ fn conv_transpose(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         None | Some("NOTSET") | Some("VALID") => {}
         Some(other) => return Err(c.unsupported(format!("auto_pad={other} (write explicit `pads`)"))),
     }
-    let kernel = match c.attr_ints("kernel_shape") {
-        Some(k) => k,
-        None => c
-            .dims(&w)
-            .and_then(|d| {
-                d.get(2..).map(|k| k.iter().map(|v| if let Dim::Known(v) = v { Some(*v) } else { None }).collect())
-            })
-            .flatten()
-            .ok_or_else(|| {
-                c.unsupported("the kernel size must be static (a `kernel_shape` or a weight of known shape)")
-            })?,
-    };
+    let kernel = kernel_of(c, &w)?;
     // The geometry of the Conv that this node is the adjoint of: its input is Y.
     let win = if c.rank(&y).is_some() { Window::resolve(c, &y, kernel)? } else { Window::resolve(c, &dy, kernel)? };
     let group = c.attr_int("group", 1);
