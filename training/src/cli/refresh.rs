@@ -70,22 +70,6 @@ fn sqlite_path(value: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(path))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::sqlite_path;
-    use std::path::PathBuf;
-
-    #[test]
-    fn database_paths_and_server_urls() {
-        assert_eq!(sqlite_path("memeguard.db"), Ok(PathBuf::from("memeguard.db")));
-        assert_eq!(sqlite_path("sqlite://memeguard.db"), Ok(PathBuf::from("memeguard.db")));
-        assert_eq!(sqlite_path("sqlite:///var/lib/memeguard/memeguard.db?mode=rwc"), Ok(PathBuf::from("/var/lib/memeguard/memeguard.db")));
-        assert_eq!(sqlite_path("sqlite:data/x.db"), Ok(PathBuf::from("data/x.db")));
-        assert!(sqlite_path("postgres://u@h/db").unwrap_err().contains("not a SQLite database"));
-        assert!(sqlite_path("sqlite::memory:").is_err());
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     install_interrupt_handler();
     let opts = RefreshOptions {
@@ -102,4 +86,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let outcome = refresh(&opts)?;
     println!("{}", describe(&outcome));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_path;
+    use std::path::PathBuf;
+
+    #[test]
+    fn database_paths_and_server_urls() {
+        assert_eq!(sqlite_path("memeguard.db"), Ok(PathBuf::from("memeguard.db")));
+        assert_eq!(sqlite_path("sqlite://memeguard.db"), Ok(PathBuf::from("memeguard.db")));
+        assert_eq!(sqlite_path("sqlite:///var/lib/memeguard/memeguard.db?mode=rwc"), Ok(PathBuf::from("/var/lib/memeguard/memeguard.db")));
+        assert_eq!(sqlite_path("sqlite:data/x.db"), Ok(PathBuf::from("data/x.db")));
+        assert!(sqlite_path("postgres://u@h/db").unwrap_err().contains("not a SQLite database"));
+        assert!(sqlite_path("sqlite::memory:").is_err());
+    }
 }
