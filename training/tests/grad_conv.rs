@@ -2,7 +2,7 @@
 //! `pad − remainder < 0` case), dilations, groups and depthwise, auto_pad, symbolic
 //! spatial sizes; MaxPool with and without its Indices output; AveragePool both ways of
 //! counting the padding; GlobalAveragePool and GlobalMaxPool; ConvTranspose with strides,
-//! pads, output_padding, dilations and groups. ONNX Runtime's CPU Conv, ConvTranspose and
+//! pads, output_padding, output_shape, SAME auto_pad, dilations and groups. ONNX Runtime's CPU Conv, ConvTranspose and
 //! AveragePool are float32-only, so those run in float32, with tolerances fit for ops that
 //! are linear in each input.
 
@@ -305,15 +305,36 @@ fn conv_transpose_strides_pads_output_padding_groups() {
     }
 }
 
+/// `output_shape` and the SAME auto_pads: the pads ONNX Runtime works out from them.
 #[test]
-fn conv_transpose_with_output_shape_is_a_clear_error() {
-    let mut b = GraphBuilder::new("ct");
-    let xn = b.input("x", DataType::Float, &dims![1, 2, 3, 3]);
-    let w = b.initializer("w", &Tensor::f32(vec![2, 2, 3, 3], vec![0.1; 36]));
-    let y = b.op("ConvTranspose", &[&xn, &w], &[("output_shape", Attr::Ints(vec![5, 5]))]);
-    let loss = b.op("ReduceSum", &[&y], &[("keepdims", Attr::Int(0))]);
-    let err = differentiate(&b.build(), &loss, &["w".to_string()]).unwrap_err();
-    assert!(matches!(err, AutodiffError::Unsupported { .. }) && err.to_string().contains("output_shape"), "{err}");
+fn conv_transpose_with_output_shape_or_same_padding() {
+    let ints = |v: &[i64]| Attr::Ints(v.to_vec());
+    let cases: Vec<ConvTransposeCase> = vec![
+        (vec![1, 2, 3, 3], vec![2, 2, 3, 3], vec![("strides", ints(&[2, 2])), ("output_shape", ints(&[6, 5]))]),
+        (vec![1, 2, 3, 4], vec![2, 1, 2, 3], vec![("strides", ints(&[2, 1])), ("output_shape", ints(&[5, 6]))]),
+        (
+            vec![1, 2, 3, 3],
+            vec![2, 2, 3, 3],
+            vec![("strides", ints(&[2, 2])), ("auto_pad", Attr::Str("SAME_UPPER".into()))],
+        ),
+        (
+            vec![1, 2, 3, 3],
+            vec![2, 2, 2, 2],
+            vec![("strides", ints(&[2, 2])), ("auto_pad", Attr::Str("SAME_LOWER".into()))],
+        ),
+        (
+            vec![1, 2, 4, 3],
+            vec![2, 2, 3, 2],
+            vec![("strides", ints(&[1, 2])), ("auto_pad", Attr::Str("SAME_UPPER".into()))],
+        ),
+    ];
+    for (i, (xd, wd, attrs)) in cases.into_iter().enumerate() {
+        let ins = [
+            x("x", &xd, values(numel(&xd), 430 + i as u64, 0.1, 1.0)),
+            x("w", &wd, values(numel(&wd), 440 + i as u64, 0.1, 1.0)),
+        ];
+        check_linear_f32(&format!("conv transpose output_shape/SAME case {i}"), &ins, &one("ConvTranspose", attrs));
+    }
 }
 
 /// Each channel's gradient goes to its maximum; distinct values keep the argmax fixed.

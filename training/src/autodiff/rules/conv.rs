@@ -8,7 +8,8 @@
 //!   Groups are folded into the batch axis so one grouped Conv serves every group;
 //! - `dB = ReduceSum(dY)` over the batch and spatial axes.
 //!
-//! `Y = ConvTranspose(X, W, B)` is the adjoint of `Conv(·, W)` with the same geometry,
+//! `Y = ConvTranspose(X, W, B)` is the adjoint of `Conv(·, W)` with the same geometry
+//! (pads worked out from `output_shape` or a `SAME` auto_pad where given),
 //! so `dX = Conv(dY, W)` (strides, pads, dilations, group; `output_padding` only adds
 //! rows no input reaches), and `dW` is Conv's weight gradient with the roles of input
 //! and output gradient swapped: `weight_grad(dY, X)`.
@@ -145,16 +146,16 @@ fn weight_grad(c: &mut RuleCtx, x: &str, dy: &str, group: i64, win: &Window) -> 
 fn conv_transpose(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let dy = c.grad_out();
     let (x, w, y) = (c.input(0).to_string(), c.input(1).to_string(), c.output(0).to_string());
-    if c.attr_ints("output_shape").is_some() {
-        return Err(c.unsupported("`output_shape` (write explicit `pads` and `output_padding`)"));
-    }
-    match c.attr_str("auto_pad").as_deref() {
-        None | Some("NOTSET") | Some("VALID") => {}
-        Some(other) => return Err(c.unsupported(format!("auto_pad={other} (write explicit `pads`)"))),
-    }
     let kernel = kernel_of(c, &w)?;
+    let auto_pad = c.attr_str("auto_pad").unwrap_or_default();
     // The geometry of the Conv that this node is the adjoint of: its input is Y.
-    let win = if c.rank(&y).is_some() { Window::resolve(c, &y, kernel)? } else { Window::resolve(c, &dy, kernel)? };
+    let win = if c.attr_ints("output_shape").is_some() || auto_pad.starts_with("SAME") {
+        transpose_window(c, &x, kernel, &auto_pad)?
+    } else if matches!(auto_pad.as_str(), "" | "NOTSET" | "VALID") {
+        if c.rank(&y).is_some() { Window::resolve(c, &y, kernel)? } else { Window::resolve(c, &dy, kernel)? }
+    } else {
+        return Err(c.unsupported(format!("unknown auto_pad `{auto_pad}`")));
+    };
     let group = c.attr_int("group", 1);
     if c.needs_grad(0) {
         let attrs = [
@@ -177,4 +178,46 @@ fn conv_transpose(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         c.set_grad(2, db);
     }
     Ok(())
+}
+
+/// The pads ONNX Runtime works out for a ConvTranspose with `output_shape` or a `SAME`
+/// auto_pad, as a Window over Y: `total = stride·(in − 1) + output_padding + dilation·(k − 1)
+/// + 1 − out`, split with the odd one at the end for `SAME_UPPER`, at the start otherwise.
+/// Needs X's spatial sizes statically.
+fn transpose_window(c: &RuleCtx, x: &str, kernel: Vec<i64>, auto_pad: &str) -> Result<Window, AutodiffError> {
+    let dims = c.dims(x).ok_or_else(|| c.unsupported("the input's rank must be known (declare its shape)"))?;
+    let n = kernel.len();
+    if dims.len() != n + 2 {
+        return Err(c.unsupported(format!("a kernel of {n} axes over an input of rank {}", dims.len())));
+    }
+    let input: Vec<i64> = dims[2..]
+        .iter()
+        .map(|d| if let Dim::Known(v) = d { Some(*v) } else { None })
+        .collect::<Option<_>>()
+        .ok_or_else(|| c.unsupported("`output_shape` or a SAME auto_pad needs static spatial sizes"))?;
+    let per_axis = |name: &str, default: i64| c.attr_ints(name).unwrap_or_else(|| vec![default; n]);
+    let (strides, dilations, out_pad) =
+        (per_axis("strides", 1), per_axis("dilations", 1), per_axis("output_padding", 0));
+    let out: Vec<i64> = match c.attr_ints("output_shape") {
+        Some(s) if s.len() >= n => s[s.len() - n..].to_vec(),
+        Some(s) => return Err(c.unsupported(format!("`output_shape` {s:?} for {n} spatial axes"))),
+        None => input.iter().zip(&strides).map(|(i, s)| i * s).collect(),
+    };
+    let (mut begin, mut end) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let total = strides[i] * (input[i] - 1) + out_pad[i] + dilations[i] * (kernel[i] - 1) + 1 - out[i];
+        let total = total.max(0);
+        let (b, e) =
+            if auto_pad == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) };
+        begin.push(b);
+        end.push(e);
+    }
+    Ok(Window {
+        kernel,
+        strides,
+        dilations,
+        pads_begin: begin,
+        pads_end: end,
+        input: out.into_iter().map(Some).collect(),
+    })
 }
