@@ -264,7 +264,27 @@ pub fn tables(
             .ok_or_else(|| PipelineError::Invalid(format!("{}: written but not readable", rows_path.display())))?;
         out.push((table, CacheUse::Computed));
     }
+    if encoders.take().is_some() {
+        release_freed_memory();
+    }
     Ok(out)
+}
+
+/// Hands the memory the encoder pass freed back to the system. glibc keeps freed chunks
+/// of multi-megabyte tensors in its heap (their size is under its mmap threshold once
+/// that has grown), so without this the graph, its bytes and the session's weights stay
+/// in the process's resident set and add to the peak of the export at the end.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim takes no pointer and only returns free memory to the system.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 fn open(rows_path: &Path, meta_path: &Path, rows: usize) -> Result<Option<FeatureTable>, PipelineError> {
