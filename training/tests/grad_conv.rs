@@ -2,9 +2,9 @@
 //! `pad − remainder < 0` case), dilations, groups and depthwise, auto_pad, symbolic
 //! spatial sizes; MaxPool with and without its Indices output; AveragePool both ways of
 //! counting the padding; GlobalAveragePool and GlobalMaxPool; ConvTranspose with strides,
-//! pads, output_padding, output_shape, SAME auto_pad, dilations and groups. ONNX Runtime's CPU Conv, ConvTranspose and
-//! AveragePool are float32-only, so those run in float32, with tolerances fit for ops that
-//! are linear in each input.
+//! pads, output_padding, output_shape, SAME auto_pad, dilations and groups. ONNX
+//! Runtime's CPU Conv, ConvTranspose and AveragePool are float32-only, so those run in
+//! float32, with tolerances fit for ops that are linear in each input.
 
 mod common;
 use common::*;

@@ -181,9 +181,10 @@ fn conv_transpose(c: &mut RuleCtx) -> Result<(), AutodiffError> {
 }
 
 /// The pads ONNX Runtime works out for a ConvTranspose with `output_shape` or a `SAME`
-/// auto_pad, as a Window over Y: `total = stride·(in − 1) + output_padding + dilation·(k − 1)
-/// + 1 − out`, split with the odd one at the end for `SAME_UPPER`, at the start otherwise.
-/// Needs X's spatial sizes statically.
+/// auto_pad, as a Window over Y. Per axis the total is
+/// `stride·(in − 1) + output_padding + dilation·(k − 1) + 1 − out`, split with the odd
+/// one at the end for `SAME_UPPER` and at the start otherwise. Needs X's spatial sizes
+/// statically.
 fn transpose_window(c: &RuleCtx, x: &str, kernel: Vec<i64>, auto_pad: &str) -> Result<Window, AutodiffError> {
     let dims = c.dims(x).ok_or_else(|| c.unsupported("the input's rank must be known (declare its shape)"))?;
     let n = kernel.len();
