@@ -161,6 +161,8 @@ pub struct ServeConfig {
     pub ocr: crate::ocr::OcrConfig,
     #[command(flatten)]
     pub web: crate::web::WebConfig,
+    #[command(flatten)]
+    pub memory: crate::memory::MemoryConfig,
 }
 
 impl ServeConfig {

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod moderation;
 pub mod ocr;

@@ -11,6 +11,8 @@ use crate::auth::Caller;
 use crate::db::DbTime;
 use crate::db::decisions::{DecisionImage, NewDecision, TextSource};
 use crate::error::AppError;
+use crate::memory::ReviewMatch;
+use crate::memory::signals::{Signals, embedding_to_bytes, joint_embedding, picture_pdq, text_norm_sha256};
 use crate::pixel_budget::header_pixels;
 use crate::scoring::ScoreInput;
 use crate::state::AppState;
@@ -27,7 +29,12 @@ pub struct ModerationItem {
 #[derive(Debug, Clone)]
 pub struct ItemOutcome {
     pub decision_id: i64,
+    /// The final score: the model's, or what a reviewed decision made of it.
     pub score: f32,
+    /// The model's own score.
+    pub model_score: f32,
+    /// The reviewed decision that decided (or, by embedding, adjusted) the score.
+    pub review_match: Option<ReviewMatch>,
     pub threshold: f32,
     pub flagged: bool,
     pub text_source: TextSource,
@@ -97,7 +104,7 @@ pub async fn moderate(
     let limits = state.image_limits();
     let ocr = state.ocr.clone();
     let budget = state.pixels.clone();
-    let (items, inputs, ocr_texts, pixels) = tokio::task::spawn_blocking(move || {
+    let (items, inputs, ocr_texts, pdqs, pixels) = tokio::task::spawn_blocking(move || {
         // The pixels to be decoded are admitted from the headers first; the permit is
         // held until the scores are back (the decoded images live until then).
         // An image over the per-image limit is refused by the decoder before it allocates.
@@ -110,6 +117,7 @@ pub async fn moderate(
         let pixels = budget.admit(wanted)?;
         let mut inputs = Vec::with_capacity(items.len());
         let mut ocr_texts = Vec::with_capacity(items.len());
+        let mut pdqs = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let image = match &item.image {
                 Some(bytes) => {
@@ -122,8 +130,9 @@ pub async fn moderate(
             let ocr_text = image.as_ref().filter(|_| no_text).and_then(|d| ocr.text_for_scoring(&d.image));
             inputs.push(ScoreInput { image, text: ocr_text.clone().or_else(|| item.text.clone()).unwrap_or_default() });
             ocr_texts.push(ocr_text);
+            pdqs.push(inputs.last().and_then(|i| i.image.as_ref()).map(|d| picture_pdq(&d.image)));
         }
-        Ok::<_, AppError>((items, inputs, ocr_texts, pixels))
+        Ok::<_, AppError>((items, inputs, ocr_texts, pdqs, pixels))
     })
     .await
     .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))??;
@@ -138,11 +147,23 @@ pub async fn moderate(
     let created_at = DbTime::now();
     let mut new_decisions = Vec::with_capacity(items.len());
     let mut results = Vec::with_capacity(items.len());
-    for (((item, score), dims), ocr_text) in items.into_iter().zip(&scores.scores).zip(dims).zip(ocr_texts) {
+    for (((((item, model_score), dims), ocr_text), pdq), (image_embedding, text_embedding)) in
+        items.into_iter().zip(&scores.scores).zip(dims).zip(ocr_texts).zip(pdqs).zip(scores.embeddings.clone())
+    {
         let from_ocr = ocr_text.is_some();
         let text = ocr_text.or(item.text).unwrap_or_default();
         let has_text = !text.trim().is_empty();
-        let flagged = *score >= scores.threshold;
+        let image_sha256 = item.image.as_deref().map(sha256_hex);
+        let signals = Signals {
+            image_sha256: image_sha256.clone(),
+            pdq: pdq.map(|p| p.0),
+            pdq_quality: pdq.map(|p| p.1),
+            text_norm_sha256: text_norm_sha256(&text),
+            embedding: joint_embedding(image_embedding.as_deref(), text_embedding.as_deref()),
+        };
+        let review_match = state.memory.lookup(&signals, &scores.model, *model_score);
+        let score = review_match.as_ref().map_or(*model_score, |m| m.score);
+        let flagged = score >= scores.threshold;
         let text_source = match (from_ocr, has_text) {
             (true, _) => TextSource::Ocr,
             (false, true) => TextSource::Given,
@@ -150,7 +171,7 @@ pub async fn moderate(
         };
         let image = match (item.image, dims) {
             (Some(bytes), Some((width, height, mime))) => Some(DecisionImage {
-                sha256: sha256_hex(&bytes),
+                sha256: image_sha256.clone().unwrap_or_default(),
                 mime: mime.to_string(),
                 width,
                 height,
@@ -169,7 +190,7 @@ pub async fn moderate(
             created_at,
             request_id: request_id.clone(),
             model: scores.model.clone(),
-            score: f64::from(*score),
+            score: f64::from(score),
             threshold: f64::from(scores.threshold),
             flagged,
             text_sha256: sha256_hex(text.as_bytes()),
@@ -179,10 +200,19 @@ pub async fn moderate(
             stored: store,
             latency_ms,
             caller: caller.id.clone(),
+            model_score: f64::from(*model_score),
+            // A hash of a flat or tiny picture is kept but not matched on (see memory).
+            pdq: signals.pdq.zip(signals.pdq_quality).map(|(h, q)| (h.to_hex(), q)),
+            text_norm_sha256: signals.text_norm_sha256.clone(),
+            image_embedding: image_embedding.as_deref().map(embedding_to_bytes),
+            text_embedding: text_embedding.as_deref().map(embedding_to_bytes),
+            review_match: review_match.as_ref().map(|m| (m.decision_id, m.kind.as_str(), m.value, m.label.as_str())),
         });
         results.push(ItemOutcome {
             decision_id: 0,
-            score: *score,
+            score,
+            model_score: *model_score,
+            review_match,
             threshold: scores.threshold,
             flagged,
             text_source,

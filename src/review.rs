@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::db::decisions;
 use crate::db::reviews::{self, Label, Review};
+use crate::db::{decisions, memory};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -33,7 +33,24 @@ pub async fn add_review(
     }
     let review = reviews::add(&state.db, decision_id, label, reviewer, note).await?;
     tracing::info!(decision = decision_id, label = label.as_str(), reviewer, "reviewed");
+    // The review is committed: the next request sees it (a failure here leaves the
+    // memory as it was; the review still counts from the next start or refresh).
+    if let Err(e) = state.memory.refresh(&state.db, decision_id).await {
+        tracing::error!(decision = decision_id, error = %e, "the review memory could not take the review in");
+    }
     Ok(review)
+}
+
+/// Retracts review `review_id` (by `admin`): the history keeps it, the review memory
+/// forgets it (the decision is remembered by its latest review not retracted, if any).
+/// Retracting twice changes nothing. An unknown review is a 404. Returns its decision.
+pub async fn retract_review(state: &AppState, review_id: i64, admin: &str) -> Result<i64, AppError> {
+    let decision_id = memory::retract(&state.db, review_id, admin)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no review {review_id}")))?;
+    tracing::info!(review = review_id, decision = decision_id, admin, "review retracted");
+    state.memory.refresh(&state.db, decision_id).await?;
+    Ok(decision_id)
 }
 
 /// The stored picture of decision `decision_id` as a response. The bytes are untrusted

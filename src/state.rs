@@ -6,6 +6,8 @@ use memeguard_package::ImageLimits;
 
 use crate::config::ServeConfig;
 use crate::db::{Db, DbError, DecisionWriter};
+use crate::memory::poll::Poller;
+use crate::memory::{MemoryMode, ReviewMemory};
 use crate::metrics::{Gauges, Metrics};
 use crate::ocr::Ocr;
 use crate::pixel_budget::PixelBudget;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub sign_in: Arc<SignInThrottle>,
     /// Decoded pixels admitted per request and in all (see [`PixelBudget`]).
     pub pixels: PixelBudget,
+    /// Reviewed decisions by their signals (see [`ReviewMemory`]).
+    pub memory: Arc<ReviewMemory>,
 }
 
 /// Why the server could not start.
@@ -45,7 +49,22 @@ impl AppState {
     pub async fn start(config: ServeConfig) -> Result<AppState, StartError> {
         let url = config.db.database_url.clone();
         let db = Db::connect(&url).await.map_err(|source| StartError::Database { url: url.clone(), source })?;
-        db.migrate().await.map_err(|source| StartError::Database { url, source })?;
+        db.migrate().await.map_err(|source| StartError::Database { url: url.clone(), source })?;
+        let memory = Arc::new(ReviewMemory::new(config.memory.clone()));
+        // Replicas sharing PostgreSQL pick up each other's reviews by polling (primed
+        // before the load, so a review committed in between is not missed).
+        let poll = matches!(db, Db::Postgres(_)) && config.memory.mode != MemoryMode::Off && config.memory.poll_ms > 0;
+        let poller = match poll {
+            true => {
+                Some(Poller::primed(&db).await.map_err(|source| StartError::Database { url: url.clone(), source })?)
+            }
+            false => None,
+        };
+        let remembered = memory.load(&db).await.map_err(|source| StartError::Database { url, source })?;
+        tracing::info!(reviewed = remembered, mode = ?config.memory.mode, "review memory loaded");
+        if let Some(poller) = poller {
+            poller.spawn(db.clone(), &memory, std::time::Duration::from_millis(config.memory.poll_ms));
+        }
 
         let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(ModelRegistry::new(
@@ -66,7 +85,7 @@ impl AppState {
         let ocr = Ocr::start(&config.ocr);
         let sign_in = Arc::new(SignInThrottle::default());
         let pixels = PixelBudget::new(config.max_request_pixels, config.max_pixels_in_flight);
-        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics, ocr, sign_in, pixels })
+        Ok(AppState { db, decisions, scorer, config: Arc::new(config), metrics, ocr, sign_in, pixels, memory })
     }
 
     pub fn image_limits(&self) -> ImageLimits {

@@ -148,6 +148,12 @@ async fn decision(t: &TestApp, score: f64, threshold: f64, text: &str) -> i64 {
         stored: true,
         latency_ms: 1.0,
         caller: "key:1".into(),
+        model_score: score,
+        pdq: None,
+        text_norm_sha256: "0".repeat(64),
+        image_embedding: None,
+        text_embedding: None,
+        review_match: None,
     };
     decisions::insert_all(&t.state.db, &[d]).await.unwrap()[0]
 }
@@ -566,5 +572,30 @@ async fn failed_sign_ins_are_throttled_per_account_and_per_address() {
     // Bob from his own address is fine.
     let mut bob = Browser::at(&t, "198.51.100.8");
     assert_eq!(try_sign_in(&mut bob, "bob", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn the_decision_page_names_the_reviewed_decision_that_decided_it() {
+    let t = with_account(Backend::Sqlite, Role::Moderator).await;
+    let reviewed = decision(&t, 0.2, 0.5, "a meme").await;
+    let mut d = common::sample_decision("modr-matched", "a meme", 1.0);
+    d.model_score = 0.2;
+    d.review_match = Some((reviewed, "pdq", 12.0, "hateful"));
+    let id = decisions::insert_all(&t.state.db, &[d]).await.unwrap()[0];
+    let mut b = Browser::new(&t);
+    b.sign_in("alice", PASSWORD).await;
+    let page = b.get(&format!("/review/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(
+        html.contains(&format!(
+            "matched decision <a href=\"/review/{reviewed}\">#{reviewed}</a> (reviewed as hateful;"
+        )),
+        "{html}"
+    );
+    assert!(html.contains("PDQ distance 12 of 256 bits") && html.contains("the model alone scored 0.200"), "{html}");
+    let plain = b.get(&format!("/review/{reviewed}")).await.text();
+    assert!(!plain.contains("review-match"));
     t.finish().await;
 }

@@ -57,6 +57,16 @@ pub struct NewDecision {
     pub stored: bool,
     pub latency_ms: f64,
     pub caller: String,
+    /// The model's own score (`score` is the final one).
+    pub model_score: f64,
+    /// PDQ hash (hex) and quality of the picture.
+    pub pdq: Option<(String, u32)>,
+    pub text_norm_sha256: String,
+    /// The package's `image_embedding` / `text_embedding` rows, as stored.
+    pub image_embedding: Option<Vec<u8>>,
+    pub text_embedding: Option<Vec<u8>>,
+    /// The reviewed decision that decided it: id, kind, distance or similarity, label.
+    pub review_match: Option<(i64, &'static str, f64, &'static str)>,
 }
 
 /// A recorded decision with its current review, without the image bytes.
@@ -85,6 +95,14 @@ pub struct Decision {
     pub review_label: Option<String>,
     pub reviewed_by: Option<String>,
     pub reviewed_at: Option<DbTime>,
+    /// The model's own score (NULL for decisions logged before the review memory).
+    pub model_score: Option<f64>,
+    /// The reviewed decision that decided this one, how it matched (`exact`, `pdq`,
+    /// `embedding`), the PDQ distance or cosine similarity, and its label then.
+    pub match_decision_id: Option<i64>,
+    pub match_kind: Option<String>,
+    pub match_value: Option<f64>,
+    pub match_label: Option<String>,
 }
 
 /// Filters for listing and exporting decisions; `None` means "any".
@@ -107,7 +125,8 @@ pub(crate) const SELECT_DECISION: &str = "
 SELECT d.id, d.created_at, d.request_id, d.model, d.score, d.threshold, d.flagged, d.text,
        d.text_sha256, d.text_source, d.image_sha256, d.image_mime, d.width, d.height, d.stored,
        (d.image IS NOT NULL) AS has_image, d.latency_ms, d.caller,
-       r.label AS review_label, r.reviewer AS reviewed_by, r.created_at AS reviewed_at
+       r.label AS review_label, r.reviewer AS reviewed_by, r.created_at AS reviewed_at,
+       d.model_score, d.match_decision_id, d.match_kind, d.match_value, d.match_label
 FROM decisions d
 LEFT JOIN reviews r ON r.id = (SELECT MAX(r2.id) FROM reviews r2 WHERE r2.decision_id = d.id)";
 
@@ -135,8 +154,11 @@ pub(super) async fn insert_refs(db: &Db, decisions: &[&NewDecision]) -> Result<V
                 let image = d.image.as_ref();
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO decisions (created_at, request_id, model, score, threshold, flagged, text, text_sha256,
-                        text_source, image_sha256, image_mime, width, height, image, stored, latency_ms, caller)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                        text_source, image_sha256, image_mime, width, height, image, stored, latency_ms, caller,
+                        model_score, pdq_hash, pdq_quality, text_norm_sha256, image_embedding, text_embedding,
+                        match_decision_id, match_kind, match_value, match_label)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                        $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
                      RETURNING id",
                 )
                 .bind(d.created_at)
@@ -156,6 +178,16 @@ pub(super) async fn insert_refs(db: &Db, decisions: &[&NewDecision]) -> Result<V
                 .bind(d.stored)
                 .bind(d.latency_ms)
                 .bind(&d.caller)
+                .bind(d.model_score)
+                .bind(d.pdq.as_ref().map(|p| p.0.as_str()))
+                .bind(d.pdq.as_ref().map(|p| p.1 as i32))
+                .bind(&d.text_norm_sha256)
+                .bind(d.image_embedding.as_deref())
+                .bind(d.text_embedding.as_deref())
+                .bind(d.review_match.map(|m| m.0))
+                .bind(d.review_match.map(|m| m.1))
+                .bind(d.review_match.map(|m| m.2))
+                .bind(d.review_match.map(|m| m.3))
                 .fetch_one(&mut *conn)
                 .await?;
                 ids.push(id);

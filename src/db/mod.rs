@@ -10,6 +10,7 @@
 
 pub mod decisions;
 pub mod keys;
+pub mod memory;
 pub mod reviews;
 mod time;
 pub mod writer;

@@ -30,6 +30,7 @@ pub fn routes() -> Routes {
         .get("/v1/decisions/{id}", one)
         .get("/v1/decisions/{id}/image", image)
         .post("/v1/decisions/{id}/reviews", review)
+        .post("/v1/reviews/{id}/retraction", retract)
 }
 
 /// Query parameters shared by the list and the export.
@@ -175,4 +176,24 @@ async fn review(
     let Json(body) = body?;
     let review = review::add_review(&state, id, body.label, &caller.id, &body.note).await?;
     Ok((StatusCode::CREATED, Json(review)))
+}
+
+/// `POST /v1/reviews/{id}/retraction` answer.
+#[derive(Debug, Serialize)]
+pub struct Retraction {
+    pub review_id: i64,
+    pub decision_id: i64,
+}
+
+/// An admin takes a review back: it stays in the history, the review memory forgets it.
+async fn retract(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Retraction>, AppError> {
+    caller.require(Role::Admin)?;
+    let review_id =
+        path.map(|Path(id)| id).map_err(|_| AppError::BadRequest("the review id must be an integer".into()))?;
+    let decision_id = review::retract_review(&state, review_id, &caller.id).await?;
+    Ok(Json(Retraction { review_id, decision_id }))
 }

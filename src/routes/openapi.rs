@@ -27,6 +27,45 @@ fn filter_parameters() -> Vec<Value> {
     ]
 }
 
+/// `review_match` of a moderation result (kept apart: `json!` nests only so deep).
+fn review_match_schema() -> Value {
+    json!({ "type": "object", "required": ["decision_id", "kind", "label", "reviewed_at"],
+                    "description": "The reviewed decision that decided this one. exact: same image sha256 and normalised text; pdq: PDQ hashes within the distance threshold and the same normalised text (both give the reviewed label: score 1 or 0); embedding: the nearest reviewed neighbour in the same package's joint embedding space (the score is the neighbours' similarity-weighted vote blended with the model score by the best similarity).",
+                    "properties": {
+                    "decision_id": { "type": "integer" }, "kind": { "enum": ["exact", "pdq", "embedding"] },
+                    "distance": { "type": "integer", "description": "PDQ bits differing of 256 (exact: 0, pdq)" },
+                    "similarity": { "type": "number", "description": "Cosine similarity (embedding)" },
+                    "label": { "enum": ["hateful", "not_hateful"] }, "reviewed_at": { "type": "string", "format": "date-time" } } })
+}
+
+/// A recorded decision (kept apart: `json!` nests only so deep).
+fn decision_schema() -> Value {
+    json!({ "type": "object", "properties": {
+                    "id": { "type": "integer" }, "created_at": { "type": "string", "format": "date-time" },
+                    "request_id": { "type": "string" }, "model": { "type": "string" }, "score": { "type": "number" },
+                    "threshold": { "type": "number" }, "flagged": { "type": "boolean" }, "text": { "type": ["string", "null"] },
+                    "text_sha256": { "type": "string" }, "text_source": { "type": "string" },
+                    "image_sha256": { "type": ["string", "null"] }, "image_mime": { "type": ["string", "null"] },
+                    "width": { "type": ["integer", "null"] }, "height": { "type": ["integer", "null"] },
+                    "stored": { "type": "boolean" }, "has_image": { "type": "boolean" }, "latency_ms": { "type": "number" },
+                    "caller": { "type": "string" }, "review_label": { "type": ["string", "null"] },
+                    "reviewed_by": { "type": ["string", "null"] }, "reviewed_at": { "type": ["string", "null"] },
+                    "model_score": { "type": ["number", "null"], "description": "The model's own score; score is the final one" },
+                    "match_decision_id": { "type": ["integer", "null"], "description": "The reviewed decision that decided this one" },
+                    "match_kind": { "type": ["string", "null"], "enum": ["exact", "pdq", "embedding", null] },
+                    "match_value": { "type": ["number", "null"], "description": "PDQ distance or cosine similarity" },
+                    "match_label": { "type": ["string", "null"], "description": "The matched decision's label then" } } })
+}
+
+/// `POST /v1/reviews/{id}/retraction`.
+fn retraction_path() -> Value {
+    json!({ "post": {
+                "summary": "Retract a review from the review memory (role: admin)",
+                "description": "The review stays in the decision's append-only history (a retraction is recorded beside it); the review memory stops matching on it at once, and remembers the decision by its latest review that was not retracted, if any. Retracting twice changes nothing.",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "description": "The review's id", "schema": { "type": "integer" } }],
+                "responses": { "200": { "description": "review_id and decision_id" }, "404": error_response("No such review") } } })
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let id_param = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
@@ -76,20 +115,14 @@ pub fn document() -> Value {
                     "decision_id": { "type": "integer" },
                     "threshold": { "type": "number" },
                     "text_source": { "enum": ["given", "ocr", "none"] },
-                    "placeholder_model": { "type": "boolean" } } },
+                    "placeholder_model": { "type": "boolean" },
+                    "model_score": { "type": "number", "description": "The model's own score; category_scores.hate is the final one (after a review match), and flagged follows it." },
+                    "review_match": { "oneOf": [{ "type": "null" }, { "$ref": "#/components/schemas/ReviewMatch" }] } } },
+                "ReviewMatch": review_match_schema(),
                 "ModerationResponse": { "type": "object", "properties": {
                     "id": { "type": "string" }, "model": { "type": "string", "description": "name@version" },
                     "results": { "type": "array", "items": { "$ref": "#/components/schemas/ModerationResult" } } } },
-                "Decision": { "type": "object", "properties": {
-                    "id": { "type": "integer" }, "created_at": { "type": "string", "format": "date-time" },
-                    "request_id": { "type": "string" }, "model": { "type": "string" }, "score": { "type": "number" },
-                    "threshold": { "type": "number" }, "flagged": { "type": "boolean" }, "text": { "type": ["string", "null"] },
-                    "text_sha256": { "type": "string" }, "text_source": { "type": "string" },
-                    "image_sha256": { "type": ["string", "null"] }, "image_mime": { "type": ["string", "null"] },
-                    "width": { "type": ["integer", "null"] }, "height": { "type": ["integer", "null"] },
-                    "stored": { "type": "boolean" }, "has_image": { "type": "boolean" }, "latency_ms": { "type": "number" },
-                    "caller": { "type": "string" }, "review_label": { "type": ["string", "null"] },
-                    "reviewed_by": { "type": ["string", "null"] }, "reviewed_at": { "type": ["string", "null"] } } },
+                "Decision": decision_schema(),
                 "Review": { "type": "object", "properties": {
                     "id": { "type": "integer" }, "decision_id": { "type": "integer" }, "label": { "enum": ["hateful", "not_hateful"] },
                     "reviewer": { "type": "string" }, "note": { "type": "string" }, "created_at": { "type": "string", "format": "date-time" } } }
@@ -139,6 +172,7 @@ pub fn document() -> Value {
                     "label": { "enum": ["hateful", "not_hateful"] }, "note": { "type": "string" } } } } } },
                 "responses": { "201": { "description": "The recorded review", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Review" } } } },
                     "404": error_response("No such decision") } } },
+            "/v1/reviews/{id}/retraction": retraction_path(),
             "/v1/model": { "get": {
                 "summary": "The served model package's manifest (role: scorer)",
                 "responses": { "200": { "description": "id and manifest" }, "503": error_response("No valid model is loaded") } } },

@@ -9,6 +9,7 @@
 
 pub mod model;
 pub mod registry;
+pub mod session;
 mod worker;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::model::{LoadError, LoadedModel};
 pub use self::registry::{ModelRegistry, RegistryConfig, ReloadError, ReloadOutcome};
+pub use self::session::{ItemScore, ModelSession};
 use crate::metrics::Metrics;
 
 /// Why pairs were not scored.
@@ -48,6 +50,8 @@ pub struct Scores {
     pub threshold: f32,
     pub placeholder: bool,
     pub scores: Vec<f32>,
+    /// The package's embedding outputs per pair (`None` where it has none).
+    pub embeddings: Vec<(Option<Vec<f32>>, Option<Vec<f32>>)>,
 }
 
 /// The scoring front door: admission control over the model registry.
@@ -105,7 +109,7 @@ impl Scorer {
         .await
         .map_err(|e| ScorerError::Model(format!("preprocessing failed: {e}")))?;
 
-        let scores = model
+        let items = model
             .submit(prepared, admitted)
             .await
             // Only a closed model drops a job unanswered (shutdown): try again elsewhere.
@@ -115,7 +119,8 @@ impl Scorer {
             model: model.id().to_string(),
             threshold: model.threshold(),
             placeholder: model.is_placeholder(),
-            scores,
+            scores: items.iter().map(|i| i.probability).collect(),
+            embeddings: items.into_iter().map(|i| (i.image_embedding, i.text_embedding)).collect(),
         })
     }
 }

@@ -10,11 +10,11 @@ use std::thread::JoinHandle;
 
 use image::{Rgb, RgbImage};
 use memeguard_package::{
-    DecodedImage, ImageFormat, Manifest, ModelPackage, PackageSession, PreparedItem, Preprocessor, SessionOptions,
-    collate,
+    DecodedImage, ImageFormat, Manifest, ModelPackage, PreparedItem, Preprocessor, SessionOptions, collate,
 };
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
+use super::session::{ItemScore, ModelSession};
 use super::worker::{self, Job, WorkerContext};
 use crate::config::BatchConfig;
 use crate::metrics::Metrics;
@@ -77,8 +77,8 @@ impl LoadedModel {
 
         let mut sessions = Vec::with_capacity(batching.sessions);
         for _ in 0..batching.sessions {
-            let mut session = PackageSession::new(&package, options)
-                .map_err(|source| LoadError::Session { id: id.clone(), source })?;
+            let mut session =
+                ModelSession::new(&package, options).map_err(|source| LoadError::Session { id: id.clone(), source })?;
             for n in [1, batching.max_batch_size] {
                 let inputs = collate(&vec![sample.clone(); n], size, max_length);
                 let scores =
@@ -153,7 +153,7 @@ impl LoadedModel {
         &self,
         items: Vec<PreparedItem>,
         admission: OwnedSemaphorePermit,
-    ) -> oneshot::Receiver<Result<Vec<f32>, String>> {
+    ) -> oneshot::Receiver<Result<Vec<ItemScore>, String>> {
         let (reply, receiver) = oneshot::channel();
         // If the queue is closed the job (and its reply sender) is dropped: the caller
         // sees a closed channel.

@@ -8,16 +8,17 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use memeguard_package::{PackageSession, PreparedItem, collate};
+use memeguard_package::{PreparedItem, collate};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
+use super::session::{ItemScore, ModelSession};
 use crate::config::BatchConfig;
 use crate::metrics::Metrics;
 
 /// Pairs of one request, prepared for this model, and where to send their scores.
 pub struct Job {
     pub items: Vec<PreparedItem>,
-    pub reply: oneshot::Sender<Result<Vec<f32>, String>>,
+    pub reply: oneshot::Sender<Result<Vec<ItemScore>, String>>,
     /// The scorer's admission for these items, released once they are answered.
     pub admission: OwnedSemaphorePermit,
 }
@@ -33,7 +34,7 @@ pub struct WorkerContext {
 }
 
 /// Runs until the queue's senders are gone and every queued job is answered.
-pub fn run(mut session: PackageSession, ctx: WorkerContext) {
+pub fn run(mut session: ModelSession, ctx: WorkerContext) {
     let mut carried: Option<Job> = None;
     loop {
         let batch = {
@@ -85,7 +86,7 @@ fn next_batch(queue: &Receiver<Job>, carried: &mut Option<Job>, batching: &Batch
     Some(jobs)
 }
 
-fn run_batch(session: &mut PackageSession, jobs: Vec<Job>, ctx: &WorkerContext) {
+fn run_batch(session: &mut ModelSession, jobs: Vec<Job>, ctx: &WorkerContext) {
     let mut sizes = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
     // Released once the batch is scored and before any reply is sent, so a requester
@@ -100,7 +101,7 @@ fn run_batch(session: &mut PackageSession, jobs: Vec<Job>, ctx: &WorkerContext) 
     }
     let started = Instant::now();
     // A panic inside the model run must not kill the thread that serves every later request.
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Vec<f32>, String> {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<Vec<ItemScore>, String> {
         let mut scores = Vec::with_capacity(items.len());
         for chunk in items.chunks(ctx.batching.max_batch_size) {
             let inputs = collate(chunk, ctx.image_size, ctx.max_length);
@@ -140,7 +141,7 @@ mod tests {
 
     use super::*;
 
-    fn job(items: usize) -> (Job, oneshot::Receiver<Result<Vec<f32>, String>>) {
+    fn job(items: usize) -> (Job, oneshot::Receiver<Result<Vec<ItemScore>, String>>) {
         let (reply, receiver) = oneshot::channel();
         let admission = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
         let item = PreparedItem { pixels: Vec::new(), ids: Vec::new(), mask: Vec::new() };

@@ -135,6 +135,42 @@ pub fn write_test_package(dir: &Path, name: &str, version: &str, created_at: &st
     memeguard_package::write_package(dir, manifest, &source.model(), &source.tokenizer).unwrap();
 }
 
+/// Writes package `name@version` (threshold 0.5) whose outputs the test controls:
+/// `probability` is 0.3 for every pair, `image_embedding` `[N, 3]` is the picture's
+/// summed R, G, B (so its direction is the picture's mean colour), `text_embedding`
+/// `[N, 1]` the number of tokens (one direction for any non-empty text).
+pub fn write_embedding_test_package(dir: &Path, name: &str, version: &str) {
+    use memeguard_onnx::{Attr, DataType, Dim, GraphBuilder, Tensor};
+    let source = memeguard_package::ModelPackage::open(placeholder_source()).unwrap();
+    let size = i64::from(source.manifest.image.size);
+    let length = source.manifest.text.max_length as i64;
+    let mut g = GraphBuilder::new("embedding_test");
+    let pixels = g.input("pixel_values", DataType::Uint8, &[Dim::from("batch"), size.into(), size.into(), 3.into()]);
+    let _ids = g.input("input_ids", DataType::Int64, &[Dim::from("batch"), length.into()]);
+    let mask = g.input("attention_mask", DataType::Int64, &[Dim::from("batch"), length.into()]);
+    let float = [("to", Attr::Int(DataType::Float as i64))];
+    let x = g.op("Cast", &[&pixels], &float);
+    let spatial = g.const_i64s("spatial", &[1, 2]);
+    let colour = g.op("ReduceSum", &[&x, &spatial], &[("keepdims", Attr::Int(0))]);
+    let m = g.op("Cast", &[&mask], &float);
+    let tokens_axis = g.const_i64s("tokens", &[1]);
+    let count = g.op("ReduceSum", &[&m, &tokens_axis], &[("keepdims", Attr::Int(1))]);
+    let per_item = g.op("ReduceSum", &[&m, &tokens_axis], &[("keepdims", Attr::Int(0))]);
+    let zero = g.constant("zero", Tensor::scalar_f32(0.0));
+    let fixed = g.constant("fixed", Tensor::scalar_f32(0.3));
+    let p = g.op("Mul", &[&per_item, &zero], &[]);
+    let p = g.op("Add", &[&p, &fixed], &[]);
+    g.named_output(&p, "probability", DataType::Float, &[Dim::from("batch")]);
+    g.named_output(&colour, "image_embedding", DataType::Float, &[Dim::from("batch"), 3.into()]);
+    g.named_output(&count, "text_embedding", DataType::Float, &[Dim::from("batch"), 1.into()]);
+    let mut manifest = source.manifest.clone();
+    manifest.name = name.into();
+    manifest.version = version.into();
+    manifest.placeholder = false;
+    manifest.threshold = 0.5;
+    memeguard_package::write_package(dir, manifest, &g.build(), &source.tokenizer).unwrap();
+}
+
 /// A running application state over a fresh database and models directory.
 pub struct TestApp {
     pub state: AppState,
@@ -180,6 +216,20 @@ impl TestApp {
         let moderator_key = key(Role::Moderator).await;
         let admin_key = key(Role::Admin).await;
         TestApp { state, db, models, scorer_key, moderator_key, admin_key }
+    }
+
+    /// A second server state on the same database and models directory (a replica).
+    pub async fn replica(&self, flags: &[&str]) -> AppState {
+        let mut args = vec![
+            "--database-url".to_string(),
+            self.db.url.clone(),
+            "--models-dir".to_string(),
+            self.models.path().display().to_string(),
+            "--max-wait-ms".to_string(),
+            "1".to_string(),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        AppState::start(ServeConfig::from_flags(args).expect("test flags parse")).await.expect("replica starts")
     }
 
     pub fn app(&self) -> Router {
@@ -255,6 +305,12 @@ pub fn sample_decision(request_id: &str, text: &str, score: f64) -> memeguard::d
         stored: true,
         latency_ms: 1.0,
         caller: "test".into(),
+        model_score: score,
+        pdq: None,
+        text_norm_sha256: "0".repeat(64),
+        image_embedding: None,
+        text_embedding: None,
+        review_match: None,
     }
 }
 

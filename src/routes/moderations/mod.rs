@@ -14,7 +14,9 @@ use serde::Serialize;
 
 pub use self::input::{ModerationRequest, items_from_json};
 use crate::auth::{Caller, Role};
+use crate::db::DbTime;
 use crate::error::AppError;
+use crate::memory::{MatchKind, ReviewMatch};
 use crate::moderation::{ModerationItem, ModerationOutcome, moderate};
 use crate::routes::Routes;
 use crate::state::AppState;
@@ -48,6 +50,41 @@ pub struct ModerationResult {
     pub text_source: &'static str,
     /// True when the untrained placeholder model answered (its scores mean nothing).
     pub placeholder_model: bool,
+    /// The model's own score; `category_scores.hate` is the final one.
+    pub model_score: f32,
+    /// The reviewed decision that decided (or adjusted) the score, or null.
+    pub review_match: Option<ReviewMatchBody>,
+}
+
+/// `review_match`: which reviewed decision matched, how, and its label.
+#[derive(Debug, Serialize)]
+pub struct ReviewMatchBody {
+    pub decision_id: i64,
+    /// `exact`, `pdq` or `embedding`.
+    pub kind: &'static str,
+    /// PDQ bits differing (pdq; 0 for exact).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<u32>,
+    /// Cosine similarity of the joint embeddings (embedding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
+    /// `hateful` or `not_hateful`.
+    pub label: &'static str,
+    pub reviewed_at: DbTime,
+}
+
+impl From<&ReviewMatch> for ReviewMatchBody {
+    fn from(m: &ReviewMatch) -> Self {
+        let embedding = m.kind == MatchKind::Embedding;
+        ReviewMatchBody {
+            decision_id: m.decision_id,
+            kind: m.kind.as_str(),
+            distance: (!embedding).then_some(m.value as u32),
+            similarity: embedding.then_some(m.value),
+            label: m.label.as_str(),
+            reviewed_at: m.reviewed_at,
+        }
+    }
 }
 
 impl From<ModerationOutcome> for ModerationResponse {
@@ -64,6 +101,8 @@ impl From<ModerationOutcome> for ModerationResponse {
                 threshold: r.threshold,
                 text_source: r.text_source.as_str(),
                 placeholder_model: outcome.placeholder,
+                model_score: r.model_score,
+                review_match: r.review_match.as_ref().map(ReviewMatchBody::from),
             })
             .collect();
         ModerationResponse { id: outcome.request_id, model: outcome.model, results }

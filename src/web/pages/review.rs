@@ -41,12 +41,42 @@ pub struct DecisionView {
     pub reviewed_by: Option<String>,
     /// Whether the current label disagrees with the model.
     pub overridden: bool,
+    /// The reviewed decision that decided this one (review memory), if any.
+    pub review_match: Option<MatchView>,
+}
+
+/// "matched decision #N (reviewed as …)".
+pub struct MatchView {
+    pub decision_id: i64,
+    pub label: &'static str,
+    /// How it matched, for people: "same picture and text", "PDQ distance 12 bits", …
+    pub how: String,
+    /// The model's own score, when the match changed it.
+    pub model_score: Option<String>,
+}
+
+fn match_view(d: &Decision) -> Option<MatchView> {
+    let id = d.match_decision_id?;
+    let how = match (d.match_kind.as_deref(), d.match_value) {
+        (Some("exact"), _) => "same picture and text".to_string(),
+        (Some("pdq"), Some(v)) => format!("near-identical picture, PDQ distance {v:.0} of 256 bits, same text"),
+        (Some("embedding"), Some(v)) => format!("nearest neighbour, similarity {v:.3}"),
+        (kind, _) => kind.unwrap_or("unknown").to_string(),
+    };
+    Some(MatchView {
+        decision_id: id,
+        label: d.match_label.as_deref().map_or("unknown", label_text),
+        how,
+        model_score: d.model_score.map(|s| format!("{s:.3}")),
+    })
 }
 
 impl From<Decision> for DecisionView {
     fn from(d: Decision) -> Self {
         let overridden = d.review_label.as_deref().is_some_and(|l| (l == Label::Hateful.as_str()) != d.flagged);
+        let review_match = match_view(&d);
         DecisionView {
+            review_match,
             id: d.id,
             created_at: d.created_at.to_rfc3339()[..19].replace('T', " "),
             bar: ScoreBar::new(d.score, d.threshold),

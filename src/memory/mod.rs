@@ -1,0 +1,357 @@
+//! Review memory: a moderator's verdict takes effect on the next request, not after a
+//! retrain. Every reviewed decision (its latest review that was not retracted) is held
+//! here by its [`Signals`]; a new pair is looked up before its verdict is final:
+//!
+//! 1. **exact** — same image sha256 (or both text-only) and same normalised text: the
+//!    reviewed label decides (score 1 for hateful, 0 for not hateful);
+//! 2. **pdq** — both pictures' PDQ hashes of quality ≥ [`PDQ_MIN_QUALITY`] within
+//!    `--review-memory-pdq-distance` bits (default 31 of 256, as HMA uses) and the same
+//!    normalised text: the reviewed label decides; the closest wins;
+//! 3. **embedding** — the k nearest reviewed neighbours (`--review-memory-k`) by cosine
+//!    similarity of the joint embedding (see [`signals::joint_embedding`]), of those at or
+//!    above `--review-memory-similarity`, and only from the same package id (embedding
+//!    spaces of different packages are never compared; after a reload, decisions scored
+//!    by an older package are ignored here until reviewed ones from the new package
+//!    exist). Their similarity-weighted vote `v = Σ sᵢ·yᵢ / Σ sᵢ` (yᵢ = 1 hateful, 0 not)
+//!    is blended with the model's score `m` by the best similarity `s₁`:
+//!    `final = s₁·v + (1 − s₁)·m`. The match names the nearest neighbour.
+//!
+//! Ties go to the latest review. Search is brute force over every entry (see
+//! docs/benchmarks.md for where that stops being fast). The index is built at start from
+//! the database and updated by [`crate::review`] as reviews and retractions arrive.
+
+pub mod pdq;
+pub mod poll;
+pub mod signals;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use serde::Serialize;
+
+use self::pdq::PdqHash;
+pub use self::signals::Signals;
+use crate::db::reviews::Label;
+use crate::db::{Db, DbError, DbTime};
+
+/// PDQ hashes of lower quality (flat or tiny pictures) say too little to match on.
+pub const PDQ_MIN_QUALITY: u32 = 50;
+
+/// Which matches the memory makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MemoryMode {
+    /// No matching: the model alone decides.
+    Off,
+    /// Only exact matches.
+    Exact,
+    /// Only PDQ matches.
+    Pdq,
+    /// Only embedding neighbours.
+    Embedding,
+    /// Exact, then PDQ, then embedding neighbours.
+    All,
+}
+
+/// `--review-memory` and its thresholds.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MemoryConfig {
+    /// Which reviewed decisions override the model: off, exact, pdq, embedding or all.
+    #[arg(long = "review-memory", env = "MEMEGUARD_REVIEW_MEMORY", value_enum, default_value = "all")]
+    pub mode: MemoryMode,
+    /// Largest PDQ Hamming distance (bits of 256) that counts as the same picture.
+    #[arg(long = "review-memory-pdq-distance", env = "MEMEGUARD_REVIEW_MEMORY_PDQ_DISTANCE", default_value_t = 31, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub pdq_distance: u32,
+    /// Smallest cosine similarity of a joint embedding that counts as a neighbour.
+    #[arg(long = "review-memory-similarity", env = "MEMEGUARD_REVIEW_MEMORY_SIMILARITY", default_value_t = 0.9)]
+    pub similarity: f32,
+    /// Neighbours that vote in an embedding match.
+    #[arg(long = "review-memory-k", env = "MEMEGUARD_REVIEW_MEMORY_K", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub k: u32,
+    /// With PostgreSQL, how often (ms) to pick up reviews made through other replicas;
+    /// 0: never. SQLite has one server and never polls.
+    #[arg(long = "review-memory-poll-ms", env = "MEMEGUARD_REVIEW_MEMORY_POLL_MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+}
+
+impl MemoryMode {
+    fn exact(self) -> bool {
+        matches!(self, MemoryMode::Exact | MemoryMode::All)
+    }
+    fn pdq(self) -> bool {
+        matches!(self, MemoryMode::Pdq | MemoryMode::All)
+    }
+    fn embedding(self) -> bool {
+        matches!(self, MemoryMode::Embedding | MemoryMode::All)
+    }
+}
+
+/// How a new pair matched a reviewed decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchKind {
+    Exact,
+    Pdq,
+    Embedding,
+}
+
+impl MatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKind::Exact => "exact",
+            MatchKind::Pdq => "pdq",
+            MatchKind::Embedding => "embedding",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MatchKind> {
+        [MatchKind::Exact, MatchKind::Pdq, MatchKind::Embedding].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The reviewed decision a pair matched, and the score it leads to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewMatch {
+    pub decision_id: i64,
+    pub kind: MatchKind,
+    /// PDQ distance in bits (pdq), cosine similarity (embedding), 0 (exact).
+    pub value: f64,
+    pub label: Label,
+    pub reviewed_at: DbTime,
+    /// The final score.
+    pub score: f32,
+}
+
+/// One reviewed decision as remembered.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub decision_id: i64,
+    pub review_id: i64,
+    pub label: Label,
+    pub reviewed_at: DbTime,
+    /// `name@version` that scored it (its embedding's space).
+    pub model: String,
+    pub signals: Signals,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    entries: HashMap<i64, Entry>,
+    /// (image sha256 or "", normalised text sha256) → decision ids.
+    exact: HashMap<(String, String), Vec<i64>>,
+}
+
+impl Index {
+    fn exact_key(s: &Signals) -> (String, String) {
+        (s.image_sha256.clone().unwrap_or_default(), s.text_norm_sha256.clone())
+    }
+
+    fn remove(&mut self, decision_id: i64) {
+        if let Some(old) = self.entries.remove(&decision_id) {
+            let key = Index::exact_key(&old.signals);
+            if let Some(ids) = self.exact.get_mut(&key) {
+                ids.retain(|id| *id != decision_id);
+                if ids.is_empty() {
+                    self.exact.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        self.remove(entry.decision_id);
+        self.exact.entry(Index::exact_key(&entry.signals)).or_default().push(entry.decision_id);
+        self.entries.insert(entry.decision_id, entry);
+    }
+}
+
+/// The reviewed decisions, indexed by their signals.
+#[derive(Debug)]
+pub struct ReviewMemory {
+    config: MemoryConfig,
+    index: RwLock<Index>,
+}
+
+impl ReviewMemory {
+    pub fn new(config: MemoryConfig) -> ReviewMemory {
+        ReviewMemory { config, index: RwLock::new(Index::default()) }
+    }
+
+    pub fn config(&self) -> &MemoryConfig {
+        &self.config
+    }
+
+    /// Reads every reviewed decision from the database (at start).
+    pub async fn load(&self, db: &Db) -> Result<usize, DbError> {
+        if self.config.mode == MemoryMode::Off {
+            return Ok(0);
+        }
+        let entries = crate::db::memory::reviewed(db, None).await?;
+        let n = entries.len();
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        *index = Index::default();
+        for e in entries {
+            index.insert(e);
+        }
+        Ok(n)
+    }
+
+    /// Re-reads one decision after a review or a retraction: it is remembered with its
+    /// latest review that was not retracted, or forgotten when none is left.
+    pub async fn refresh(&self, db: &Db, decision_id: i64) -> Result<(), DbError> {
+        if self.config.mode == MemoryMode::Off {
+            return Ok(());
+        }
+        let entry = crate::db::memory::reviewed(db, Some(decision_id)).await?.into_iter().next();
+        self.put(decision_id, entry);
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, forgets) what is remembered of `decision_id`.
+    pub fn put(&self, decision_id: i64, entry: Option<Entry>) {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        match entry {
+            Some(e) => index.insert(e),
+            None => index.remove(decision_id),
+        }
+    }
+
+    /// Decisions remembered.
+    pub fn len(&self) -> usize {
+        self.index.read().unwrap_or_else(|p| p.into_inner()).entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The match for a new pair scored `model_score` by package `model`, if any.
+    pub fn lookup(&self, signals: &Signals, model: &str, model_score: f32) -> Option<ReviewMatch> {
+        let mode = self.config.mode;
+        if mode == MemoryMode::Off {
+            return None;
+        }
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let decided = |e: &Entry, kind, value| ReviewMatch {
+            decision_id: e.decision_id,
+            kind,
+            value,
+            label: e.label,
+            reviewed_at: e.reviewed_at,
+            score: if e.label == Label::Hateful { 1.0 } else { 0.0 },
+        };
+        if mode.exact()
+            && let Some(ids) = index.exact.get(&Index::exact_key(signals))
+            && let Some(e) = ids.iter().filter_map(|id| index.entries.get(id)).max_by_key(|e| e.review_id)
+        {
+            return Some(decided(e, MatchKind::Exact, 0.0));
+        }
+        if mode.pdq()
+            && let (Some(pdq), Some(q)) = (signals.pdq, signals.pdq_quality)
+            && q >= PDQ_MIN_QUALITY
+            && let Some((d, e)) = nearest_pdq(&index, &pdq, &signals.text_norm_sha256, self.config.pdq_distance)
+        {
+            return Some(decided(e, MatchKind::Pdq, f64::from(d)));
+        }
+        if mode.embedding()
+            && let Some(query) = &signals.embedding
+        {
+            return self.embedding_match(&index, query, model, model_score);
+        }
+        None
+    }
+
+    fn embedding_match(&self, index: &Index, query: &[f32], model: &str, model_score: f32) -> Option<ReviewMatch> {
+        let mut near: Vec<(f32, &Entry)> = index
+            .entries
+            .values()
+            .filter(|e| e.model == model)
+            .filter_map(|e| {
+                let v = e.signals.embedding.as_deref().filter(|v| v.len() == query.len())?;
+                let s: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
+                (s >= self.config.similarity).then_some((s, e))
+            })
+            .collect();
+        near.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.review_id.cmp(&a.1.review_id)));
+        near.truncate(self.config.k as usize);
+        let (best, nearest) = *near.first()?;
+        let weight: f32 = near.iter().map(|(s, _)| s).sum();
+        let vote: f32 =
+            near.iter().map(|(s, e)| if e.label == Label::Hateful { *s } else { 0.0 }).sum::<f32>() / weight;
+        let alpha = best.clamp(0.0, 1.0);
+        Some(ReviewMatch {
+            decision_id: nearest.decision_id,
+            kind: MatchKind::Embedding,
+            value: f64::from(best),
+            label: nearest.label,
+            reviewed_at: nearest.reviewed_at,
+            score: (alpha * vote + (1.0 - alpha) * model_score).clamp(0.0, 1.0),
+        })
+    }
+}
+
+/// The closest remembered picture with the same normalised text within `max` bits.
+fn nearest_pdq<'a>(index: &'a Index, pdq: &PdqHash, text: &str, max: u32) -> Option<(u32, &'a Entry)> {
+    index
+        .entries
+        .values()
+        .filter(|e| e.signals.text_norm_sha256 == text && e.signals.pdq_quality.is_some_and(|q| q >= PDQ_MIN_QUALITY))
+        .filter_map(|e| Some((e.signals.pdq?.distance(pdq), e)))
+        .filter(|(d, _)| *d <= max)
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.review_id.cmp(&a.1.review_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mode: MemoryMode) -> MemoryConfig {
+        MemoryConfig { mode, pdq_distance: 31, similarity: 0.9, k: 5, poll_ms: 0 }
+    }
+
+    fn entry(id: i64, label: Label, signals: Signals) -> Entry {
+        Entry { decision_id: id, review_id: id, label, reviewed_at: DbTime::now(), model: "m@1".into(), signals }
+    }
+
+    fn signals(image: &str, text: &str, pdq_bits: u16, embedding: Option<Vec<f32>>) -> Signals {
+        let mut words = [0x5a5au16; 16];
+        words[0] = pdq_bits;
+        Signals {
+            image_sha256: Some(image.into()),
+            pdq: Some(PdqHash { words }),
+            pdq_quality: Some(100),
+            text_norm_sha256: signals::text_norm_sha256(text),
+            embedding,
+        }
+    }
+
+    #[test]
+    fn exact_then_pdq_then_embedding_and_a_removed_entry_is_forgotten() {
+        let memory = ReviewMemory::new(config(MemoryMode::All));
+        memory.put(1, Some(entry(1, Label::Hateful, signals("a", "Some text", 0, Some(vec![1.0, 0.0])))));
+        let exact = memory.lookup(&signals("a", "some text!", 0xffff, None), "m@1", 0.1).unwrap();
+        assert_eq!((exact.decision_id, exact.kind, exact.score), (1, MatchKind::Exact, 1.0));
+        let pdq = memory.lookup(&signals("b", "some text", 0x00ff, None), "m@1", 0.1).unwrap();
+        assert_eq!((pdq.kind, pdq.value), (MatchKind::Pdq, 8.0));
+        assert!(memory.lookup(&signals("b", "other text", 0x00ff, None), "m@1", 0.1).is_none(), "pdq needs the text");
+        let near = vec![0.96, 0.28];
+        let emb = memory.lookup(&signals("c", "other", 0, Some(near.clone())), "m@1", 0.0).unwrap();
+        assert_eq!(emb.kind, MatchKind::Embedding);
+        assert!((emb.score - 0.96).abs() < 1e-5, "s·1 + (1−s)·0: {}", emb.score);
+        assert!(memory.lookup(&signals("c", "other", 0, Some(near)), "m@2", 0.0).is_none(), "another package");
+        assert!(memory.lookup(&signals("c", "other", 0, Some(vec![0.0, 1.0])), "m@1", 0.0).is_none());
+        memory.put(1, None);
+        assert!(memory.lookup(&signals("a", "some text", 0, None), "m@1", 0.1).is_none());
+        assert!(memory.is_empty());
+    }
+
+    #[test]
+    fn a_mode_limits_the_kinds_of_match() {
+        let memory = ReviewMemory::new(config(MemoryMode::Pdq));
+        memory.put(1, Some(entry(1, Label::NotHateful, signals("a", "t", 0, None))));
+        let m = memory.lookup(&signals("a", "t", 0, None), "m@1", 0.9).unwrap();
+        assert_eq!((m.kind, m.score), (MatchKind::Pdq, 0.0));
+        let off = ReviewMemory::new(config(MemoryMode::Off));
+        off.put(1, Some(entry(1, Label::NotHateful, signals("a", "t", 0, None))));
+        assert!(off.lookup(&signals("a", "t", 0, None), "m@1", 0.9).is_none());
+    }
+}
