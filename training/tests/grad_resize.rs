@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
 use memeguard_training::autodiff::differentiate;
+use memeguard_training::autodiff::gradcheck::{GradCheck, check};
 
 /// Resize `x` by constant `scales` or `sizes` (four values each) with `attrs`.
 fn resize(
@@ -106,4 +107,22 @@ fn resize_then_conv_and_group_norm() {
         let y = b.op("Conv", &[&y, &n[1]], &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
         b.op("GroupNormalization", &[&y, &n[2], &n[3]], &[("num_groups", Attr::Int(2)), ("epsilon", Attr::Float(1e-3))])
     });
+}
+
+/// `F.interpolate(x, size=y.shape[2:])` exports sizes computed from another value's
+/// shape at run time; shape inference shows they keep the batch and channels.
+#[test]
+fn sizes_computed_from_a_shape_at_run_time() {
+    let mut b = GraphBuilder::new("resize_like");
+    let xn = b.input("x", DataType::Float, &dims!["n", 2, 3, 4]);
+    let like = b.input("like", DataType::Float, &dims!["n", 2, "h", "w"]);
+    let sizes = b.op("Shape", &[&like], &[]);
+    let y = b.op("Resize", &[&xn, "", "", &sizes], &mode("linear", "half_pixel"));
+    let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
+    let feeds = vec![
+        ("x".to_string(), Tensor::f32(vec![2, 2, 3, 4], f32s(values(48, 8, 0.1, 1.0)))),
+        ("like".to_string(), Tensor::f32(vec![2, 2, 5, 7], vec![0.0; 140])),
+    ];
+    let report = check(&GradCheck::f32(b.build(), &y, feeds, &["x"])).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("f32 check: max abs error {:.3e}", report.max_abs_err);
 }

@@ -106,18 +106,19 @@ pub(super) fn global_pool(c: &Ctx) -> Outputs {
     ]
 }
 
-/// `Resize`: the input's rank; each size from constant `sizes`, or `floor(size · scale)`
+/// `Resize`: the input's rank; each size from `sizes` (a constant, or computed from
+/// shapes), or `floor(size · scale)`
 /// from constant `scales`, unknown where neither tells.
 pub(super) fn resize(c: &Ctx) -> Outputs {
     let name = |i: usize| c.node.input.get(i).filter(|s| !s.is_empty());
-    let sizes = name(3).and_then(|n| c.map.const_i64s(n));
+    let sizes = name(3).and_then(|n| c.map.dim_values(n));
     let scales = name(2).and_then(|n| c.map.constants.get(n)).map(|t| t.to_f64_vec());
     let dims = c.dims0.as_ref().map(|d| {
         let rank = d.len();
         d.iter()
             .enumerate()
             .map(|(i, x)| match (&sizes, &scales, x) {
-                (Some(s), _, _) if s.len() == rank => Dim::Known(s[i]),
+                (Some(s), _, _) if s.len() == rank => s[i].clone(),
                 (None, Some(s), Dim::Known(n)) if s.len() == rank => Dim::Known((*n as f64 * s[i]).floor() as i64),
                 (None, Some(s), _) if s.len() == rank && s[i] == 1.0 => x.clone(),
                 _ => unknown(),

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use memeguard_onnx::{Attr, Dim, Tensor};
+use memeguard_onnx::{Attr, Tensor};
 
 use crate::autodiff::{AutodiffError, Rule, RuleCtx};
 
@@ -59,11 +59,17 @@ fn check_supported(c: &RuleCtx, x: &str) -> Result<(), AutodiffError> {
         return Err(c.unsupported(format!("only [N, C, H, W] inputs (2-D spatial); this one has rank {}", dims.len())));
     }
     let scales = if c.has_input(2) { c.shapes().constants.get(c.input(2)).map(|t| t.to_f64_vec()) } else { None };
-    let sizes = if c.has_input(3) { c.const_input(c.input(3)) } else { None };
+    // Sizes may be computed at run time from shapes (`F.interpolate(size=x.shape[2:])`):
+    // what shape inference knows of them must show the batch and channels kept.
+    let sizes = if c.has_input(3) { c.shapes().dim_values(c.input(3)) } else { None };
     let keeps_batch_and_channels = match (scales, sizes) {
         (Some(s), _) if s.len() == 4 => s[0] == 1.0 && s[1] == 1.0,
-        (_, Some(s)) if s.len() == 4 => (0..2).all(|i| dims[i] == Dim::Known(s[i])),
-        _ => return Err(c.unsupported("scales or sizes must be constants of four values")),
+        (_, Some(s)) if s.len() == 4 => (0..2).all(|i| dims[i] == s[i] && !memeguard_onnx::shape::is_unknown(&s[i])),
+        _ => {
+            return Err(c.unsupported(
+                "scales must be a constant, or sizes a constant or computed from shapes, of four values",
+            ));
+        }
     };
     if !keeps_batch_and_channels {
         return Err(c.unsupported("resizing the batch or channel axis"));
