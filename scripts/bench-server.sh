@@ -9,7 +9,8 @@
 # Request: OpenAI content parts, a 500×500 JPEG as a base64 data URL plus a 70-character
 # caption, scored by the demo package. Installs wrk (apt) and an optional venv
 # .cache/bench-venv (fastapi, uvicorn, onnxruntime 1.31.1, tokenizers, pillow, numpy).
-# Everything listens on 127.0.0.1 only. Prints a Markdown table.
+# Everything listens on 127.0.0.1 only. Prints a Markdown table. MEMEGUARD_BENCH_NO_BUILD=1
+# uses the release binary as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 slice=${1:-10}
@@ -25,7 +26,7 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q fastapi uvicorn onnxruntime==1.31.1 tokenizers pillow numpy
 fi
-cargo build --release -q -p memeguard
+[ -n "${MEMEGUARD_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p memeguard
 package=$(ls -d models/demo/*/ | sort | tail -n 1)
 package=${package%/}
 
