@@ -304,6 +304,10 @@ pub fn finetune(
             ),
         }
     };
+    // Frozen parameters never change: the best epoch's record (and best.safetensors) keeps
+    // what trains, and the frozen values are taken from the trainer once, at the end.
+    let frozen: std::collections::BTreeSet<String> =
+        objective.graph.params.iter().filter(|p| !p.trainable).map(|p| p.name.clone()).collect();
     let mut hook = |epoch: u64, trainer: &mut crate::runtime::Trainer| -> Result<bool, RunError> {
         epochs_run = epoch + 1;
         let values = trainer.model_values()?;
@@ -317,13 +321,18 @@ pub fn finetune(
         let at_half = scores.metrics(0.5);
         let auc = at_half.auroc.unwrap_or(0.5);
         tracing::info!(epoch = epoch + 1, dev_auroc = auc, "epoch done");
-        stopping.record(epoch, auc, at_half.accuracy, values)
+        let trained_values = values.into_iter().filter(|(name, _)| !frozen.contains(name)).collect();
+        stopping.record(epoch, auc, at_half.accuracy, trained_values)
     };
     let trained =
         train(&objective, source.as_mut(), &recipe.train, &run_opts, run_dir.as_deref_mut(), Some(&mut hook))?;
     let epochs = stopping.history().to_vec();
-    let (_, best_epoch, values) =
+    let (_, best_epoch, mut values) =
         stopping.into_best().ok_or_else(|| PipelineError::Invalid("no epoch finished".into()))?;
+    if !frozen.is_empty() {
+        let all = trained.trainer.model_values()?;
+        values.extend(all.into_iter().filter(|(name, _)| frozen.contains(name)));
+    }
     let dev_scores = dev_scores_of(&values)?;
     // The package holds the whole classifier: the cached run's head values go into the
     // inference graph, whose imported encoder weights are already there.
