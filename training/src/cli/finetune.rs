@@ -29,7 +29,8 @@ With --export DIR the best model becomes a model package the server can load.
 
 The run directory gets config.toml, checkpoint.safetensors (after every epoch and on
 Ctrl-C), log.csv and loss.svg (steps), metrics.csv (dev metrics per epoch),
-best.safetensors (the best epoch's weights), and at the end metrics.json, roc.svg,
+best.safetensors (the best epoch's trained weights; frozen ones are not repeated), and
+at the end metrics.json, roc.svg,
 model.onnx and tokenizer.json. Continue an interrupted run with the same options and
 --resume RUN/checkpoint.safetensors: the best epoch is still chosen over all epochs.
 
