@@ -1,4 +1,4 @@
-//! Finite-difference checks of Resize over the two spatial axes: nearest (each
+//! Finite-difference checks of Resize over one, two or three spatial axes: nearest (each
 //! `nearest_mode`), linear and cubic, with the coordinate modes PyTorch exports
 //! (half_pixel, align_corners, asymmetric, pytorch_half_pixel), by scales and by sizes,
 //! up and down. Resize is linear in X, so central differences are exact up to rounding.
@@ -10,15 +10,15 @@ use memeguard_onnx::{Attr, DataType, GraphBuilder, Tensor, dims};
 use memeguard_training::autodiff::differentiate;
 use memeguard_training::autodiff::gradcheck::{GradCheck, check};
 
-/// Resize `x` by constant `scales` or `sizes` (four values each) with `attrs`.
-fn resize(
-    scales: Option<[f32; 4]>,
-    sizes: Option<[i64; 4]>,
+/// Resize `x` by constant `scales` or `sizes` (one per axis) with `attrs`.
+fn resize<const R: usize>(
+    scales: Option<[f32; R]>,
+    sizes: Option<[i64; R]>,
     attrs: Vec<(&'static str, Attr)>,
 ) -> impl Fn(&mut GraphBuilder, &[String]) -> String {
     move |b, n| match (scales, sizes) {
         (Some(s), _) => {
-            let s = b.initializer("scales", &Tensor::f32(vec![4], s.to_vec()));
+            let s = b.initializer("scales", &Tensor::f32(vec![R as i64], s.to_vec()));
             b.op("Resize", &[&n[0], "", &s], &attrs)
         }
         (_, Some(z)) => {
@@ -57,6 +57,22 @@ fn nearest_in_each_rounding_and_coordinate_mode() {
             check_grad(&ins, &resize(Some([1.0, 1.0, 2.0, 2.0]), None, attrs.clone()));
             check_grad(&ins, &resize(None, Some([2, 1, 5, 3]), attrs));
         }
+    }
+}
+
+/// One spatial axis (`[N, C, L]`) and three (`[N, C, D, H, W]`).
+#[test]
+fn one_and_three_spatial_axes() {
+    // (ONNX Runtime's cubic mode takes 2-D spatial inputs only.)
+    let ins = [x("x", &[2, 2, 5], values(20, 9, 0.1, 1.0))];
+    for m in ["nearest", "linear"] {
+        check_grad(&ins, &resize(Some([1.0, 1.0, 1.6]), None, mode(m, "half_pixel")));
+        check_grad(&ins, &resize(None, Some([2, 2, 3]), mode(m, "align_corners")));
+    }
+    let ins = [x("x", &[1, 2, 2, 3, 2], values(24, 10, 0.1, 1.0))];
+    for m in ["nearest", "linear"] {
+        check_grad(&ins, &resize(Some([1.0, 1.0, 2.0, 1.5, 1.0]), None, mode(m, "asymmetric")));
+        check_grad(&ins, &resize(None, Some([1, 2, 3, 4, 3]), mode(m, "pytorch_half_pixel")));
     }
 }
 
