@@ -30,8 +30,9 @@ With --export DIR the best model becomes a model package the server can load.
 The run directory gets config.toml, checkpoint.safetensors (after every epoch and on
 Ctrl-C), log.csv and loss.svg (steps), metrics.csv (dev metrics per epoch),
 best.safetensors (the best epoch's trained weights; frozen ones are not repeated), and
-at the end metrics.json, roc.svg, model.onnx and tokenizer.json. Continue an interrupted run with the same options and
---resume RUN/checkpoint.safetensors: the best epoch is still chosen over all epochs.
+at the end metrics.json, roc.svg, model.onnx and tokenizer.json. Continue an interrupted
+run with the same options and --resume RUN/checkpoint.safetensors: the best epoch is
+still chosen over all epochs.
 
 Encoders from elsewhere: `model.image` / `model.text` also take `hf:DIR` (a Hugging Face
 folder; its preprocessor_config.json and tokenizer are used) and `onnx:FILE[#OUTPUT]`
