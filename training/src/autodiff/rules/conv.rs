@@ -43,13 +43,18 @@ fn conv(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         let dw = weight_grad(c, &x, &dy, group, &win);
         c.set_grad(1, dw);
     }
+    set_bias_grad(c, &dy, &win);
+    Ok(())
+}
+
+/// `dB = ReduceSum(dY)` over the batch and spatial axes, where a bias is trained.
+fn set_bias_grad(c: &mut RuleCtx, dy: &str, win: &Window) {
     if c.has_input(2) && c.needs_grad(2) {
         let mut axes = vec![0];
         axes.extend(win.spatial_axes());
-        let db = c.reduce_sum(&dy, &axes, false);
+        let db = c.reduce_sum(dy, &axes, false);
         c.set_grad(2, db);
     }
-    Ok(())
 }
 
 /// The kernel's spatial size: `kernel_shape`, or the weight's static dims after the first two.
@@ -171,12 +176,7 @@ fn conv_transpose(c: &mut RuleCtx) -> Result<(), AutodiffError> {
         let dw = weight_grad(c, &dy, &x, group, &win);
         c.set_grad(1, dw);
     }
-    if c.has_input(2) && c.needs_grad(2) {
-        let mut axes = vec![0];
-        axes.extend(win.spatial_axes());
-        let db = c.reduce_sum(&dy, &axes, false);
-        c.set_grad(2, db);
-    }
+    set_bias_grad(c, &dy, &win);
     Ok(())
 }
 
