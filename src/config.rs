@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the REST API (the default).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Create, list or revoke API keys.
     Keys {
         #[command(subcommand)]

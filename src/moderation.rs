@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::memory::ReviewMatch;
 use crate::memory::signals::{Signals, embedding_to_bytes, joint_embedding, picture_pdq, text_norm_sha256};
 use crate::pixel_budget::header_pixels;
-use crate::scoring::ScoreInput;
+use crate::scoring::{ScoreInput, Scores};
 use crate::state::AppState;
 
 /// One image+text pair as received.
@@ -143,25 +143,47 @@ pub async fn moderate(
     drop(pixels);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
 
+    // The signals of each pair, then the review memory's verdicts on them.
+    let texts: Vec<String> = items
+        .iter()
+        .zip(&ocr_texts)
+        .map(|(item, ocr)| ocr.clone().or_else(|| item.text.clone()).unwrap_or_default())
+        .collect();
+    let signals: Vec<Signals> = items
+        .iter()
+        .zip(&texts)
+        .zip(&pdqs)
+        .zip(&scores.embeddings)
+        .map(|(((item, text), pdq), (image_embedding, text_embedding))| Signals {
+            image_sha256: item.image.as_deref().map(sha256_hex),
+            pdq: pdq.map(|p| p.0),
+            pdq_quality: pdq.map(|p| p.1),
+            text_norm_sha256: text_norm_sha256(text),
+            embedding: joint_embedding(image_embedding.as_deref(), text_embedding.as_deref()),
+        })
+        .collect();
+    let (signals, matches) = review_matches(state, signals, &scores).await?;
+
     let request_id = new_request_id();
     let created_at = DbTime::now();
     let mut new_decisions = Vec::with_capacity(items.len());
     let mut results = Vec::with_capacity(items.len());
-    for (((((item, model_score), dims), ocr_text), pdq), (image_embedding, text_embedding)) in
-        items.into_iter().zip(&scores.scores).zip(dims).zip(ocr_texts).zip(pdqs).zip(scores.embeddings.clone())
+    for (
+        ((((((item, model_score), dims), ocr_text), text), signals), review_match),
+        (image_embedding, text_embedding),
+    ) in items
+        .into_iter()
+        .zip(&scores.scores)
+        .zip(dims)
+        .zip(ocr_texts)
+        .zip(texts)
+        .zip(signals)
+        .zip(matches)
+        .zip(scores.embeddings.clone())
     {
         let from_ocr = ocr_text.is_some();
-        let text = ocr_text.or(item.text).unwrap_or_default();
         let has_text = !text.trim().is_empty();
-        let image_sha256 = item.image.as_deref().map(sha256_hex);
-        let signals = Signals {
-            image_sha256: image_sha256.clone(),
-            pdq: pdq.map(|p| p.0),
-            pdq_quality: pdq.map(|p| p.1),
-            text_norm_sha256: text_norm_sha256(&text),
-            embedding: joint_embedding(image_embedding.as_deref(), text_embedding.as_deref()),
-        };
-        let review_match = state.memory.lookup(&signals, &scores.model, *model_score);
+        let image_sha256 = signals.image_sha256.clone();
         let score = review_match.as_ref().map_or(*model_score, |m| m.score);
         let flagged = score >= scores.threshold;
         let text_source = match (from_ocr, has_text) {
@@ -226,4 +248,26 @@ pub async fn moderate(
         state.metrics.record_decision(result.flagged);
     }
     Ok(ModerationOutcome { request_id, model: scores.model, placeholder: scores.placeholder, results })
+}
+
+/// The review memory's match for each pair (none while it remembers nothing). A search
+/// over many remembered embeddings is CPU work: the blocking pool, not the async runtime.
+async fn review_matches(
+    state: &AppState,
+    signals: Vec<Signals>,
+    scores: &Scores,
+) -> Result<(Vec<Signals>, Vec<Option<ReviewMatch>>), AppError> {
+    if state.memory.is_empty() {
+        let none = vec![None; signals.len()];
+        return Ok((signals, none));
+    }
+    let memory = state.memory.clone();
+    let model = scores.model.clone();
+    let model_scores = scores.scores.clone();
+    tokio::task::spawn_blocking(move || {
+        let matches = signals.iter().zip(&model_scores).map(|(s, &m)| memory.lookup(s, &model, m)).collect();
+        (signals, matches)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("review memory task failed: {e}")))
 }

@@ -138,6 +138,74 @@ struct Index {
     entries: HashMap<i64, Entry>,
     /// (image sha256 or "", normalised text sha256) → decision ids.
     exact: HashMap<(String, String), Vec<i64>>,
+    /// Package id → its decisions' joint embeddings, one contiguous table each (a scan
+    /// runs over memory in order; the entries' own copies are dropped).
+    embeddings: HashMap<String, EmbeddingTable>,
+}
+
+/// Rows of equal width, packed; removal swaps the last row in.
+#[derive(Debug, Default)]
+struct EmbeddingTable {
+    dim: usize,
+    ids: Vec<i64>,
+    rows: Vec<f32>,
+    /// decision id → row.
+    position: HashMap<i64, usize>,
+}
+
+impl EmbeddingTable {
+    fn insert(&mut self, id: i64, v: &[f32]) {
+        if self.ids.is_empty() {
+            self.dim = v.len();
+        }
+        if v.len() != self.dim || v.is_empty() {
+            return;
+        }
+        self.position.insert(id, self.ids.len());
+        self.ids.push(id);
+        self.rows.extend_from_slice(v);
+    }
+
+    fn remove(&mut self, id: i64) {
+        let Some(row) = self.position.remove(&id) else { return };
+        let last = self.ids.len() - 1;
+        if row != last {
+            let moved = self.ids[last];
+            self.ids[row] = moved;
+            self.rows.copy_within(last * self.dim..(last + 1) * self.dim, row * self.dim);
+            self.position.insert(moved, row);
+        }
+        self.ids.pop();
+        self.rows.truncate(last * self.dim);
+    }
+
+    /// (similarity, decision id) of every row at or above `min`.
+    fn above(&self, query: &[f32], min: f32) -> Vec<(f32, i64)> {
+        if query.len() != self.dim || self.dim == 0 {
+            return Vec::new();
+        }
+        self.rows
+            .chunks_exact(self.dim)
+            .zip(&self.ids)
+            .filter_map(|(row, &id)| {
+                let s = dot(row, query);
+                (s >= min).then_some((s, id))
+            })
+            .collect()
+    }
+}
+
+/// A dot product in 8 independent lanes (so the compiler vectorises it).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 impl Index {
@@ -147,6 +215,9 @@ impl Index {
 
     fn remove(&mut self, decision_id: i64) {
         if let Some(old) = self.entries.remove(&decision_id) {
+            if let Some(table) = self.embeddings.get_mut(&old.model) {
+                table.remove(decision_id);
+            }
             let key = Index::exact_key(&old.signals);
             if let Some(ids) = self.exact.get_mut(&key) {
                 ids.retain(|id| *id != decision_id);
@@ -157,9 +228,13 @@ impl Index {
         }
     }
 
-    fn insert(&mut self, entry: Entry) {
+    fn insert(&mut self, mut entry: Entry) {
         self.remove(entry.decision_id);
         self.exact.entry(Index::exact_key(&entry.signals)).or_default().push(entry.decision_id);
+        // Kept once, in the table.
+        if let Some(v) = entry.signals.embedding.take() {
+            self.embeddings.entry(entry.model.clone()).or_default().insert(entry.decision_id, &v);
+        }
         self.entries.insert(entry.decision_id, entry);
     }
 }
@@ -261,15 +336,11 @@ impl ReviewMemory {
     }
 
     fn embedding_match(&self, index: &Index, query: &[f32], model: &str, model_score: f32) -> Option<ReviewMatch> {
-        let mut near: Vec<(f32, &Entry)> = index
-            .entries
-            .values()
-            .filter(|e| e.model == model)
-            .filter_map(|e| {
-                let v = e.signals.embedding.as_deref().filter(|v| v.len() == query.len())?;
-                let s: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
-                (s >= self.config.similarity).then_some((s, e))
-            })
+        let table = index.embeddings.get(model)?;
+        let mut near: Vec<(f32, &Entry)> = table
+            .above(query, self.config.similarity)
+            .into_iter()
+            .filter_map(|(s, id)| Some((s, index.entries.get(&id)?)))
             .collect();
         near.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.review_id.cmp(&a.1.review_id)));
         near.truncate(self.config.k as usize);
@@ -341,7 +412,29 @@ mod tests {
         assert!(memory.lookup(&signals("c", "other", 0, Some(vec![0.0, 1.0])), "m@1", 0.0).is_none());
         memory.put(1, None);
         assert!(memory.lookup(&signals("a", "some text", 0, None), "m@1", 0.1).is_none());
+        assert!(memory.lookup(&signals("c", "other", 0, Some(vec![0.96, 0.28])), "m@1", 0.0).is_none());
         assert!(memory.is_empty());
+    }
+
+    #[test]
+    fn the_embedding_table_keeps_rows_and_ids_together_through_removals() {
+        let mut table = EmbeddingTable::default();
+        for id in 0..5 {
+            table.insert(id, &[id as f32, 1.0]);
+        }
+        table.remove(1);
+        table.remove(4);
+        table.insert(7, &[7.0, 1.0]);
+        table.insert(8, &[1.0, 2.0, 3.0]); // another width: ignored
+        let mut rows: Vec<(i64, Vec<f32>)> =
+            table.ids.iter().zip(table.rows.chunks_exact(2)).map(|(&id, r)| (id, r.to_vec())).collect();
+        rows.sort_by_key(|r| r.0);
+        let want: Vec<(i64, Vec<f32>)> = [0, 2, 3, 7].iter().map(|&id| (id, vec![id as f32, 1.0])).collect();
+        assert_eq!(rows, want);
+        assert!(table.position.iter().all(|(id, &row)| table.ids[row] == *id));
+        let hits = table.above(&[0.0, 1.0], 1.0);
+        assert_eq!(hits.len(), 4);
+        assert!((dot(&[1.0; 19], &[2.0; 19]) - 38.0).abs() < 1e-5);
     }
 
     #[test]

@@ -155,14 +155,14 @@ fn dct_16(block: &[[f32; BLOCK]; BLOCK]) -> [[f32; KEPT]; KEPT] {
 fn quality(block: &[[f32; BLOCK]; BLOCK]) -> u32 {
     let step = |u: f32, v: f32| (((u - v) * 100.0 / 255.0) as i64).unsigned_abs();
     let mut gradient = 0u64;
-    for i in 0..BLOCK - 1 {
-        for j in 0..BLOCK {
-            gradient += step(block[i][j], block[i + 1][j]);
+    for rows in block.windows(2) {
+        for (&u, &v) in rows[0].iter().zip(&rows[1]) {
+            gradient += step(u, v);
         }
     }
     for row in block {
-        for j in 0..BLOCK - 1 {
-            gradient += step(row[j], row[j + 1]);
+        for pair in row.windows(2) {
+            gradient += step(pair[0], pair[1]);
         }
     }
     (gradient / 90).min(100) as u32

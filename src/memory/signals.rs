@@ -80,7 +80,7 @@ pub fn embedding_to_bytes(v: &[f32]) -> Vec<u8> {
 
 /// [`embedding_to_bytes`] read back; `None` for a length that is not whole f32s.
 pub fn embedding_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())

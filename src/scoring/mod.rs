@@ -42,6 +42,9 @@ pub struct ScoreInput {
     pub text: String,
 }
 
+/// A pair's `image_embedding` and `text_embedding` rows (`None` where the package has none).
+pub type PairEmbeddings = (Option<Vec<f32>>, Option<Vec<f32>>);
+
 /// Scores of one request's pairs, all from one model.
 #[derive(Debug, Clone)]
 pub struct Scores {
@@ -51,7 +54,7 @@ pub struct Scores {
     pub placeholder: bool,
     pub scores: Vec<f32>,
     /// The package's embedding outputs per pair (`None` where it has none).
-    pub embeddings: Vec<(Option<Vec<f32>>, Option<Vec<f32>>)>,
+    pub embeddings: Vec<PairEmbeddings>,
 }
 
 /// The scoring front door: admission control over the model registry.

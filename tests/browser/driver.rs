@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,7 @@ pub struct Browser {
 
 impl Browser {
     /// Opens headless Chromium with its profile in `profile` (a fresh directory).
-    pub async fn open(driver: &ChromeDriver, profile: &PathBuf) -> Browser {
+    pub async fn open(driver: &ChromeDriver, profile: &Path) -> Browser {
         driver.wait_ready().await;
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
