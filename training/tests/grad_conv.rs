@@ -2,7 +2,9 @@
 //! `pad − remainder < 0` case), dilations, groups and depthwise, auto_pad, symbolic
 //! spatial sizes; MaxPool with and without its Indices output; AveragePool both ways of
 //! counting the padding; GlobalAveragePool and GlobalMaxPool; ConvTranspose with strides,
-//! pads, output_padding, output_shape, SAME auto_pad, dilations and groups. ONNX
+//! pads, output_padding, output_shape, SAME auto_pad, dilations and groups; the faster
+//! formulations chosen per node (dX as a flipped-kernel Conv for stride 1, dW as a
+//! MatMul for 1×1 kernels), which nodes take them, and with symbolic sizes. ONNX
 //! Runtime's CPU Conv, ConvTranspose and AveragePool are float32-only, so those run in
 //! float32, with tolerances fit for ops that are linear in each input.
 
@@ -146,6 +148,129 @@ fn conv_with_symbolic_spatial_sizes() {
         let feeds = vec![
             ("x".to_string(), Tensor::f32(xd.clone(), f32s(&values(numel(&xd), 300 + i as u64, 0.1, 1.0)))),
             ("w".to_string(), Tensor::f32(wd.clone(), f32s(&values(numel(&wd), 310 + i as u64, 0.1, 1.0)))),
+        ];
+        let spec = linear(GradCheck::f32(b.build(), &y, feeds, &["x", "w"]));
+        check(&spec).unwrap_or_else(|e| panic!("case {i}: {e}"));
+    }
+}
+
+/// The op types of the gradient nodes autodiff writes for one Conv node of `case`
+/// (with respect to X and W), after the forward Conv.
+fn grad_ops(case: &ConvCase) -> Vec<String> {
+    let mut b = GraphBuilder::new("ops");
+    let xn = b.input("x", DataType::Float, &case.x.iter().map(|d| (*d).into()).collect::<Vec<_>>());
+    let wn = b.input("w", DataType::Float, &case.w.iter().map(|d| (*d).into()).collect::<Vec<_>>());
+    let y = b.op("Conv", &[&xn, &wn], &case.attrs);
+    let axes = b.const_i64s("axes", &(0..case.x.len() as i64).collect::<Vec<_>>());
+    let loss = b.op("ReduceSum", &[&y, &axes], &[("keepdims", Attr::Int(0))]);
+    let d = differentiate(&b.build(), &loss, &["x".to_string(), "w".to_string()]).expect("differentiable");
+    let graph = d.model.graph.expect("a graph");
+    let forward = graph.node.iter().position(|n| n.op_type.as_deref() == Some("Conv")).expect("the forward Conv");
+    graph.node[forward + 1..].iter().filter_map(|n| n.op_type.clone()).collect()
+}
+
+/// The formulations chosen per node: stride-1 convolutions (one group, dilation 1, pads
+/// ≤ k − 1) take dX as a Conv with the flipped kernel; 1×1 kernels without pads take dW
+/// as a MatMul; everything else keeps ConvTranspose and the batch-as-channels Conv.
+fn fast_path_cases() -> Vec<(&'static str, ConvCase, bool, bool)> {
+    let ints = |v: &[i64]| Attr::Ints(v.to_vec());
+    vec![
+        // (label, case, dX by a flipped Conv, dW by MatMul)
+        ("3×3 s1 p1", conv_case(&[3, 2, 5, 7], &[4, 2, 3, 3], vec![("pads", ints(&[1, 1, 1, 1]))], true), true, false),
+        ("3×3 s1 p0", conv_case(&[2, 3, 6, 5], &[2, 3, 3, 3], vec![], false), true, false),
+        (
+            "3×3 s1 asymmetric pads",
+            conv_case(&[2, 2, 6, 5], &[3, 2, 3, 3], vec![("pads", ints(&[0, 2, 1, 0]))], true),
+            true,
+            false,
+        ),
+        (
+            "2×3 s1 asymmetric pads",
+            conv_case(&[2, 2, 5, 6], &[3, 2, 2, 3], vec![("pads", ints(&[1, 0, 0, 2]))], false),
+            true,
+            false,
+        ),
+        ("1-D k3 s1", conv_case(&[2, 2, 9], &[3, 2, 3], vec![("pads", ints(&[2, 1]))], true), true, false),
+        ("1×1 s1", conv_case(&[2, 3, 5, 4], &[4, 3, 1, 1], vec![], true), true, true),
+        ("1×1 s2", conv_case(&[3, 4, 7, 6], &[5, 4, 1, 1], vec![("strides", ints(&[2, 2]))], false), false, true),
+        ("1×1 s(2,3)", conv_case(&[2, 3, 6, 8], &[2, 3, 1, 1], vec![("strides", ints(&[2, 3]))], true), false, true),
+        // Not taken: pads beyond k − 1, groups, stride 2, dilation.
+        ("1×1 s1 p1", conv_case(&[2, 2, 4, 3], &[3, 2, 1, 1], vec![("pads", ints(&[1, 1, 1, 1]))], true), false, false),
+        (
+            "3×3 s1 2 groups",
+            conv_case(
+                &[2, 4, 5, 5],
+                &[4, 2, 3, 3],
+                vec![("group", Attr::Int(2)), ("pads", ints(&[1, 1, 1, 1]))],
+                false,
+            ),
+            false,
+            false,
+        ),
+        (
+            "3×3 s2",
+            conv_case(
+                &[2, 2, 7, 6],
+                &[3, 2, 3, 3],
+                vec![("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))],
+                true,
+            ),
+            false,
+            false,
+        ),
+        (
+            "3×3 s1 d2",
+            conv_case(
+                &[1, 2, 8, 7],
+                &[2, 2, 3, 3],
+                vec![("dilations", ints(&[2, 2])), ("pads", ints(&[2, 2, 2, 2]))],
+                true,
+            ),
+            false,
+            false,
+        ),
+    ]
+}
+
+#[test]
+fn conv_fast_gradient_paths_are_chosen_per_node() {
+    for (label, case, flipped, matmul) in fast_path_cases() {
+        let ops = grad_ops(&case);
+        assert_eq!(!ops.iter().any(|o| o == "ConvTranspose"), flipped, "{label}: dX ops {ops:?}");
+        assert_eq!(ops.iter().any(|o| o == "MatMul"), matmul, "{label}: dW ops {ops:?}");
+        // dW by MatMul leaves no Conv; dX by a flipped Conv is then the only one.
+        let convs = ops.iter().filter(|o| *o == "Conv").count();
+        assert_eq!(convs, flipped as usize + !matmul as usize, "{label}: {ops:?}");
+    }
+}
+
+#[test]
+fn conv_fast_gradient_paths_match_finite_differences() {
+    for (i, (label, case, _, _)) in fast_path_cases().into_iter().enumerate() {
+        let ins = conv_inputs(&case, 700 + 3 * i as u64);
+        check_linear_f32(label, &ins, &one("Conv", case.attrs.clone()));
+    }
+}
+
+/// The fast paths with symbolic batch and spatial sizes (the flipped Conv gives X's size
+/// exactly; the strided Slice gives dY's).
+#[test]
+fn conv_fast_gradient_paths_with_symbolic_sizes() {
+    let cases = [
+        (vec![2, 3, 5, 7], vec![4, 3, 3, 3], vec![1, 1], vec![1, 1, 1, 1]),
+        (vec![3, 2, 6, 5], vec![3, 2, 3, 2], vec![1, 1], vec![0, 1, 2, 0]),
+        (vec![2, 4, 7, 6], vec![3, 4, 1, 1], vec![2, 2], vec![0, 0, 0, 0]),
+        (vec![3, 2, 5, 4], vec![4, 2, 1, 1], vec![1, 1], vec![0, 0, 0, 0]),
+    ];
+    for (i, (xd, wd, strides, pads)) in cases.into_iter().enumerate() {
+        let mut b = GraphBuilder::new("symbolic");
+        let xn = b.input("x", DataType::Float, &dims!["n", xd[1], "h", "w"]);
+        let wn = b.input("w", DataType::Float, &dims![wd[0], wd[1], wd[2], wd[3]]);
+        let attrs = [("strides", Attr::Ints(strides)), ("pads", Attr::Ints(pads))];
+        let y = b.op("Conv", &[&xn, &wn], &attrs);
+        let feeds = vec![
+            ("x".to_string(), Tensor::f32(xd.clone(), f32s(&values(numel(&xd), 800 + i as u64, 0.1, 1.0)))),
+            ("w".to_string(), Tensor::f32(wd.clone(), f32s(&values(numel(&wd), 810 + i as u64, 0.1, 1.0)))),
         ];
         let spec = linear(GradCheck::f32(b.build(), &y, feeds, &["x", "w"]));
         check(&spec).unwrap_or_else(|e| panic!("case {i}: {e}"));

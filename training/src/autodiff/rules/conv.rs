@@ -2,10 +2,14 @@
 //! depthwise; with or without bias).
 //!
 //! For `Y = Conv(X, W, B)`:
-//! - `dX = ConvTranspose(dY, W)` with the same geometry, fitted to X's size;
+//! - `dX = ConvTranspose(dY, W)` with the same geometry, fitted to X's size; for
+//!   stride 1, dilation 1, one group and pads ≤ k − 1 instead `Conv(dY, W')` with W's
+//!   channels swapped and its kernel flipped, pads `k − 1 − p` (faster on CPU);
 //! - `dW` is itself a convolution: batch and channel axes swap roles, and strides and
 //!   dilations trade places (`dW[m,c,a] = Σ_n Σ_i dY[n,m,i] · Xpad[n,c,s·i + d·a]`).
-//!   Groups are folded into the batch axis so one grouped Conv serves every group;
+//!   Groups are folded into the batch axis so one grouped Conv serves every group.
+//!   For a 1×1 kernel without pads and one group, a batched MatMul of dY with X
+//!   (strided-sliced) summed over the batch instead;
 //! - `dB = ReduceSum(dY)` over the batch and spatial axes.
 //!
 //! `Y = ConvTranspose(X, W, B)` is the adjoint of `Conv(·, W)` with the same geometry
@@ -15,7 +19,7 @@
 //! and output gradient swapped: `weight_grad(dY, X)`.
 //!
 //! Only standard ops whose kernels ONNX Runtime has on CPU and CUDA: Conv,
-//! ConvTranspose, Transpose, Reshape, Slice, Concat, Shape, Pad, Sub, ReduceSum.
+//! ConvTranspose, Transpose, Reshape, Slice, Concat, Shape, Pad, Sub, ReduceSum, MatMul.
 
 use std::collections::HashMap;
 
@@ -36,15 +40,81 @@ fn conv(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let win = Window::resolve(c, &x, kernel)?;
     let group = c.attr_int("group", 1);
     if c.needs_grad(0) {
-        let dx = transpose_to_input(c, &dy, &w, group, &win, &x);
+        let dx = if flip_applies(&win, group) {
+            input_grad_by_flipped_conv(c, &dy, &w, &win)
+        } else {
+            transpose_to_input(c, &dy, &w, group, &win, &x)
+        };
         c.set_grad(0, dx);
     }
     if c.needs_grad(1) {
-        let dw = weight_grad(c, &x, &dy, group, &win);
+        let dw = if pointwise_applies(&win, group) {
+            pointwise_weight_grad(c, &x, &dy, &w, &win)
+        } else {
+            weight_grad(c, &x, &dy, group, &win)
+        };
         c.set_grad(1, dw);
     }
     set_bias_grad(c, &dy, &win);
     Ok(())
+}
+
+/// Stride 1, dilation 1, one group, and pads no larger than `k − 1` on every axis: then
+/// `dX` is a plain Conv of `dY` (ONNX Runtime's Conv is markedly faster than its
+/// ConvTranspose on CPU) and its size is exactly X's, symbolic sizes included.
+fn flip_applies(win: &Window, group: i64) -> bool {
+    group == 1
+        && win.strides.iter().all(|s| *s == 1)
+        && win.dilations.iter().all(|d| *d == 1)
+        && (0..win.spatial()).all(|i| win.pads_begin[i] <= win.kernel[i] - 1 && win.pads_end[i] <= win.kernel[i] - 1)
+}
+
+/// `dX = Conv(dY, W')` with `W'[c, m, a] = W[m, c, k − 1 − a]` (channels swapped, kernel
+/// flipped on every spatial axis) and pads `k − 1 − p` (begin and end trade nothing: the
+/// flip maps a begin pad `p` to a begin pad `k − 1 − p`).
+fn input_grad_by_flipped_conv(c: &mut RuleCtx, dy: &str, w: &str, win: &Window) -> String {
+    let n = win.spatial();
+    let mut wt = c.op("Transpose", &[w], &[("perm", Attr::Ints(swap_first_two(n + 2)))]);
+    if win.kernel.iter().any(|k| *k > 1) {
+        let starts = c.const_i64s(&vec![-1; n]);
+        let ends = c.const_i64s(&vec![i64::MIN; n]);
+        let axes = c.const_i64s(&win.spatial_axes());
+        let steps = c.const_i64s(&vec![-1; n]);
+        wt = c.op("Slice", &[&wt, &starts, &ends, &axes, &steps], &[]);
+    }
+    let begin = (0..n).map(|i| win.kernel[i] - 1 - win.pads_begin[i]);
+    let end = (0..n).map(|i| win.kernel[i] - 1 - win.pads_end[i]);
+    let attrs = [("pads", Attr::Ints(begin.chain(end).collect()))];
+    c.op("Conv", &[dy, &wt], &attrs)
+}
+
+/// A 1×1 kernel (any stride and dilation), no pads, one group: `dW` is a matrix product.
+fn pointwise_applies(win: &Window, group: i64) -> bool {
+    group == 1 && win.kernel.iter().all(|k| *k == 1) && win.pads().iter().all(|p| *p == 0)
+}
+
+/// `dW[m, c] = Σ_n Σ_l dY[n, m, l] · Xs[n, c, l]`, where Xs is X sampled at the stride
+/// (a Slice with steps; it has exactly dY's spatial size) and `l` runs over the flattened
+/// spatial positions: a batched MatMul `[N, M, L] × [N, L, C]` summed over N, reshaped
+/// to W's shape.
+fn pointwise_weight_grad(c: &mut RuleCtx, x: &str, dy: &str, w: &str, win: &Window) -> String {
+    let n = win.spatial();
+    let mut xs = x.to_string();
+    if win.strides.iter().any(|s| *s != 1) {
+        let starts = c.const_i64s(&vec![0; n]);
+        let ends = c.const_i64s(&vec![i64::MAX; n]);
+        let axes = c.const_i64s(&win.spatial_axes());
+        let steps = c.const_i64s(&win.strides);
+        xs = c.op("Slice", &[x, &starts, &ends, &axes, &steps], &[]);
+    }
+    let flat = c.const_i64s(&[0, 0, -1]);
+    let x3 = c.op("Reshape", &[&xs, &flat], &[]);
+    let dy3 = c.op("Reshape", &[dy, &flat], &[]);
+    let x3t = c.op("Transpose", &[&x3], &[("perm", Attr::Ints(vec![0, 2, 1]))]);
+    let per_n = c.op("MatMul", &[&dy3, &x3t], &[]);
+    let dw = c.reduce_sum(&per_n, &[0], false);
+    let shape = c.shape_of(w);
+    c.op("Reshape", &[&dw, &shape], &[])
 }
 
 /// `dB = ReduceSum(dY)` over the batch and spatial axes, where a bias is trained.
