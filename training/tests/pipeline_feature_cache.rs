@@ -116,3 +116,41 @@ fn cached_features_train_the_head_as_the_encoders_would() {
     assert_eq!(cache_use(&seeds), serde_json::json!({"train": "computed", "dev": "computed"}));
     assert_eq!(feature_files(&seeds.join("features")).len(), 8);
 }
+
+/// The key covers the weights: the same folder with one weight changed (its last byte,
+/// inside the tensor data) computes its features again.
+#[test]
+fn changed_encoder_weights_invalidate_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("synth"), 16, 8, 0);
+    let folder = tmp.path().join("clip-tiny");
+    std::fs::create_dir(&folder).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/clip-tiny");
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let run = tmp.path().join("run");
+    let mut args = command_args("finetune", "tiny-finetune-hf-clip", &data);
+    for set in [
+        "train.epochs=1".to_string(),
+        format!("model.image=hf:{}", arg(&folder)),
+        format!("model.text=hf:{}", arg(&folder)),
+    ] {
+        args.extend(["--set".to_string(), set]);
+    }
+    args.extend(["--threads", "1", "--workers", "1", "--quiet", "--out"].map(String::from));
+    args.push(arg(&run));
+    ok(&args);
+    ok(&args);
+    assert_eq!(cache_use(&run), serde_json::json!({"train": "reused", "dev": "reused"}));
+    let weights = folder.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&weights, bytes).unwrap();
+    ok(&args);
+    assert_eq!(cache_use(&run), serde_json::json!({"train": "computed", "dev": "computed"}));
+}
