@@ -6,6 +6,10 @@
 //! (`memeguard_onnx`); `autodiff` knows nothing of models; `optim` appends update
 //! nodes to a differentiated graph; `runtime` runs step graphs; `objectives` and
 //! `cli` put them together.
+//!
+//! No unsafe code, except where a function says why it needs it
+//! (`pipeline::feature_cache`: a memory map and glibc's `malloc_trim`).
+#![deny(unsafe_code)]
 
 pub mod autodiff;
 pub mod data;

@@ -274,6 +274,7 @@ pub fn tables(
 /// of multi-megabyte tensors in its heap (their size is under its mmap threshold once
 /// that has grown), so without this the graph, its bytes and the session's weights stay
 /// in the process's resident set and add to the peak of the export at the end.
+#[allow(unsafe_code)]
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -287,6 +288,7 @@ fn release_freed_memory() {
     }
 }
 
+#[allow(unsafe_code)]
 fn open(rows_path: &Path, meta_path: &Path, rows: usize) -> Result<Option<FeatureTable>, PipelineError> {
     let (Ok(text), Ok(file)) = (std::fs::read_to_string(meta_path), File::open(rows_path)) else {
         return Ok(None);
