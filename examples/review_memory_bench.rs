@@ -6,7 +6,9 @@
 //!     cargo run --release -p memeguard --example review_memory_bench -- --sizes 10000,100000 --dim 1024
 //!
 //! Each lookup misses (an unrelated pair), so every stage runs in full: the exact hash
-//! probe, the PDQ scan, the embedding scan.
+//! probe, the PDQ scan over the decisions with the same normalised text, the embedding
+//! scan. `--texts 1`: every reviewed decision shares the query's text (image-only memes),
+//! the PDQ stage's worst case.
 
 use std::time::Instant;
 
@@ -47,8 +49,13 @@ fn main() {
     let sizes: Vec<usize> = flag("--sizes", "10000,100000").split(',').map(|s| s.parse().unwrap()).collect();
     let dim: usize = flag("--dim", "1024").parse().unwrap();
     let lookups: usize = flag("--lookups", "200").parse().unwrap();
+    // Distinct normalised texts among the reviewed decisions (0: one per 10 decisions).
+    // 1 is the worst case for PDQ: every picture shares the query's text (image-only memes).
+    let texts: u64 = flag("--texts", "0").parse().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    println!("joint embedding width {dim}; {lookups} lookups per size, all misses (every stage runs in full)");
+    println!(
+        "joint embedding width {dim}; texts {texts} (0: one per 10 decisions); {lookups} lookups per size, all misses"
+    );
     for n in sizes {
         let before = resident_kib().unwrap_or(0);
         let memory = ReviewMemory::new(MemoryConfig {
@@ -60,7 +67,8 @@ fn main() {
         });
         let built = Instant::now();
         for id in 0..n as i64 {
-            let signals = signals(&mut rng, dim, id as u64 / 10);
+            let groups = if texts == 0 { (n as u64 / 10).max(1) } else { texts };
+            let signals = signals(&mut rng, dim, id as u64 % groups);
             let entry = Entry {
                 decision_id: id,
                 review_id: id,

@@ -106,6 +106,7 @@ async fn an_override_decides_the_same_and_near_identical_memes_until_retracted()
         assert_eq!((m["decision_id"].as_i64(), m["kind"].as_str()), (Some(reviewed), Some("pdq")), "{m}");
         let distance = m["distance"].as_i64().unwrap();
         assert!((1..=31).contains(&distance), "{backend:?}: PDQ distance {distance}");
+        eprintln!("{backend:?}: PDQ distance after JPEG quality 70 at 80 %: {distance} bits");
         assert_eq!(near["flagged"], flagged);
 
         // Unrelated: another picture with the same text, the same picture with other text.

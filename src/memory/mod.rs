@@ -138,6 +138,9 @@ struct Index {
     entries: HashMap<i64, Entry>,
     /// (image sha256 or "", normalised text sha256) → decision ids.
     exact: HashMap<(String, String), Vec<i64>>,
+    /// Normalised text sha256 → decision ids with a PDQ hash good enough to match on (a
+    /// PDQ match needs the same text, so only these are compared).
+    pdq_by_text: HashMap<String, Vec<i64>>,
     /// Package id → its decisions' joint embeddings, one contiguous table each (a scan
     /// runs over memory in order; the entries' own copies are dropped).
     embeddings: HashMap<String, EmbeddingTable>,
@@ -218,6 +221,12 @@ impl Index {
             if let Some(table) = self.embeddings.get_mut(&old.model) {
                 table.remove(decision_id);
             }
+            if let Some(ids) = self.pdq_by_text.get_mut(&old.signals.text_norm_sha256) {
+                ids.retain(|id| *id != decision_id);
+                if ids.is_empty() {
+                    self.pdq_by_text.remove(&old.signals.text_norm_sha256);
+                }
+            }
             let key = Index::exact_key(&old.signals);
             if let Some(ids) = self.exact.get_mut(&key) {
                 ids.retain(|id| *id != decision_id);
@@ -231,6 +240,9 @@ impl Index {
     fn insert(&mut self, mut entry: Entry) {
         self.remove(entry.decision_id);
         self.exact.entry(Index::exact_key(&entry.signals)).or_default().push(entry.decision_id);
+        if entry.signals.pdq.is_some() && entry.signals.pdq_quality.is_some_and(|q| q >= PDQ_MIN_QUALITY) {
+            self.pdq_by_text.entry(entry.signals.text_norm_sha256.clone()).or_default().push(entry.decision_id);
+        }
         // Kept once, in the table.
         if let Some(v) = entry.signals.embedding.take() {
             self.embeddings.entry(entry.model.clone()).or_default().insert(entry.decision_id, &v);
@@ -363,9 +375,10 @@ impl ReviewMemory {
 /// The closest remembered picture with the same normalised text within `max` bits.
 fn nearest_pdq<'a>(index: &'a Index, pdq: &PdqHash, text: &str, max: u32) -> Option<(u32, &'a Entry)> {
     index
-        .entries
-        .values()
-        .filter(|e| e.signals.text_norm_sha256 == text && e.signals.pdq_quality.is_some_and(|q| q >= PDQ_MIN_QUALITY))
+        .pdq_by_text
+        .get(text)?
+        .iter()
+        .filter_map(|id| index.entries.get(id))
         .filter_map(|e| Some((e.signals.pdq?.distance(pdq), e)))
         .filter(|(d, _)| *d <= max)
         .min_by(|a, b| a.0.cmp(&b.0).then(b.1.review_id.cmp(&a.1.review_id)))
