@@ -190,6 +190,19 @@ fn fast_path_cases() -> Vec<(&'static str, ConvCase, bool, bool)> {
             true,
             false,
         ),
+        // Weights larger than dY and dX together: the activations are flipped instead.
+        (
+            "3×3 s1 p1, activations flipped",
+            conv_case(&[2, 8, 3, 2], &[8, 8, 3, 3], vec![("pads", ints(&[1, 1, 1, 1]))], true),
+            true,
+            false,
+        ),
+        (
+            "3×2 s1 asymmetric pads, activations flipped",
+            conv_case(&[2, 6, 3, 4], &[16, 6, 3, 2], vec![("pads", ints(&[0, 1, 2, 0]))], false),
+            true,
+            false,
+        ),
         ("1-D k3 s1", conv_case(&[2, 2, 9], &[3, 2, 3], vec![("pads", ints(&[2, 1]))], true), true, false),
         ("1×1 s1", conv_case(&[2, 3, 5, 4], &[4, 3, 1, 1], vec![], true), true, true),
         ("1×1 s2", conv_case(&[3, 4, 7, 6], &[5, 4, 1, 1], vec![("strides", ints(&[2, 2]))], false), false, true),
@@ -241,6 +254,13 @@ fn conv_fast_gradient_paths_are_chosen_per_node() {
         // dW by MatMul leaves no Conv; dX by a flipped Conv is then the only one.
         let convs = ops.iter().filter(|o| *o == "Conv").count();
         assert_eq!(convs, flipped as usize + !matmul as usize, "{label}: {ops:?}");
+        // Which side is flipped: dY and dX where the weight is the larger, else the weight.
+        let slices = ops.iter().filter(|o| *o == "Slice").count();
+        if label.ends_with("activations flipped") {
+            assert_eq!(slices, 2, "{label}: {ops:?}");
+        } else if flipped && case.w[2..].iter().any(|k| *k > 1) {
+            assert_eq!(slices, 1, "{label}: {ops:?}");
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! For `Y = Conv(X, W, B)`:
 //! - `dX = ConvTranspose(dY, W)` with the same geometry, fitted to X's size; for
 //!   stride 1, dilation 1, one group and pads ≤ k − 1 instead `Conv(dY, W')` with W's
-//!   channels swapped and its kernel flipped, pads `k − 1 − p` (faster on CPU);
+//!   channels swapped and its kernel flipped, pads `k − 1 − p` (faster on CPU), or,
+//!   where the weight outweighs the activations, with dY and the result flipped;
 //! - `dW` is itself a convolution: batch and channel axes swap roles, and strides and
 //!   dilations trade places (`dW[m,c,a] = Σ_n Σ_i dY[n,m,i] · Xpad[n,c,s·i + d·a]`).
 //!   Groups are folded into the batch axis so one grouped Conv serves every group.
@@ -41,7 +42,7 @@ fn conv(c: &mut RuleCtx) -> Result<(), AutodiffError> {
     let group = c.attr_int("group", 1);
     if c.needs_grad(0) {
         let dx = if flip_applies(&win, group) {
-            input_grad_by_flipped_conv(c, &dy, &w, &win)
+            input_grad_by_flipped_conv(c, &dy, &w, &x, &win)
         } else {
             transpose_to_input(c, &dy, &w, group, &win, &x)
         };
@@ -70,22 +71,48 @@ fn flip_applies(win: &Window, group: i64) -> bool {
 }
 
 /// `dX = Conv(dY, W')` with `W'[c, m, a] = W[m, c, k − 1 − a]` (channels swapped, kernel
-/// flipped on every spatial axis) and pads `k − 1 − p` (begin and end trade nothing: the
-/// flip maps a begin pad `p` to a begin pad `k − 1 − p`).
-fn input_grad_by_flipped_conv(c: &mut RuleCtx, dy: &str, w: &str, win: &Window) -> String {
+/// flipped on every spatial axis) and pads `k − 1 − p`. Flipping is a Slice with steps
+/// −1, which costs per element moved: where the weight is larger than dY and dX together
+/// (late layers: wide channels, few positions), the spatial axes of dY and of the result
+/// are flipped instead and the kernel kept (`dX = flip(Conv(flip(dY), Wᵀ))`, whose begin
+/// and end pads trade places: `k − 1 − p_end`, `k − 1 − p_begin`).
+fn input_grad_by_flipped_conv(c: &mut RuleCtx, dy: &str, w: &str, x: &str, win: &Window) -> String {
     let n = win.spatial();
-    let mut wt = c.op("Transpose", &[w], &[("perm", Attr::Ints(swap_first_two(n + 2)))]);
-    if win.kernel.iter().any(|k| *k > 1) {
+    let wt = c.op("Transpose", &[w], &[("perm", Attr::Ints(swap_first_two(n + 2)))]);
+    if win.kernel.iter().all(|k| *k == 1) {
+        // Nothing to flip; pads are 0.
+        return c.op("Conv", &[dy, &wt], &[]);
+    }
+    let y = c.output(0).to_string();
+    let flip_activations = match (static_numel(c, w), static_numel(c, &y), static_numel(c, x)) {
+        (Some(w), Some(y), Some(x)) => w > y + x,
+        _ => false,
+    };
+    let flip = |c: &mut RuleCtx, v: &str| {
         let starts = c.const_i64s(&vec![-1; n]);
         let ends = c.const_i64s(&vec![i64::MIN; n]);
         let axes = c.const_i64s(&win.spatial_axes());
         let steps = c.const_i64s(&vec![-1; n]);
-        wt = c.op("Slice", &[&wt, &starts, &ends, &axes, &steps], &[]);
-    }
-    let begin = (0..n).map(|i| win.kernel[i] - 1 - win.pads_begin[i]);
-    let end = (0..n).map(|i| win.kernel[i] - 1 - win.pads_end[i]);
+        c.op("Slice", &[v, &starts, &ends, &axes, &steps], &[])
+    };
+    let (first, second) =
+        if flip_activations { (&win.pads_end, &win.pads_begin) } else { (&win.pads_begin, &win.pads_end) };
+    let begin = (0..n).map(|i| win.kernel[i] - 1 - first[i]);
+    let end = (0..n).map(|i| win.kernel[i] - 1 - second[i]);
     let attrs = [("pads", Attr::Ints(begin.chain(end).collect()))];
-    c.op("Conv", &[dy, &wt], &attrs)
+    if flip_activations {
+        let dyf = flip(c, dy);
+        let dxf = c.op("Conv", &[&dyf, &wt], &attrs);
+        flip(c, &dxf)
+    } else {
+        let wf = flip(c, &wt);
+        c.op("Conv", &[dy, &wf], &attrs)
+    }
+}
+
+/// The number of elements of `v`, where its shape is static.
+fn static_numel(c: &RuleCtx, v: &str) -> Option<i64> {
+    c.dims(v)?.iter().map(|d| if let Dim::Known(v) = d { Some(*v) } else { None }).product()
 }
 
 /// A 1×1 kernel (any stride and dilation), no pads, one group: `dW` is a matrix product.
