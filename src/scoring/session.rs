@@ -6,7 +6,7 @@
 use memeguard_package::contract::{
     ATTENTION_MASK, IMAGE_EMBEDDING, INPUT_IDS, PIXEL_VALUES, PROBABILITY, TEXT_EMBEDDING,
 };
-use memeguard_package::onnxruntime::session_from_bytes;
+use memeguard_package::onnxruntime::session_from_file;
 use memeguard_package::{ModelInputs, ModelPackage, ScoreError, SessionOptions};
 use ort::session::{Session, SessionOutputs};
 use ort::value::TensorRef;
@@ -30,7 +30,7 @@ pub struct ModelSession {
 
 impl ModelSession {
     pub fn new(pkg: &ModelPackage, opts: &SessionOptions) -> Result<Self, ScoreError> {
-        let session = session_from_bytes(&pkg.model_bytes, opts)?;
+        let session = session_from_file(&pkg.model_path(), opts)?;
         let has = |name: &str| session.outputs().iter().any(|o| o.name() == name);
         let (image_embedding, text_embedding) = (has(IMAGE_EMBEDDING), has(TEXT_EMBEDDING));
         Ok(ModelSession {

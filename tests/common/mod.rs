@@ -132,7 +132,7 @@ pub fn write_test_package(dir: &Path, name: &str, version: &str, created_at: &st
     manifest.created_at = created_at.into();
     manifest.placeholder = false;
     manifest.threshold = threshold;
-    memeguard_package::write_package(dir, manifest, &source.model(), &source.tokenizer).unwrap();
+    memeguard_package::write_package(dir, manifest, &source.model().unwrap(), &source.tokenizer).unwrap();
 }
 
 /// Writes package `name@version` (threshold 0.5) whose outputs the test controls:

@@ -180,7 +180,7 @@ fn a_finetune_with_last_one_moves_only_the_last_block_of_an_onnx_export() {
         .map(|t| (t.name.clone().unwrap(), Tensor::from_proto(t).unwrap()))
         .collect();
     let pkg = memeguard_package::ModelPackage::open(&package).unwrap();
-    let model = memeguard_onnx::decode_model(&pkg.model_bytes, "model.onnx").unwrap();
+    let model = pkg.model().unwrap();
     let mut moved = BTreeSet::new();
     let mut kept = BTreeSet::new();
     for t in &model.graph.unwrap().initializer {

@@ -47,7 +47,7 @@ fn weights(path: &Path) -> BTreeMap<String, Tensor> {
 /// The package's `prefix.*` weights that come from `encoder` (same name after the
 /// prefix): how many, and how many changed.
 fn compare_imported(pkg: &ModelPackage, prefix: &str, encoder: &Path) -> (usize, usize) {
-    let model = memeguard_onnx::decode_model(&pkg.model_bytes, "model.onnx").unwrap();
+    let model = pkg.model().unwrap();
     let theirs = weights(encoder);
     let mut same_name = 0;
     let mut changed = 0;
@@ -263,7 +263,7 @@ fn an_hf_vision_tower_trains_its_last_block_only() {
     let bytes = std::fs::read(folder.join("model.safetensors")).unwrap();
     let original = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let pkg = ModelPackage::open(&package).unwrap();
-    let model = memeguard_onnx::decode_model(&pkg.model_bytes, "model.onnx").unwrap();
+    let model = pkg.model().unwrap();
     let mut trained = Vec::new();
     let mut kept = Vec::new();
     for t in &model.graph.unwrap().initializer {

@@ -234,6 +234,12 @@ pub fn session_builder(opts: &SessionOptions) -> Result<SessionBuilder, RuntimeE
     Ok(builder)
 }
 
+/// Creates a session from a model file (ONNX Runtime reads it; nothing is kept here).
+pub fn session_from_file(path: &std::path::Path, opts: &SessionOptions) -> Result<Session, RuntimeError> {
+    let mut builder = session_builder(opts)?;
+    Ok(builder.commit_from_file(path)?)
+}
+
 /// Creates a session from model bytes.
 pub fn session_from_bytes(bytes: &[u8], opts: &SessionOptions) -> Result<Session, RuntimeError> {
     let mut builder = session_builder(opts)?;

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use memeguard_onnx::proto::ModelProto;
 use memeguard_onnx::{check_model, decode_model, encode_model};
@@ -44,13 +43,14 @@ pub enum PackageError {
     AlreadyExists { dir: PathBuf },
 }
 
-/// A validated package, loaded into memory.
+/// A validated package. It holds the manifest and the tokenizer, not the model's
+/// weights: sessions are built from `model.onnx` on disk ([`ModelPackage::model_path`]),
+/// so a served model's weights live once in memory, in ONNX Runtime. Package versions
+/// are written once and never modified, which is what makes reading the file again safe.
 #[derive(Clone)]
 pub struct ModelPackage {
     pub dir: PathBuf,
     pub manifest: Manifest,
-    /// `model.onnx` as stored (sessions are created from these bytes).
-    pub model_bytes: Arc<[u8]>,
     pub tokenizer: TextTokenizer,
 }
 
@@ -59,7 +59,6 @@ impl std::fmt::Debug for ModelPackage {
         f.debug_struct("ModelPackage")
             .field("dir", &self.dir)
             .field("id", &self.id())
-            .field("model_bytes", &self.model_bytes.len())
             .finish_non_exhaustive()
     }
 }
@@ -97,14 +96,19 @@ impl ModelPackage {
                 });
             }
         }
-        let take =
-            |file: &str| contents.iter().find(|(n, _)| n.as_str() == file).map(|(_, b)| b.clone()).expect("listed");
+        let mut take = |file: &str| {
+            let at = contents.iter().position(|(n, _)| n.as_str() == file).expect("listed");
+            contents.swap_remove(at).1
+        };
         let model_bytes = take(MODEL_FILE);
         let tokenizer_bytes = take(TOKENIZER_FILE);
+        drop(contents);
 
         let model_path = dir.join(MODEL_FILE);
         let model = decode_model(&model_bytes, MODEL_FILE)
             .map_err(|e| PackageError::ModelDecode { path: model_path.clone(), message: e.to_string() })?;
+        // The bytes are not kept: one copy of the weights (the decoded graph) while checking.
+        drop(model_bytes);
         if let Err(e) = check_model(&model, false) {
             return Err(PackageError::ModelInvalid { path: model_path, problems: e.problems });
         }
@@ -130,7 +134,24 @@ impl ModelPackage {
         let tokenizer = TextTokenizer::from_json(&tokenizer_text)
             .map_err(|source| PackageError::Tokenizer { path: tokenizer_path, source })?;
 
-        Ok(ModelPackage { dir: dir.to_path_buf(), manifest, model_bytes: model_bytes.into(), tokenizer })
+        drop(model);
+        Ok(ModelPackage { dir: dir.to_path_buf(), manifest, tokenizer })
+    }
+
+    /// Where `model.onnx` is (sessions are built from this file).
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join(MODEL_FILE)
+    }
+
+    /// `model.onnx`'s bytes, read again and checked against the manifest's sha256.
+    pub fn model_bytes(&self) -> Result<Vec<u8>, PackageError> {
+        let bytes = read(&self.dir, MODEL_FILE)?;
+        let actual = sha256_hex(&bytes);
+        let expected = &self.manifest.files[MODEL_FILE];
+        if &actual != expected {
+            return Err(PackageError::ChecksumMismatch { path: self.model_path(), expected: expected.clone(), actual });
+        }
+        Ok(bytes)
     }
 
     /// `name@version`.
@@ -138,9 +159,10 @@ impl ModelPackage {
         self.manifest.id()
     }
 
-    /// The forward graph, decoded (it was validated by `open`).
-    pub fn model(&self) -> ModelProto {
-        decode_model(&self.model_bytes, MODEL_FILE).expect("model.onnx was decoded when the package was opened")
+    /// The forward graph, read and decoded again (it was validated by `open`).
+    pub fn model(&self) -> Result<ModelProto, PackageError> {
+        decode_model(&self.model_bytes()?, MODEL_FILE)
+            .map_err(|e| PackageError::ModelDecode { path: self.model_path(), message: e.to_string() })
     }
 }
 

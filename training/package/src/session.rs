@@ -6,7 +6,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::contract::{ATTENTION_MASK, INPUT_IDS, PIXEL_VALUES, PROBABILITY};
-use crate::onnxruntime::{RuntimeError, SessionOptions, session_from_bytes};
+use crate::onnxruntime::{RuntimeError, SessionOptions, session_from_file};
 use crate::package::ModelPackage;
 use crate::preprocess::ModelInputs;
 
@@ -41,7 +41,7 @@ impl PackageSession {
     /// Creates a session for `pkg` on the device in `opts`.
     pub fn new(pkg: &ModelPackage, opts: &SessionOptions) -> Result<Self, ScoreError> {
         Ok(PackageSession {
-            session: session_from_bytes(&pkg.model_bytes, opts)?,
+            session: session_from_file(&pkg.model_path(), opts)?,
             id: pkg.id(),
             size: pkg.manifest.image.size as usize,
             max_length: pkg.manifest.text.max_length,

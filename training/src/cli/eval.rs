@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let data = HatefulMemes::load(&args.data, ImageCheck::Header).context("loading the data set")?;
     let memes = data.split(split);
-    let model = memeguard_onnx::decode_model(&pkg.model_bytes, "model.onnx")?;
+    let model = pkg.model()?;
     let m = &pkg.manifest;
     let session = SessionOptions { device: args.device, ..Default::default() };
     let scores = score_package_memes(&model, memes, &pkg.tokenizer, &m.image, m.text.max_length, &session)?;

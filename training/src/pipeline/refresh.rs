@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use memeguard_onnx::{Tensor, decode_model};
+use memeguard_onnx::Tensor;
 use memeguard_package::ModelPackage;
 use memeguard_package::onnxruntime::SessionOptions;
 use serde::Serialize;
@@ -83,7 +83,7 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshOutcome, PipelineError> {
     let data = Dataset::load(&opts.data, Some(old.tokenizer.clone()), recipe.model.vocab_size)?;
 
     // Start from the package's trained values (parameters and running statistics).
-    let old_model = decode_model(&old.model_bytes, "model.onnx").map_err(|e| PipelineError::Invalid(e.to_string()))?;
+    let old_model = old.model().map_err(|e| PipelineError::Invalid(e.to_string()))?;
     let init: BTreeMap<String, Tensor> = old_model
         .graph
         .iter()
