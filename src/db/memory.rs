@@ -102,3 +102,14 @@ pub async fn changes_since(db: &Db, review_id: i64, retraction_id: i64) -> Resul
         .await?
     }))
 }
+
+/// The highest review and retraction ids (0 when none).
+pub async fn latest_ids(db: &Db) -> Result<(i64, i64), DbError> {
+    Ok(with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT COALESCE((SELECT MAX(id) FROM reviews), 0), COALESCE((SELECT MAX(id) FROM review_retractions), 0)",
+        )
+        .fetch_one(pool)
+        .await?
+    }))
+}

@@ -50,7 +50,11 @@ impl Poller {
     /// Notes everything already in the database as applied. Call before the memory is
     /// loaded, so that nothing committed in between is missed.
     pub async fn primed(db: &Db) -> Result<Poller, DbError> {
+        // Only the last window of each kind is read: older ones cannot still be committing.
+        let (reviews, retractions) = memory::latest_ids(db).await?;
         let mut poller = Poller::default();
+        poller.reviews.low = (reviews - WINDOW).max(0);
+        poller.retractions.low = (retractions - WINDOW).max(0);
         poller.changed_decisions(db).await?;
         Ok(poller)
     }
