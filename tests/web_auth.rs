@@ -599,3 +599,23 @@ async fn the_decision_page_names_the_reviewed_decision_that_decided_it() {
     assert!(!plain.contains("review-match"));
     t.finish().await;
 }
+
+#[tokio::test]
+async fn an_upload_that_matches_a_reviewed_meme_names_it() {
+    let t = with_account(Backend::Sqlite, Role::Moderator).await;
+    let mut b = Browser::new(&t);
+    let csrf = b.sign_in("alice", PASSWORD).await;
+    let image = png(16, 16, 3);
+    let parts: [(&str, Option<&str>, &[u8]); 3] =
+        [("csrf", None, csrf.as_bytes()), ("image", Some("m.png"), &image), ("text", None, b"hello there")];
+    let first = b.post_multipart("/upload", &parts).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert!(!first.text().contains("review-match"), "nothing reviewed yet");
+    let id = decisions::list(&t.state.db, &Default::default(), 1).await.unwrap()[0].id;
+    let reply = b.post_form(&format!("/review/{id}"), &[("action", "override"), ("csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let again = b.post_multipart("/upload", &parts).await.text();
+    assert!(again.contains(&format!("matched decision <a href=\"/review/{id}\">#{id}</a>")), "{again}");
+    assert!(again.contains("same picture and text"), "{again}");
+    t.finish().await;
+}

@@ -55,7 +55,7 @@ pub struct MatchView {
     pub model_score: Option<String>,
 }
 
-fn match_view(d: &Decision) -> Option<MatchView> {
+pub(super) fn match_view(d: &Decision) -> Option<MatchView> {
     let id = d.match_decision_id?;
     let how = match (d.match_kind.as_deref(), d.match_value) {
         (Some("exact"), _) => "same picture and text".to_string(),

@@ -10,6 +10,7 @@ use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::review::{MatchView, match_view};
 use super::{Layout, ScoreBar, render};
 use crate::auth::Role;
 use crate::db::decisions;
@@ -39,6 +40,8 @@ struct Verdict {
     text: String,
     text_source: String,
     has_image: bool,
+    /// The reviewed decision that decided it (review memory), if any.
+    review_match: Option<MatchView>,
 }
 
 fn page(state: &AppState, user: &WebUser) -> UploadPage {
@@ -123,6 +126,7 @@ pub async fn submit(
     // The verdict shows the text that was scored; the form starts empty for the next meme.
     shown.text.clear();
     shown.result = Some(Verdict {
+        review_match: match_view(&decision),
         decision_id: decision.id,
         bar: ScoreBar::new(decision.score, decision.threshold),
         model: decision.model,
