@@ -73,7 +73,8 @@ fn flip_applies(win: &Window, group: i64) -> bool {
 /// `dX = Conv(dY, W')` with `W'[c, m, a] = W[m, c, k − 1 − a]` (channels swapped, kernel
 /// flipped on every spatial axis) and pads `k − 1 − p`. Flipping is a Slice with steps
 /// −1, which costs per element moved: where the weight is larger than dY and dX together
-/// (late layers: wide channels, few positions), the spatial axes of dY and of the result
+/// (late layers: wide channels, few positions; a symbolic batch counts as
+/// [`NOMINAL_BATCH`]), the spatial axes of dY and of the result
 /// are flipped instead and the kernel kept (`dX = flip(Conv(flip(dY), Wᵀ))`, whose begin
 /// and end pads trade places: `k − 1 − p_end`, `k − 1 − p_begin`).
 fn input_grad_by_flipped_conv(c: &mut RuleCtx, dy: &str, w: &str, x: &str, win: &Window) -> String {
@@ -84,8 +85,8 @@ fn input_grad_by_flipped_conv(c: &mut RuleCtx, dy: &str, w: &str, x: &str, win: 
         return c.op("Conv", &[dy, &wt], &[]);
     }
     let y = c.output(0).to_string();
-    let flip_activations = match (static_numel(c, w), static_numel(c, &y), static_numel(c, x)) {
-        (Some(w), Some(y), Some(x)) => w > y + x,
+    let flip_activations = match (static_numel(c, w), per_sample(c, &y), per_sample(c, x)) {
+        (Some(w), Some((ny, y)), Some((nx, x))) => w > ny.or(nx).unwrap_or(NOMINAL_BATCH) * (y + x),
         _ => false,
     };
     let flip = |c: &mut RuleCtx, v: &str| {
@@ -108,6 +109,17 @@ fn input_grad_by_flipped_conv(c: &mut RuleCtx, dy: &str, w: &str, x: &str, win: 
         let wf = flip(c, &wt);
         c.op("Conv", &[dy, &wf], &attrs)
     }
+}
+
+/// The batch size assumed where it is symbolic, to weigh a weight against activations.
+const NOMINAL_BATCH: i64 = 16;
+
+/// `v`'s batch size where static, and its elements per sample where those dims are.
+fn per_sample(c: &RuleCtx, v: &str) -> Option<(Option<i64>, i64)> {
+    let dims = c.dims(v)?;
+    let known = |d: &Dim| if let Dim::Known(v) = d { Some(*v) } else { None };
+    let sample = dims.get(1..)?.iter().map(known).product::<Option<i64>>()?;
+    Some((dims.first().and_then(known), sample))
 }
 
 /// The number of elements of `v`, where its shape is static.
