@@ -595,8 +595,9 @@ async fn the_decision_page_names_the_reviewed_decision_that_decided_it() {
         "{html}"
     );
     assert!(html.contains("PDQ distance 12 of 256 bits") && html.contains("the model alone scored 0.200"), "{html}");
+    assert!(html.contains("The verdict (from a reviewed decision)"), "{html}");
     let plain = b.get(&format!("/review/{reviewed}")).await.text();
-    assert!(!plain.contains("review-match"));
+    assert!(!plain.contains("review-match") && plain.contains("The model said"));
     t.finish().await;
 }
 
