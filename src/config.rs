@@ -92,7 +92,7 @@ pub struct ServeConfig {
     /// Create a missing models directory and serve the untrained placeholder from it
     /// (without this flag a models directory that does not exist stops the start: a
     /// mistyped path must not serve meaningless scores).
-    #[arg(long, env = "MEMEGUARD_ALLOW_PLACEHOLDER")]
+    #[arg(long, env = "MEMEGUARD_ALLOW_PLACEHOLDER", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_placeholder: bool,
     /// Serve this package instead of the newest: `name@version`, `name` (its newest
     /// version), or the path of a package directory. No placeholder is written when set.
@@ -152,7 +152,7 @@ pub struct ServeConfig {
     #[arg(long, env = "MEMEGUARD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Require an admin API key for /metrics.
-    #[arg(long, env = "MEMEGUARD_PROTECT_METRICS")]
+    #[arg(long, env = "MEMEGUARD_PROTECT_METRICS", value_parser = clap::builder::BoolishValueParser::new())]
     pub protect_metrics: bool,
     /// Log format: text (for people) or json (for log collectors).
     #[arg(long, env = "MEMEGUARD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
