@@ -67,7 +67,7 @@ fn flip_applies(win: &Window, group: i64) -> bool {
     group == 1
         && win.strides.iter().all(|s| *s == 1)
         && win.dilations.iter().all(|d| *d == 1)
-        && (0..win.spatial()).all(|i| win.pads_begin[i] <= win.kernel[i] - 1 && win.pads_end[i] <= win.kernel[i] - 1)
+        && (0..win.spatial()).all(|i| win.pads_begin[i] < win.kernel[i] && win.pads_end[i] < win.kernel[i])
 }
 
 /// `dX = Conv(dY, W')` with `W'[c, m, a] = W[m, c, k − 1 − a]` (channels swapped, kernel
