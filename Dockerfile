@@ -51,7 +51,8 @@ ENV ORT_DYLIB_PATH=/opt/onnxruntime/libonnxruntime.so.1.31.1 \
     MEMEGUARD_MODELS_DIR=/var/lib/memeguard/models \
     MEMEGUARD_DATABASE_URL=sqlite:///var/lib/memeguard/memeguard.db \
     MEMEGUARD_BIND=0.0.0.0:8080 \
-    RUST_LOG=info
+    RUST_LOG=info \
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576
 USER memeguard
 WORKDIR /var/lib/memeguard
 VOLUME /var/lib/memeguard
