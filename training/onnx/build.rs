@@ -4,7 +4,5 @@
 fn main() {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
     let fds = protox::compile(["proto/onnx.proto"], ["proto"]).expect("compile onnx.proto");
-    prost_build::Config::new()
-        .compile_fds(fds)
-        .expect("generate Rust types from onnx.proto");
+    prost_build::Config::new().compile_fds(fds).expect("generate Rust types from onnx.proto");
 }

@@ -14,12 +14,12 @@
 pub mod autodiff;
 pub mod data;
 pub mod eval;
-pub mod losses;
 pub mod graph_spec;
+pub mod losses;
 pub mod models;
 pub mod objectives;
-pub mod pipeline;
 pub mod optim;
+pub mod pipeline;
 pub mod recipe;
 pub mod run;
 pub mod runtime;

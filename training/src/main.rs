@@ -17,11 +17,15 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {err:#}");
             // Stopped by Ctrl-C after writing a checkpoint: the shell convention 128 + SIGINT.
             let interrupted = err.chain().any(|e| {
-                matches!(e.downcast_ref::<memeguard_training::run::RunError>(), Some(memeguard_training::run::RunError::Interrupted(_)))
-                    || matches!(
-                        e.downcast_ref::<memeguard_training::pipeline::PipelineError>(),
-                        Some(memeguard_training::pipeline::PipelineError::Run(memeguard_training::run::RunError::Interrupted(_)))
-                    )
+                matches!(
+                    e.downcast_ref::<memeguard_training::run::RunError>(),
+                    Some(memeguard_training::run::RunError::Interrupted(_))
+                ) || matches!(
+                    e.downcast_ref::<memeguard_training::pipeline::PipelineError>(),
+                    Some(memeguard_training::pipeline::PipelineError::Run(
+                        memeguard_training::run::RunError::Interrupted(_)
+                    ))
+                )
             });
             if interrupted { std::process::ExitCode::from(130) } else { std::process::ExitCode::FAILURE }
         }

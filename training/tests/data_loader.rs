@@ -14,7 +14,17 @@ use memeguard_training::data::{
 const MAX_LEN: usize = 12;
 
 fn synthetic(dir: &Path, train: usize) -> Vec<Meme> {
-    let config = SynthConfig { train, dev: 0, test: 0, size: 40, seed: 5, difficulty: Difficulty::Medium, concepts: 4, families: 12, ..SynthConfig::default() };
+    let config = SynthConfig {
+        train,
+        dev: 0,
+        test: 0,
+        size: 40,
+        seed: 5,
+        difficulty: Difficulty::Medium,
+        concepts: 4,
+        families: 12,
+        ..SynthConfig::default()
+    };
     generate(dir, &config, false, 2, &|| {}).unwrap();
     HatefulMemes::load(dir, ImageCheck::Header).unwrap().split(Split::Train).to_vec()
 }

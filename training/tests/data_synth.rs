@@ -9,7 +9,17 @@ use memeguard_training::data::synth::{Difficulty, SynthConfig, generate};
 use memeguard_training::data::{HatefulMemes, ImageCheck, Split};
 
 fn tiny(seed: u64, difficulty: Difficulty) -> SynthConfig {
-    SynthConfig { train: 20, dev: 6, test: 5, size: 32, seed, difficulty, concepts: 4, families: 12, ..SynthConfig::default() }
+    SynthConfig {
+        train: 20,
+        dev: 6,
+        test: 5,
+        size: 32,
+        seed,
+        difficulty,
+        concepts: 4,
+        families: 12,
+        ..SynthConfig::default()
+    }
 }
 
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -48,9 +58,8 @@ fn generated_set_reads_back_with_the_counts_asked() {
     assert_eq!((image.width(), image.height()), (32, 32));
     // Every text is a template with a family word in its slot, and every id is unique.
     let all: Vec<_> = Split::ALL.iter().flat_map(|&s| data.split(s)).collect();
-    let is_caption = |text: &str| {
-        TEMPLATES.iter().any(|t| WORD_FAMILIES.iter().flatten().any(|w| t.replace("{}", w) == text))
-    };
+    let is_caption =
+        |text: &str| TEMPLATES.iter().any(|t| WORD_FAMILIES.iter().flatten().any(|w| t.replace("{}", w) == text));
     assert!(all.iter().all(|m| is_caption(&m.text)), "{:?}", all.iter().map(|m| &m.text).collect::<Vec<_>>());
     let mut ids: Vec<_> = all.iter().map(|m| m.id.clone()).collect();
     ids.dedup();
@@ -159,7 +168,8 @@ fn phrase_captions_and_caption_scale() {
     }
     for bad in [0.0, -1.0, 5.0, f32::NAN] {
         let other = tempfile::tempdir().unwrap();
-        let err = generate(other.path(), &SynthConfig { caption_scale: bad, ..config.clone() }, false, 1, &|| {}).unwrap_err();
+        let err = generate(other.path(), &SynthConfig { caption_scale: bad, ..config.clone() }, false, 1, &|| {})
+            .unwrap_err();
         assert!(err.to_string().contains("caption scale"), "{err}");
         assert!(!other.path().join("train.jsonl").exists());
     }

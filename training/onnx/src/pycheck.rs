@@ -23,11 +23,7 @@ pub fn run_python(script: &str, args: &[&str]) -> Result<String, String> {
     let py = python()?;
     let out = Command::new(py).arg("-c").arg(script).args(args).output().map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
-    }
+    if out.status.success() { Ok(stdout) } else { Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr))) }
 }
 
 /// `onnx.checker.check_model(path, full_check=True)` (full check includes shape inference).

@@ -1,7 +1,7 @@
 //! A host tensor: element type, dimensions and data, with conversion to and from
 //! `TensorProto` (little-endian `raw_data`).
 
-use crate::proto::{tensor_proto::DataType, TensorProto};
+use crate::proto::{TensorProto, tensor_proto::DataType};
 
 /// Errors converting tensors.
 #[derive(Debug, thiserror::Error)]

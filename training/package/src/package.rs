@@ -56,10 +56,7 @@ pub struct ModelPackage {
 
 impl std::fmt::Debug for ModelPackage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModelPackage")
-            .field("dir", &self.dir)
-            .field("id", &self.id())
-            .finish_non_exhaustive()
+        f.debug_struct("ModelPackage").field("dir", &self.dir).field("id", &self.id()).finish_non_exhaustive()
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{rules, AutodiffError, RuleCtx};
+use super::{AutodiffError, RuleCtx, rules};
 
 /// A gradient rule: reads `GO(i)` and forward values, emits nodes, sets `GI(i)`.
 pub type Rule = fn(&mut RuleCtx) -> Result<(), AutodiffError>;

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use memeguard_training::pipeline::{pretrain::pretrain, Dataset};
-use memeguard_training::run::{install_interrupt_handler, RunDir, RunOptions};
+use memeguard_training::pipeline::{Dataset, pretrain::pretrain};
+use memeguard_training::run::{RunDir, RunOptions, install_interrupt_handler};
 
-use super::common::{resume_dir, run_dir, RecipeArgs, RunArgs};
+use super::common::{RecipeArgs, RunArgs, resume_dir, run_dir};
 
 const LONG_ABOUT: &str = "\
 Pretrain encoders with a self-supervised method (clip, dino, cass, cass-mm) on the
@@ -53,13 +53,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let trained = pretrain(&recipe, &data, &mut run_dir, &opts, args.run.workers)?;
     let last = trained.log.last().map(|s| s.loss).unwrap_or(f32::NAN);
     let first = trained.log.first().map(|s| s.loss).unwrap_or(f32::NAN);
-    println!("pretrained `{}` ({}): loss {first:.4} → {last:.4} over {} steps", recipe.name, recipe.method.name(), trained.log.len());
+    println!(
+        "pretrained `{}` ({}): loss {first:.4} → {last:.4} over {} steps",
+        recipe.name,
+        recipe.method.name(),
+        trained.log.len()
+    );
     let spreads: Vec<f32> = trained.log.iter().filter_map(|s| s.embedding_spread).collect();
     if let (Some(a), Some(b)) = (spreads.first(), spreads.last()) {
-        let verdict = if *b < memeguard_training::objectives::COLLAPSE_SPREAD { " — collapsed: the embeddings no longer tell inputs apart" } else { "" };
+        let verdict = if *b < memeguard_training::objectives::COLLAPSE_SPREAD {
+            " — collapsed: the embeddings no longer tell inputs apart"
+        } else {
+            ""
+        };
         println!("embedding spread {a:.3} → {b:.3} (about 1 = spread evenly, 0 = every input the same){verdict}");
     }
     println!("run directory: {}", dir.display());
-    println!("next: memeguard-train finetune --recipe <finetune recipe> --data {} --init-from {}", args.recipe.data.display(), run_dir.checkpoint_path().display());
+    println!(
+        "next: memeguard-train finetune --recipe <finetune recipe> --data {} --init-from {}",
+        args.recipe.data.display(),
+        run_dir.checkpoint_path().display()
+    );
     Ok(())
 }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use memeguard_training::pipeline::refresh::{default_work_dir, describe, refresh, RefreshOptions};
-use memeguard_training::run::{install_interrupt_handler, RunOptions};
+use memeguard_training::pipeline::refresh::{RefreshOptions, default_work_dir, describe, refresh};
+use memeguard_training::run::{RunOptions, install_interrupt_handler};
 
 use super::common::RunArgs;
 
@@ -60,7 +60,7 @@ fn sqlite_path(value: &str) -> Result<PathBuf, String> {
         None if value.contains("://") => {
             return Err(format!(
                 "`{value}` is not a SQLite database: refresh reads the decision log of a SQLite server (export Postgres reviews to SQLite first)"
-            ))
+            ));
         }
         None => value,
     };
@@ -80,7 +80,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         models_dir: args.models,
         epochs: args.epochs,
         review_weight: args.review_weight,
-        run: RunOptions { device: args.run.device, threads: args.run.threads, progress: !args.run.quiet, ..Default::default() },
+        run: RunOptions {
+            device: args.run.device,
+            threads: args.run.threads,
+            progress: !args.run.quiet,
+            ..Default::default()
+        },
         workers: args.run.workers,
     };
     let outcome = refresh(&opts)?;
@@ -97,7 +102,10 @@ mod tests {
     fn database_paths_and_server_urls() {
         assert_eq!(sqlite_path("memeguard.db"), Ok(PathBuf::from("memeguard.db")));
         assert_eq!(sqlite_path("sqlite://memeguard.db"), Ok(PathBuf::from("memeguard.db")));
-        assert_eq!(sqlite_path("sqlite:///var/lib/memeguard/memeguard.db?mode=rwc"), Ok(PathBuf::from("/var/lib/memeguard/memeguard.db")));
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/memeguard/memeguard.db?mode=rwc"),
+            Ok(PathBuf::from("/var/lib/memeguard/memeguard.db"))
+        );
         assert_eq!(sqlite_path("sqlite:data/x.db"), Ok(PathBuf::from("data/x.db")));
         assert!(sqlite_path("postgres://u@h/db").unwrap_err().contains("not a SQLite database"));
         assert!(sqlite_path("sqlite::memory:").is_err());

@@ -114,7 +114,8 @@ pub fn choose_threshold(scores: &[f32], labels: &[bool], rule: Threshold) -> f32
             let mut best = (f64::MIN, 0.5f32);
             for &t in &candidates {
                 let acc = accuracy(scores, labels, t);
-                let better = acc > best.0 + 1e-12 || ((acc - best.0).abs() <= 1e-12 && (t - 0.5).abs() < (best.1 - 0.5).abs());
+                let better =
+                    acc > best.0 + 1e-12 || ((acc - best.0).abs() <= 1e-12 && (t - 0.5).abs() < (best.1 - 0.5).abs());
                 if better {
                     best = (acc, t);
                 }
@@ -141,7 +142,13 @@ mod tests {
             for j in 0..s.len() {
                 if l[i] && !l[j] {
                     den += 1.0;
-                    num += if s[i] > s[j] { 1.0 } else if s[i] == s[j] { 0.5 } else { 0.0 };
+                    num += if s[i] > s[j] {
+                        1.0
+                    } else if s[i] == s[j] {
+                        0.5
+                    } else {
+                        0.0
+                    };
                 }
             }
         }

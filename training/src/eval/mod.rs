@@ -5,5 +5,5 @@ pub mod metrics;
 pub mod plot;
 pub mod summary;
 
-pub use metrics::{accuracy, auroc, roc_curve, Threshold, choose_threshold, RocPoint};
-pub use summary::{mean_std, MeanStd};
+pub use metrics::{RocPoint, Threshold, accuracy, auroc, choose_threshold, roc_curve};
+pub use summary::{MeanStd, mean_std};

@@ -7,7 +7,13 @@ use plotters::prelude::*;
 use super::metrics::RocPoint;
 
 /// Writes a line plot of `series` (name, points) to `path` as SVG.
-pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<(), String> {
+pub fn line_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<(), String> {
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (_, pts) in series {
         for &(x, y) in pts.iter().filter(|(x, y)| x.is_finite() && y.is_finite()) {
@@ -39,12 +45,20 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
     for (i, (name, pts)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(pts.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                pts.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()),
+                color.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| e.to_string())?;
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())
 }
 

@@ -23,7 +23,8 @@ pub fn mean_std(values: &[f64]) -> MeanStd {
         return MeanStd { mean: f64::NAN, std: f64::NAN, n };
     }
     let mean = values.iter().sum::<f64>() / n as f64;
-    let std = if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+    let std =
+        if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
     MeanStd { mean, std, n }
 }
 
@@ -59,7 +60,8 @@ mod tests {
 
     #[test]
     fn table_layout() {
-        let t = results_table(&[ResultRow { model: "tiny".into(), auroc: mean_std(&[0.9]), accuracy: mean_std(&[0.8]) }]);
+        let t =
+            results_table(&[ResultRow { model: "tiny".into(), auroc: mean_std(&[0.9]), accuracy: mean_std(&[0.8]) }]);
         assert!(t.contains("| tiny | 0.9000 | 0.8000 |"), "{t}");
     }
 }

@@ -5,14 +5,14 @@
 use memeguard_onnx::dims;
 use serde::{Deserialize, Serialize};
 
-use super::{embedding_spread, loss_error, Feeds, Objective, EMBEDDING_SPREAD, LOSS};
+use super::{EMBEDDING_SPREAD, Feeds, LOSS, Objective, embedding_spread, loss_error};
 use crate::graph_spec::Mode;
 use crate::losses;
+use crate::models::ModelError;
 use crate::models::encoders::ImageEncoderConfig;
 use crate::models::heads::projection_head;
 use crate::models::input::image_input;
 use crate::models::net::{GraphOutput, Net};
-use crate::models::ModelError;
 
 /// CASS's settings: the two image encoders must take the same image size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +46,7 @@ pub fn build(cfg: &CassConfig, seed: u64) -> Result<Objective, ModelError> {
     let spread_a = embedding_spread(&mut net, &za, cfg.projection_dim);
     let spread_b = embedding_spread(&mut net, &zb, cfg.projection_dim);
     let spread = net.b.op("Min", &[&spread_a, &spread_b], &[]);
-    let graph = net.finish(&[GraphOutput::f32(&loss, LOSS, dims![]), GraphOutput::f32(&spread, EMBEDDING_SPREAD, dims![])]);
+    let graph =
+        net.finish(&[GraphOutput::f32(&loss, LOSS, dims![]), GraphOutput::f32(&spread, EMBEDDING_SPREAD, dims![])]);
     Ok(Objective { graph, feeds: Feeds::Image, ema: vec![], method: "cass" })
 }

@@ -5,18 +5,18 @@
 //! the fusion layers included, which the seed study never gave to its optimizer — is
 //! a trainable parameter.
 
-use memeguard_onnx::{dims, Attr};
+use memeguard_onnx::{Attr, dims};
 use serde::{Deserialize, Serialize};
 
-use super::{embedding_spread, loss_error, Feeds, Objective, EMBEDDING_SPREAD, LOSS};
+use super::{EMBEDDING_SPREAD, Feeds, LOSS, Objective, embedding_spread, loss_error};
 use crate::graph_spec::Mode;
 use crate::losses;
+use crate::models::ModelError;
 use crate::models::encoders::ImageEncoderConfig;
 use crate::models::input::{image_input, text_inputs};
 use crate::models::layers::{gelu, layer_norm, linear};
 use crate::models::net::{GraphOutput, Net};
-use crate::models::text::{text_encoder, TextConfig};
-use crate::models::ModelError;
+use crate::models::text::{TextConfig, text_encoder};
 
 /// CASS-MM's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +67,7 @@ pub fn build(cfg: &CassMmConfig, seed: u64) -> Result<Objective, ModelError> {
     let spread_a = embedding_spread(&mut net, &fused[0], cfg.fusion_dim);
     let spread_b = embedding_spread(&mut net, &fused[1], cfg.fusion_dim);
     let spread = net.b.op("Min", &[&spread_a, &spread_b], &[]);
-    let graph = net.finish(&[GraphOutput::f32(&loss, LOSS, dims![]), GraphOutput::f32(&spread, EMBEDDING_SPREAD, dims![])]);
+    let graph =
+        net.finish(&[GraphOutput::f32(&loss, LOSS, dims![]), GraphOutput::f32(&spread, EMBEDDING_SPREAD, dims![])]);
     Ok(Objective { graph, feeds: Feeds::ImageText, ema: vec![], method: "cass-mm" })
 }

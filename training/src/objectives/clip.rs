@@ -2,19 +2,19 @@
 //! symmetric cross-entropy over the batch's similarity matrix with a learnable
 //! temperature (logit scale initialised to ln(1/0.07), clamped at 100).
 
-use memeguard_onnx::{dims, Attr, Tensor};
+use memeguard_onnx::{Attr, Tensor, dims};
 use serde::{Deserialize, Serialize};
 
-use super::{loss_error, Feeds, Objective, LOSS};
+use super::{Feeds, LOSS, Objective, loss_error};
 use crate::graph_spec::Mode;
 use crate::losses;
+use crate::models::ModelError;
 use crate::models::encoders::ImageEncoderConfig;
 use crate::models::heads::projection_head;
 use crate::models::input::{image_input, text_inputs};
 use crate::models::layers::l2_normalize;
 use crate::models::net::{GraphOutput, Net};
-use crate::models::text::{text_encoder, TextConfig};
-use crate::models::ModelError;
+use crate::models::text::{TextConfig, text_encoder};
 
 /// CLIP's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,12 +41,15 @@ pub fn build(cfg: &ClipConfig, seed: u64) -> Result<Objective, ModelError> {
     let image = cfg.image.build(&mut net, "image", &pixels);
     let (ids, mask) = text_inputs(&mut net);
     let text = text_encoder(&mut net, &cfg.text, "text", &ids, &mask);
-    let zi = projection_head(&mut net, "image_projection", &image, cfg.image.feature_dim(), cfg.projection_dim, cfg.dropout);
-    let zt = projection_head(&mut net, "text_projection", &text, cfg.text.feature_dim(), cfg.projection_dim, cfg.dropout);
+    let zi =
+        projection_head(&mut net, "image_projection", &image, cfg.image.feature_dim(), cfg.projection_dim, cfg.dropout);
+    let zt =
+        projection_head(&mut net, "text_projection", &text, cfg.text.feature_dim(), cfg.projection_dim, cfg.dropout);
     let zi = l2_normalize(&mut net, &zi);
     let zt = l2_normalize(&mut net, &zt);
 
-    let scale = net.param_from_proto("logit_scale", Tensor::f32(vec![1], vec![LOGIT_SCALE_INIT]).to_proto(""), true, false);
+    let scale =
+        net.param_from_proto("logit_scale", Tensor::f32(vec![1], vec![LOGIT_SCALE_INIT]).to_proto(""), true, false);
     let max = net.scalar_f32("logit_scale_max", LOGIT_SCALE_MAX);
     let clamped = net.b.op("Min", &[&scale, &max], &[]);
     let factor = net.b.op("Exp", &[&clamped], &[]);
@@ -69,9 +72,7 @@ pub fn build(cfg: &ClipConfig, seed: u64) -> Result<Objective, ModelError> {
     let sum = net.b.op("Add", &[&li, &lt], &[]);
     let half = net.scalar_f32("clip_half", 0.5);
     let loss = net.b.op("Mul", &[&sum, &half], &[]);
-    let graph = net.finish(&[
-        GraphOutput::f32(&loss, LOSS, dims![]),
-        GraphOutput::f32(&factor, "logit_scale_exp", dims![1]),
-    ]);
+    let graph =
+        net.finish(&[GraphOutput::f32(&loss, LOSS, dims![]), GraphOutput::f32(&factor, "logit_scale_exp", dims![1])]);
     Ok(Objective { graph, feeds: Feeds::ImageText, ema: vec![], method: "clip" })
 }

@@ -6,17 +6,17 @@
 //! cross-entropy summed over all (teacher global view, different student view) pairs,
 //! averaged over pairs and batch.
 
-use memeguard_onnx::{dims, Attr, DataType};
+use memeguard_onnx::{Attr, DataType, dims};
 use serde::{Deserialize, Serialize};
 
-use super::{Feeds, Objective, LOSS};
+use super::{Feeds, LOSS, Objective};
 use crate::graph_spec::Mode;
+use crate::models::ModelError;
 use crate::models::encoders::ImageEncoderConfig;
-use crate::models::heads::{dino_head, DinoHeadConfig};
+use crate::models::heads::{DinoHeadConfig, dino_head};
 use crate::models::init::Init;
 use crate::models::input::normalise_pixels;
 use crate::models::net::{GraphOutput, Net};
-use crate::models::ModelError;
 use crate::optim::EmaPair;
 
 /// Input: the two global crops of each sample, view-major: [2N, S, S, 3] uint8.

@@ -41,7 +41,8 @@ impl Dataset {
                         file: Split::Train.file_name(),
                     });
                 }
-                TextTokenizer::train_wordpiece(&texts, vocab_size).map_err(|e| DatasetError::Tokenizer(e.to_string()))?
+                TextTokenizer::train_wordpiece(&texts, vocab_size)
+                    .map_err(|e| DatasetError::Tokenizer(e.to_string()))?
             }
         };
         Ok(Dataset { root: root.to_path_buf(), data, tokenizer })
@@ -51,7 +52,11 @@ impl Dataset {
     pub fn split(&self, split: Split) -> Result<Vec<Meme>, DatasetError> {
         let memes = self.data.split(split).to_vec();
         if memes.is_empty() {
-            return Err(DatasetError::EmptySplit { dir: self.root.display().to_string(), split: split.name(), file: split.file_name() });
+            return Err(DatasetError::EmptySplit {
+                dir: self.root.display().to_string(),
+                split: split.name(),
+                file: split.file_name(),
+            });
         }
         Ok(memes)
     }
@@ -68,7 +73,10 @@ impl Dataset {
             let memes = self.data.split(split);
             let hateful = memes.iter().filter(|m| m.label == Some(1)).count();
             let labelled = memes.iter().filter(|m| m.label.is_some()).count();
-            splits.insert(split.name().into(), serde_json::json!({"memes": memes.len(), "labelled": labelled, "hateful": hateful}));
+            splits.insert(
+                split.name().into(),
+                serde_json::json!({"memes": memes.len(), "labelled": labelled, "hateful": hateful}),
+            );
         }
         serde_json::json!({"root": self.root.display().to_string(), "splits": splits, "vocab_size": self.tokenizer.vocab_size()})
     }

@@ -8,7 +8,7 @@ use crate::data::{Loader, LoaderConfig, Sampling, Split};
 use crate::objectives::Feeds;
 use crate::recipe::{Method, Recipe};
 use crate::run::feed::LoaderSource;
-use crate::run::{train, RunDir, RunOptions, Trained};
+use crate::run::{RunDir, RunOptions, Trained, train};
 
 /// The views each method trains on.
 pub fn views_for(recipe: &Recipe, feeds: Feeds) -> Result<Views, PipelineError> {
@@ -28,9 +28,18 @@ pub fn views_for(recipe: &Recipe, feeds: Feeds) -> Result<Views, PipelineError> 
 }
 
 /// Pretrains with `recipe` on the training split of `data`.
-pub fn pretrain(recipe: &Recipe, data: &Dataset, run_dir: &mut RunDir, opts: &RunOptions, workers: usize) -> Result<Trained, PipelineError> {
+pub fn pretrain(
+    recipe: &Recipe,
+    data: &Dataset,
+    run_dir: &mut RunDir,
+    opts: &RunOptions,
+    workers: usize,
+) -> Result<Trained, PipelineError> {
     if recipe.method == Method::Finetune {
-        return Err(PipelineError::Invalid(format!("recipe `{}` is a finetune recipe: use `memeguard-train finetune`", recipe.name)));
+        return Err(PipelineError::Invalid(format!(
+            "recipe `{}` is a finetune recipe: use `memeguard-train finetune`",
+            recipe.name
+        )));
     }
     let objective = recipe.objective(data.tokenizer.vocab_size(), recipe.train.seed)?;
     let memes = data.split(Split::Train)?;
@@ -57,7 +66,8 @@ pub fn pretrain(recipe: &Recipe, data: &Dataset, run_dir: &mut RunDir, opts: &Ru
             recipe.train.batch_size
         )));
     }
-    std::fs::write(run_dir.path.join("tokenizer.json"), data.tokenizer.to_json()).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+    std::fs::write(run_dir.path.join("tokenizer.json"), data.tokenizer.to_json())
+        .map_err(|e| PipelineError::Invalid(e.to_string()))?;
     let mut source = LoaderSource { loader, feeds: objective.feeds };
     Ok(train(&objective, &mut source, &recipe.train, opts, Some(run_dir), None)?)
 }

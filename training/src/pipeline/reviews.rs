@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-use crate::data::hateful_memes::SourceLine;
 use crate::data::Meme;
+use crate::data::hateful_memes::SourceLine;
 
 /// One reviewed decision whose image was kept.
 #[derive(Debug, Clone)]
@@ -41,10 +41,14 @@ pub fn read_reviews(db: &Path) -> Result<(Vec<ReviewedMeme>, ReviewSummary), Str
             .await
             .map_err(|e| format!("cannot open the decision log {} read-only: {e}", db.display()))?;
         let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-        let rows = sqlx::query("SELECT decision_id, text, image, image_mime, label FROM reviewed_decisions ORDER BY decision_id")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| format!("reading reviewed_decisions from {}: {e} (is this memeguard's database?)", db.display()))?;
+        let rows = sqlx::query(
+            "SELECT decision_id, text, image, image_mime, label FROM reviewed_decisions ORDER BY decision_id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| {
+            format!("reading reviewed_decisions from {}: {e} (is this memeguard's database?)", db.display())
+        })?;
         tx.rollback().await.map_err(|e| e.to_string())?;
         pool.close().await;
         let mut summary = ReviewSummary { reviewed: rows.len(), ..Default::default() };

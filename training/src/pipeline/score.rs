@@ -2,8 +2,8 @@
 //! uses (the package's resize rule and tokenizer), and the metrics over the whole split.
 
 use memeguard_onnx::proto::ModelProto;
-use memeguard_onnx::{encode_model, Tensor};
-use memeguard_package::onnxruntime::{session_from_bytes, SessionOptions};
+use memeguard_onnx::{Tensor, encode_model};
+use memeguard_package::onnxruntime::{SessionOptions, session_from_bytes};
 use memeguard_package::tensor_value::{from_value, to_value};
 use memeguard_package::{ImageSpec, ResizeRule, TextTokenizer};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::PipelineError;
 use crate::data::augment::Views;
 use crate::data::{Loader, LoaderConfig, Meme, Sampling};
-use crate::eval::{accuracy, auroc, roc_curve, RocPoint};
+use crate::eval::{RocPoint, accuracy, auroc, roc_curve};
 
 /// Probabilities and labels of one split.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,9 +75,17 @@ pub fn score_package_memes(
     if labelled.is_empty() {
         return Ok(Scores::default());
     }
-    let cfg = LoaderConfig { batch_size: 32, workers: 2, prefetch: 2, sampling: Sampling::Sequential, max_text_len: max_length, ..Default::default() };
+    let cfg = LoaderConfig {
+        batch_size: 32,
+        workers: 2,
+        prefetch: 2,
+        sampling: Sampling::Sequential,
+        max_text_len: max_length,
+        ..Default::default()
+    };
     let loader = Loader::new(labelled.clone(), Some(tokenizer), Views::package(image), cfg)?;
-    let mut sess = session_from_bytes(&encode_model(model), session).map_err(|e| PipelineError::Score(e.to_string()))?;
+    let mut sess =
+        session_from_bytes(&encode_model(model), session).map_err(|e| PipelineError::Score(e.to_string()))?;
     let mut out = Scores::default();
     for batch in loader.epoch(0) {
         if batch.is_empty() {
@@ -93,11 +101,13 @@ pub fn score_package_memes(
             ("pixel_values".to_string(), to_value(&pixels).map_err(|e| PipelineError::Score(e.to_string()))?),
             (
                 "input_ids".to_string(),
-                to_value(&Tensor::i64(tdims.clone(), ids.iter().copied().collect())).map_err(|e| PipelineError::Score(e.to_string()))?,
+                to_value(&Tensor::i64(tdims.clone(), ids.iter().copied().collect()))
+                    .map_err(|e| PipelineError::Score(e.to_string()))?,
             ),
             (
                 "attention_mask".to_string(),
-                to_value(&Tensor::i64(tdims, mask.iter().copied().collect())).map_err(|e| PipelineError::Score(e.to_string()))?,
+                to_value(&Tensor::i64(tdims, mask.iter().copied().collect()))
+                    .map_err(|e| PipelineError::Score(e.to_string()))?,
             ),
         ];
         let outputs = sess.run(feeds).map_err(|e| PipelineError::Score(e.to_string()))?;
