@@ -9,7 +9,6 @@
 
 pub mod model;
 pub mod registry;
-pub mod session;
 mod worker;
 
 use std::sync::Arc;
@@ -19,8 +18,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::model::{LoadError, LoadedModel};
 pub use self::registry::{ModelRegistry, RegistryConfig, ReloadError, ReloadOutcome};
-pub use self::session::{ItemScore, ModelSession};
 use crate::metrics::Metrics;
+pub use memeguard_package::{ItemScore, PackageSession};
 
 /// Why pairs were not scored.
 #[derive(Debug, thiserror::Error)]

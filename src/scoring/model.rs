@@ -14,10 +14,10 @@ use memeguard_package::{
 };
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::session::{ItemScore, ModelSession};
 use super::worker::{self, Job, WorkerContext};
 use crate::config::BatchConfig;
 use crate::metrics::Metrics;
+use memeguard_package::{ItemScore, PackageSession};
 
 /// Grey (the middle of the range, neutral after normalisation) stands in for the image
 /// of a text-only input.
@@ -77,12 +77,13 @@ impl LoadedModel {
 
         let mut sessions = Vec::with_capacity(batching.sessions);
         for _ in 0..batching.sessions {
-            let mut session =
-                ModelSession::new(&package, options).map_err(|source| LoadError::Session { id: id.clone(), source })?;
+            let mut session = PackageSession::new(&package, options)
+                .map_err(|source| LoadError::Session { id: id.clone(), source })?;
             for n in [1, batching.max_batch_size] {
                 let inputs = collate(&vec![sample.clone(); n], size, max_length);
-                let scores =
-                    session.score(&inputs).map_err(|e| LoadError::WarmUp { id: id.clone(), message: e.to_string() })?;
+                let scores = session
+                    .score_items(&inputs)
+                    .map_err(|e| LoadError::WarmUp { id: id.clone(), message: e.to_string() })?;
                 if scores.len() != n {
                     return Err(LoadError::WarmUp {
                         id,

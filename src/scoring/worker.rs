@@ -11,9 +11,9 @@ use std::time::Instant;
 use memeguard_package::{PreparedItem, collate};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::session::{ItemScore, ModelSession};
 use crate::config::BatchConfig;
 use crate::metrics::Metrics;
+use memeguard_package::{ItemScore, PackageSession};
 
 /// Pairs of one request, prepared for this model, and where to send their scores.
 pub struct Job {
@@ -34,7 +34,7 @@ pub struct WorkerContext {
 }
 
 /// Runs until the queue's senders are gone and every queued job is answered.
-pub fn run(mut session: ModelSession, ctx: WorkerContext) {
+pub fn run(mut session: PackageSession, ctx: WorkerContext) {
     let mut carried: Option<Job> = None;
     loop {
         let batch = {
@@ -86,7 +86,7 @@ fn next_batch(queue: &Receiver<Job>, carried: &mut Option<Job>, batching: &Batch
     Some(jobs)
 }
 
-fn run_batch(session: &mut ModelSession, jobs: Vec<Job>, ctx: &WorkerContext) {
+fn run_batch(session: &mut PackageSession, jobs: Vec<Job>, ctx: &WorkerContext) {
     let mut sizes = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
     // Released once the batch is scored and before any reply is sent, so a requester
@@ -105,7 +105,7 @@ fn run_batch(session: &mut ModelSession, jobs: Vec<Job>, ctx: &WorkerContext) {
         let mut scores = Vec::with_capacity(items.len());
         for chunk in items.chunks(ctx.batching.max_batch_size) {
             let inputs = collate(chunk, ctx.image_size, ctx.max_length);
-            scores.extend(session.score(&inputs).map_err(|e| e.to_string())?);
+            scores.extend(session.score_items(&inputs).map_err(|e| e.to_string())?);
         }
         Ok(scores)
     }))

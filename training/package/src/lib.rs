@@ -36,5 +36,5 @@ pub use onnxruntime::{Device, RuntimeError, SessionOptions};
 pub use package::{ModelPackage, PackageError, write_package};
 pub use placeholder::{placeholder_model, write_placeholder_package};
 pub use preprocess::{ModelInputs, PreparedItem, Preprocessor, collate};
-pub use session::{PackageSession, ScoreError};
+pub use session::{ItemScore, PackageSession, ScoreError};
 pub use tokenizer::{Encoded, TextTokenizer, TokenizerError};

@@ -1,11 +1,13 @@
-//! Running a package's model in ONNX Runtime: one session, batches in, probabilities out.
-//! `score` takes `&mut self` (ONNX Runtime's `run` does): a server keeps one
-//! `PackageSession` per worker thread.
+//! Running a package's model in ONNX Runtime: one session, batches in, probabilities (and,
+//! where the package has them, its `image_embedding` / `text_embedding` rows) out. The
+//! trainer's evaluation and the server's model threads both use it. `score` takes
+//! `&mut self` (ONNX Runtime's `run` does): a server keeps one `PackageSession` per worker
+//! thread.
 
-use ort::session::Session;
+use ort::session::{Session, SessionOutputs};
 use ort::value::TensorRef;
 
-use crate::contract::{ATTENTION_MASK, INPUT_IDS, PIXEL_VALUES, PROBABILITY};
+use crate::contract::{ATTENTION_MASK, IMAGE_EMBEDDING, INPUT_IDS, PIXEL_VALUES, PROBABILITY, TEXT_EMBEDDING};
 use crate::onnxruntime::{RuntimeError, SessionOptions, session_from_file};
 use crate::package::ModelPackage;
 use crate::preprocess::ModelInputs;
@@ -19,8 +21,17 @@ pub enum ScoreError {
     BadInput(String),
     #[error("running the model failed: {0}")]
     Run(String),
-    #[error("the model's `probability` output is unusable: {0}")]
+    #[error("the model's output is unusable: {0}")]
     BadOutput(String),
+}
+
+/// One pair's outputs: the probability, and the package's embeddings where it has them
+/// (a row with a non-finite value is `None`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemScore {
+    pub probability: f32,
+    pub image_embedding: Option<Vec<f32>>,
+    pub text_embedding: Option<Vec<f32>>,
 }
 
 /// A package's model, loaded in an ONNX Runtime session.
@@ -29,6 +40,9 @@ pub struct PackageSession {
     id: String,
     size: usize,
     max_length: usize,
+    /// Whether the model has the optional embedding outputs.
+    image_embedding: bool,
+    text_embedding: bool,
 }
 
 impl std::fmt::Debug for PackageSession {
@@ -40,11 +54,16 @@ impl std::fmt::Debug for PackageSession {
 impl PackageSession {
     /// Creates a session for `pkg` on the device in `opts`.
     pub fn new(pkg: &ModelPackage, opts: &SessionOptions) -> Result<Self, ScoreError> {
+        let session = session_from_file(&pkg.model_path(), opts)?;
+        let has = |name: &str| session.outputs().iter().any(|o| o.name() == name);
+        let (image_embedding, text_embedding) = (has(IMAGE_EMBEDDING), has(TEXT_EMBEDDING));
         Ok(PackageSession {
-            session: session_from_file(&pkg.model_path(), opts)?,
+            session,
             id: pkg.id(),
             size: pkg.manifest.image.size as usize,
             max_length: pkg.manifest.text.max_length,
+            image_embedding,
+            text_embedding,
         })
     }
 
@@ -55,6 +74,16 @@ impl PackageSession {
 
     /// The `probability` output, one per item, in batch order.
     pub fn score(&mut self, inputs: &ModelInputs) -> Result<Vec<f32>, ScoreError> {
+        Ok(self.run(inputs, false)?.into_iter().map(|item| item.probability).collect())
+    }
+
+    /// The probability and the package's embeddings (where it has them), per item, in
+    /// batch order.
+    pub fn score_items(&mut self, inputs: &ModelInputs) -> Result<Vec<ItemScore>, ScoreError> {
+        self.run(inputs, true)
+    }
+
+    fn run(&mut self, inputs: &ModelInputs, embeddings: bool) -> Result<Vec<ItemScore>, ScoreError> {
         let n = inputs.len();
         let want_pixels = [n, self.size, self.size, 3];
         let want_tokens = [n, self.max_length];
@@ -77,6 +106,7 @@ impl PackageSession {
         let pixels = inputs.pixel_values.as_standard_layout();
         let ids = inputs.input_ids.as_standard_layout();
         let mask = inputs.attention_mask.as_standard_layout();
+        let (image_embedding, text_embedding) = (embeddings && self.image_embedding, embeddings && self.text_embedding);
         let outputs = self
             .session
             .run(ort::inputs![
@@ -87,16 +117,42 @@ impl PackageSession {
             .map_err(run_err)?;
         let output = outputs
             .get(PROBABILITY)
-            .ok_or_else(|| ScoreError::BadOutput("the session returned no such output".into()))?;
+            .ok_or_else(|| ScoreError::BadOutput("`probability`: the session returned no such output".into()))?;
         let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| ScoreError::BadOutput(e.to_string()))?;
         if shape.len() != 1 || values.len() != n {
-            return Err(ScoreError::BadOutput(format!("shape {:?} for a batch of {n}; expected [{n}]", &shape[..])));
+            return Err(ScoreError::BadOutput(format!(
+                "`probability`: shape {:?} for a batch of {n}; expected [{n}]",
+                &shape[..]
+            )));
         }
         if let Some(bad) = values.iter().find(|p| !(0.0..=1.0).contains(*p)) {
-            return Err(ScoreError::BadOutput(format!("{bad} is not a probability")));
+            return Err(ScoreError::BadOutput(format!("`probability`: {bad} is not a probability")));
         }
-        Ok(values.to_vec())
+        let images = if image_embedding { rows(&outputs, IMAGE_EMBEDDING, n)? } else { vec![None; n] };
+        let texts = if text_embedding { rows(&outputs, TEXT_EMBEDDING, n)? } else { vec![None; n] };
+        Ok(values
+            .iter()
+            .zip(images)
+            .zip(texts)
+            .map(|((&probability, image_embedding), text_embedding)| ItemScore {
+                probability,
+                image_embedding,
+                text_embedding,
+            })
+            .collect())
     }
+}
+
+/// The `[n, D]` output `name` as n rows (a row with a non-finite value is `None`).
+fn rows(outputs: &SessionOutputs<'_>, name: &str, n: usize) -> Result<Vec<Option<Vec<f32>>>, ScoreError> {
+    let bad = |why: String| ScoreError::BadOutput(format!("`{name}`: {why}"));
+    let output = outputs.get(name).ok_or_else(|| bad("the session returned no such output".into()))?;
+    let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| bad(e.to_string()))?;
+    if shape.len() != 2 || shape[0] as usize != n || shape[1] <= 0 {
+        return Err(bad(format!("shape {:?} for a batch of {n}; expected [{n}, D]", &shape[..])));
+    }
+    let d = shape[1] as usize;
+    Ok(values.chunks(d).map(|row| row.iter().all(|v| v.is_finite()).then(|| row.to_vec())).collect())
 }
 
 #[cfg(test)]
