@@ -23,9 +23,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::PipelineError;
-use super::score::Scores;
-use crate::data::augment::Views;
-use crate::data::{Loader, LoaderConfig, Meme, Sampling};
+use super::score::{Scores, package_loader};
+use crate::data::{Loader, Meme};
 use crate::graph_spec::Mode;
 use crate::models::classifier::{ClassifierConfig, IMAGE_EMBEDDING, TEXT_EMBEDDING, build_encoders};
 use crate::models::encoders::{ImageEncoder, TextEncoder};
@@ -341,15 +340,7 @@ fn compute(
     let inputs = &encoders.inputs;
     let outputs = &encoders.outputs;
     let has = |name: &str| outputs.iter().any(|o| o == name);
-    let cfg = LoaderConfig {
-        batch_size: 32,
-        workers: 2,
-        prefetch: 2,
-        sampling: Sampling::Sequential,
-        max_text_len: max_length,
-        ..Default::default()
-    };
-    let loader = Loader::new(memes.to_vec(), Some(tokenizer), Views::package(image), cfg)?;
+    let loader = package_loader(memes.to_vec(), tokenizer, image, max_length)?;
     let sess = &mut encoders.session;
     let mut meta = TableMeta {
         format: FORMAT.into(),

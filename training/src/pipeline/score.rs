@@ -48,6 +48,25 @@ impl Scores {
 
 /// [`score_package_memes`] with `resize` and the bilinear filter (a version 1 package's
 /// preprocessing); a package's manifest should go through `score_package_memes`.
+/// Memes in order, prepared exactly as a package's preprocessing prepares them (no
+/// augmentation), in batches of 32: what scoring and the frozen-feature pass read.
+pub(crate) fn package_loader(
+    memes: Vec<Meme>,
+    tokenizer: &TextTokenizer,
+    image: &ImageSpec,
+    max_length: usize,
+) -> Result<Loader, PipelineError> {
+    let cfg = LoaderConfig {
+        batch_size: 32,
+        workers: 2,
+        prefetch: 2,
+        sampling: Sampling::Sequential,
+        max_text_len: max_length,
+        ..Default::default()
+    };
+    Ok(Loader::new(memes, Some(tokenizer), Views::package(image), cfg)?)
+}
+
 pub fn score_memes(
     model: &ModelProto,
     memes: &[Meme],
@@ -75,15 +94,7 @@ pub fn score_package_memes(
     if labelled.is_empty() {
         return Ok(Scores::default());
     }
-    let cfg = LoaderConfig {
-        batch_size: 32,
-        workers: 2,
-        prefetch: 2,
-        sampling: Sampling::Sequential,
-        max_text_len: max_length,
-        ..Default::default()
-    };
-    let loader = Loader::new(labelled.clone(), Some(tokenizer), Views::package(image), cfg)?;
+    let loader = package_loader(labelled.clone(), tokenizer, image, max_length)?;
     let mut sess =
         session_from_bytes(&encode_model(model), session).map_err(|e| PipelineError::Score(e.to_string()))?;
     let mut out = Scores::default();
