@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use memeguard_package::decode_image;
-use sha2::{Digest, Sha256};
+use memeguard_package::package::sha256_hex;
 
 use crate::auth::Caller;
 use crate::db::DbTime;
@@ -55,10 +55,6 @@ pub struct ModerationOutcome {
 pub fn new_request_id() -> String {
     let bytes: [u8; 12] = rand::random();
     format!("modr-{}", hex::encode(bytes))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Checks the request-level rules (count, emptiness, text length) before any work.

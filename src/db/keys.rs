@@ -2,9 +2,9 @@
 //! only its sha256 is stored, so a leaked database leaks no usable key.
 
 use base64::Engine as _;
+use memeguard_package::package::sha256_hex;
 use rand::RngCore as _;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::{Db, DbError, DbTime};
 use crate::auth::Role;
@@ -33,7 +33,7 @@ pub struct CreatedKey {
 
 /// The sha256 (hex) under which a secret is stored.
 pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    sha256_hex(secret.as_bytes())
 }
 
 fn new_secret() -> String {

@@ -3,7 +3,7 @@
 //! sha256, and the package's embeddings where it has them.
 
 use image::RgbImage;
-use sha2::{Digest, Sha256};
+use memeguard_package::package::sha256_hex;
 use unicode_normalization::UnicodeNormalization;
 
 use super::pdq::{PdqHash, pdq_hash};
@@ -39,7 +39,7 @@ pub fn normalise_text(text: &str) -> String {
 
 /// sha256 (hex) of [`normalise_text`].
 pub fn text_norm_sha256(text: &str) -> String {
-    hex::encode(Sha256::digest(normalise_text(text).as_bytes()))
+    sha256_hex(normalise_text(text).as_bytes())
 }
 
 /// PDQ hash and quality of a decoded picture (shrunk first when large).

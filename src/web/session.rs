@@ -12,8 +12,8 @@ use axum::http::header::COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use base64::Engine as _;
+use memeguard_package::package::sha256_hex;
 use rand::RngCore as _;
-use sha2::{Digest, Sha256};
 use time::Duration;
 
 use super::accounts::Account;
@@ -38,7 +38,7 @@ pub fn random_token() -> String {
 }
 
 fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    sha256_hex(token.as_bytes())
 }
 
 /// Compares secrets in time independent of where they differ.
