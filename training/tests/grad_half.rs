@@ -98,10 +98,10 @@ fn strict_type_check(model: &ModelProto, dtype: DataType) {
                   m = onnx.load(sys.argv[1])\n\
                   onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)\n\
                   print('ok')";
-    let path = std::env::temp_dir().join(format!("memeguard_half_{:?}_{}.onnx", dtype, std::process::id()));
-    std::fs::write(&path, memeguard_onnx::encode_model(model)).expect("writable temp dir");
-    let checked = memeguard_onnx::pycheck::run_python(script, &[&path.display().to_string()]);
-    let _ = std::fs::remove_file(&path);
+    // A file of its own: tests of this binary run in parallel in one process.
+    let file = tempfile::Builder::new().prefix("memeguard_half_").suffix(".onnx").tempfile().expect("temp file");
+    std::fs::write(file.path(), memeguard_onnx::encode_model(model)).expect("writable temp dir");
+    let checked = memeguard_onnx::pycheck::run_python(script, &[&file.path().display().to_string()]);
     checked.unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
 }
 
