@@ -15,8 +15,7 @@ use axum::http::{Request, StatusCode, header};
 use common::images::png;
 use common::{Backend, Reply, TestApp, backends, multipart};
 use memeguard::auth::Role;
-use memeguard::db::DbTime;
-use memeguard::db::decisions::{self, NewDecision, TextSource};
+use memeguard::db::decisions::{self, NewDecision};
 use memeguard::db::reviews::{self, Label};
 use memeguard::web::accounts::{self, AccountError};
 use memeguard::web::queries::{self, QueueFilter};
@@ -135,25 +134,11 @@ async fn with_account(backend: Backend, role: Role) -> TestApp {
 /// Records a decision with a chosen score (the placeholder model's scores cannot be chosen).
 async fn decision(t: &TestApp, score: f64, threshold: f64, text: &str) -> i64 {
     let d = NewDecision {
-        created_at: DbTime::now(),
-        request_id: "modr-test".into(),
         model: "test@1".into(),
-        score,
         threshold,
         flagged: score >= threshold,
-        text: Some(text.into()),
-        text_sha256: "0".repeat(64),
-        text_source: TextSource::Given,
-        image: None,
-        stored: true,
-        latency_ms: 1.0,
         caller: "key:1".into(),
-        model_score: score,
-        pdq: None,
-        text_norm_sha256: "0".repeat(64),
-        image_embedding: None,
-        text_embedding: None,
-        review_match: None,
+        ..common::sample_decision("modr-test", text, score)
     };
     decisions::insert_all(&t.state.db, &[d]).await.unwrap()[0]
 }
